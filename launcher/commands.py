@@ -1,0 +1,212 @@
+"""Each stage's command, built by a small pure function from the config and the stage's paths.
+
+The functions return argv lists (no shell). For `+experiment=fp8_redrafter` they reproduce the seeds'
+commands flag for flag (see tests/test_commands.py); the paths are the launcher's artifact directories.
+"""
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import List
+
+from omegaconf import DictConfig
+
+# quantize.py's default --calib_max_seq_length: the seeds never pass it, so neither do we unless changed.
+QUANTIZE_DEFAULT_CALIB_MAX_SEQ_LENGTH = 512
+
+
+def model_dir_name(hf_id: str) -> str:
+    """The basename the HF download gets; ReDrafter names its output after it."""
+    return hf_id.rstrip("/").split("/")[-1]
+
+
+def download_command(repo_id: str, local_dir: str, repo_type: str = "model", revision: str | None = None) -> List[str]:
+    argv = ["hf", "download", repo_id]
+    if repo_type != "model":
+        argv += ["--repo-type", repo_type]
+    if revision:
+        argv += ["--revision", revision]
+    return argv + ["--local-dir", local_dir]
+
+
+def calibration_data_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out_dir: str) -> List[str]:
+    q = cfg.quantization
+    return [
+        cfg.cluster.python, "-m", "jobs.calibration_data",
+        "--model_dir", model_dir,
+        "--dataset_dir", dataset_dir,
+        "--split", q.calib_split,
+        "--size", str(q.calib_size),
+        "--prompt", q.calib_prompt,
+        "--max_seq_length", str(q.calib_max_seq_length),
+        "--output_dir", out_dir,
+    ]
+
+
+def _calibration_flags(cfg: DictConfig, calib_dir: str | None) -> List[str]:
+    q = cfg.quantization
+    if not q.calibrate:
+        return []
+    flags = ["--calib_size", str(q.calib_size), "--calib_dataset", calib_dir, "--batch_size", str(q.calib_batch_size)]
+    if q.calib_max_seq_length != QUANTIZE_DEFAULT_CALIB_MAX_SEQ_LENGTH:
+        flags += ["--calib_max_seq_length", str(q.calib_max_seq_length)]
+    return flags
+
+
+def quantize_command(cfg: DictConfig, model_dir: str, calib_dir: str | None, out_dir: str) -> List[str]:
+    """HF weights -> TensorRT-LLM checkpoint, quantized per `quantization` (full_prec for BF16)."""
+    m, q = cfg.model, cfg.quantization
+    parallel = ["--tp_size", str(m.tensor_parallel), "--pp_size", str(m.pipeline_parallel)]
+    kv = ["--kv_cache_dtype", q.kv_cache_dtype] if q.kv_cache_dtype else []
+    if m.checkpoint_tool == "nemo_skills":
+        return [
+            cfg.cluster.python, "-m", "nemo_skills.conversion.hf_to_trtllm_quantize",
+            "--model_dir", model_dir, "--dtype", m.dtype, "--qformat", q.qformat, *kv,
+            "--output_dir", out_dir, *_calibration_flags(cfg, calib_dir), *parallel,
+        ]
+    examples = PurePosixPath(cfg.cluster.trtllm_examples_dir)
+    if q.qformat == "full_prec" and not q.kv_cache_dtype:
+        trust = ["--trust_remote_code"] if m.trust_remote_code else []
+        return [
+            cfg.cluster.python, str(examples / m.convert_script),
+            "--model_dir", model_dir, "--output_dir", out_dir, "--dtype", m.dtype, *parallel, *trust,
+        ]
+    return [
+        cfg.cluster.python, str(examples / "quantization" / "quantize.py"),
+        "--model_dir", model_dir, "--output_dir", out_dir, "--dtype", m.dtype, *kv, "--qformat", q.qformat,
+        *_calibration_flags(cfg, calib_dir), *parallel,
+    ]
+
+
+def _engine_flags(max_batch_size, max_input_len, max_seq_len, max_num_tokens) -> List[str]:
+    return [
+        "--max_batch_size", str(max_batch_size),
+        "--max_input_len", str(max_input_len),
+        "--max_seq_len", str(max_seq_len),
+        "--max_num_tokens", str(max_num_tokens),
+    ]
+
+
+def build_engine_command(cfg: DictConfig, checkpoint_dir: str, out_dir: str) -> List[str]:
+    m = cfg.model
+    argv = ["trtllm-build", "--checkpoint_dir", checkpoint_dir, "--output_dir", out_dir, "--gemm_plugin", m.gemm_plugin]
+    if m.use_paged_context_fmha:
+        argv += ["--use_paged_context_fmha", "enable"]
+    argv += _engine_flags(m.max_batch_size, m.max_input_len, m.max_seq_len, m.max_num_tokens)
+    if m.kv_cache_type:
+        argv += ["--kv_cache_type", m.kv_cache_type]
+    return argv
+
+
+def copy_tokenizer_command(cfg: DictConfig, model_dir: str, engine_dir: str) -> List[str]:
+    """trtllm-serve reads the tokenizer beside the engine (the tutorial copies `tokenizer*`)."""
+    return [cfg.cluster.python, "-m", "jobs.copy_tokenizer", model_dir, engine_dir]
+
+
+def drafter_output_dir(cfg: DictConfig, output_dir: str, model_dir: str) -> str:
+    """Where NeMo-Skills' train_redrafter really writes: a sibling of --output_dir, not inside it."""
+    d = cfg.drafter
+    name = PurePosixPath(model_dir).name
+    return f"{output_dir}_redrafter_{name}_n_{d.predict_n_tokens}_lr_{d.learning_rate}_layers_{d.num_layers}"
+
+
+def train_drafter_command(cfg: DictConfig, model_dir: str, dataset_dir: str, output_dir: str) -> List[str]:
+    d = cfg.drafter
+    return [
+        "torchrun", f"--nproc_per_node={d.num_gpus}", "-m", "nemo_skills.training.train_redrafter",
+        "--llm_name_or_path", model_dir,
+        "--dataset", dataset_dir,
+        "--dataset_split", d.dataset_split,
+        "--bf16", str(d.bf16),
+        "--output_dir", output_dir,
+        "--num_train_epochs", str(d.num_train_epochs),
+        "--per_device_train_batch_size", str(d.per_device_train_batch_size),
+        "--gradient_accumulation_steps", str(d.gradient_accumulation_steps),
+        "--save_strategy", d.save_strategy,
+        "--learning_rate", str(d.learning_rate),
+        "--weight_decay", str(d.weight_decay),
+        "--warmup_ratio", str(d.warmup_ratio),
+        "--lr_scheduler_type", d.lr_scheduler_type,
+        "--logging_steps", str(d.logging_steps),
+        "--tf32", str(d.tf32),
+        "--model_max_length", str(d.model_max_length),
+        "--dataset_nrows", str(d.dataset_nrows),
+        "--drafter_predict_n_tokens", str(d.predict_n_tokens),
+        "--drafter_num_layers", str(d.num_layers),
+        "--rnn", str(d.rnn),
+        "--phase", "train",
+        "--report_to", d.report_to,
+    ]
+
+
+def convert_drafter_command(cfg: DictConfig, base_checkpoint_dir: str, drafter_dir: str, out_dir: str) -> List[str]:
+    d = cfg.drafter
+    argv = [
+        cfg.cluster.python, str(PurePosixPath(cfg.cluster.trtllm_examples_dir) / "redrafter" / "convert_checkpoint.py"),
+        "--base_model_checkpoint_dir", base_checkpoint_dir,
+        "--drafter_model_dir", drafter_dir,
+        "--output_dir", out_dir,
+        "--dtype", d.dtype,
+        "--tp_size", str(d.tensor_parallel),
+        "--redrafter_num_beams", str(d.num_beams),
+        "--redrafter_draft_len_per_beam", str(d.draft_len_per_beam),
+    ]
+    if not d.greedy_search:
+        argv.append("--redrafter_no_greedy_search")
+    return argv
+
+
+def drafter_gemm_plugin(cfg: DictConfig) -> str:
+    if cfg.drafter.engine_gemm_plugin:
+        return cfg.drafter.engine_gemm_plugin
+    return "fp8" if cfg.quantization.qformat == "fp8" else "auto"
+
+
+def build_drafter_engine_command(cfg: DictConfig, checkpoint_dir: str, out_dir: str) -> List[str]:
+    d = cfg.drafter
+    return [
+        "trtllm-build", "--checkpoint_dir", checkpoint_dir, "--output_dir", out_dir,
+        "--gemm_plugin", drafter_gemm_plugin(cfg),
+        "--use_paged_context_fmha", "enable",
+        *_engine_flags(d.engine_max_batch_size, d.engine_max_input_len, d.engine_max_seq_len, d.engine_max_num_tokens),
+        "--speculative_decoding_mode", "explicit_draft_tokens",
+        "--max_beam_width", str(d.num_beams),
+        "--kv_cache_type", d.engine_kv_cache_type,
+    ]
+
+
+def serve_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str) -> List[str]:
+    m, s = cfg.model, cfg.serving
+    argv = [
+        "trtllm-serve", "serve", engine_dir, "--tokenizer", tokenizer_dir, "--backend", s.backend,
+        "--tp_size", str(m.tensor_parallel),
+    ]
+    if m.pipeline_parallel > 1:
+        argv += ["--pp_size", str(m.pipeline_parallel)]
+    return argv + [
+        "--kv_cache_free_gpu_memory_fraction", str(s.kv_cache_free_gpu_memory_fraction),
+        "--max_batch_size", str(s.max_batch_size),
+        "--host", s.host, "--port", str(s.port),
+    ]
+
+
+def sandbox_command(cfg: DictConfig) -> List[str]:
+    return [cfg.cluster.python, "-m", "nemo_skills.code_execution.local_sandbox.local_sandbox_server"]
+
+
+def benchmark_client_command(cfg: DictConfig, tokenizer_dir: str, problems_file: str, out_file: str) -> List[str]:
+    s, b = cfg.serving, cfg.benchmark
+    return [
+        cfg.cluster.python, "-m", "jobs.benchmark_client",
+        "--server-url", f"http://{s.host}:{s.port}",
+        "--sandbox-url", f"http://{s.sandbox.host}:{s.sandbox.port}",
+        "--model", cfg.model.name,
+        "--tokenizer", tokenizer_dir,
+        "--problems", problems_file,
+        "--num-generations", str(b.num_generations),
+        "--cancel-after", str(b.cancel_after),
+        "--temperature", str(b.temperature),
+        "--max-new-tokens", str(b.max_new_tokens),
+        "--max-code-executions", str(b.max_code_executions if s.sandbox.enabled else 0),
+        "--sandbox-timeout", str(s.sandbox.timeout_s),
+        "--output", out_file,
+    ]

@@ -1,0 +1,53 @@
+"""From a composed config to a validated plan, previewed or dispatched."""
+from __future__ import annotations
+
+import re
+from typing import Dict, List
+
+from hydra import compose
+from omegaconf import DictConfig
+from rich.console import Console
+
+from launcher.plan import Plan, build_plan
+from launcher.scripts import ExperimentDir, write_stage_files
+from launcher.validation import ConfigError, InvalidConfig, validate
+
+EXPERIMENT_OVERRIDE = re.compile(r"^\+{0,2}experiment=")
+
+
+def compose_variants(cfg: DictConfig, overrides: List[str]) -> Dict[str, DictConfig]:
+    """A campaign composes each of its experiments with the user's other overrides; else just `cfg`."""
+    if not cfg.launcher.campaign:
+        return {cfg.launcher.experiment_name: cfg}
+    base = [o for o in overrides if not EXPERIMENT_OVERRIDE.match(o)]
+    return {name: compose("config", overrides=[*base, f"+experiment={name}"]) for name in cfg.launcher.campaign}
+
+
+def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
+    variants = compose_variants(cfg, overrides)
+    errors: List[ConfigError] = []
+    for name, variant in variants.items():
+        needed = ("trtllm", "sandbox") if variant.serving.sandbox.enabled else ("trtllm",)
+        try:
+            validate(variant, needed)
+        except InvalidConfig as invalid:
+            prefix = f"[{name}] " if len(variants) > 1 else ""
+            errors += [ConfigError(prefix + e.key, e.value, e.problem, e.allowed) for e in invalid.errors]
+    if errors:
+        unique = list({str(e): e for e in errors}.values())
+        raise InvalidConfig(unique)
+    return build_plan(cfg.launcher.experiment_name, variants)
+
+
+def dry_run(plan: Plan, console: Console) -> ExperimentDir:
+    """Write every stage's spec and batch script; submit nothing."""
+    from launcher.preview import print_plan
+
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    for stage in plan.stages.values():
+        dependency = ":".join(["afterok", *(f"<{d}>" for d in stage.deps)]) if stage.deps else None
+        write_stage_files(plan, stage, exp, dependency)
+    print_plan(plan, console)
+    console.print(f"batch scripts: {exp.root / 'scripts'}")
+    console.print("dry run: nothing was submitted")
+    return exp

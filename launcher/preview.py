@@ -1,0 +1,37 @@
+"""The plan as a person reads it: a table of stages, GPU-hours requested and the critical path."""
+from __future__ import annotations
+
+import os
+
+from rich.console import Console
+from rich.table import Table
+
+from launcher.plan import COMPLETE_MARKER, Plan
+from launcher.scripts import format_time_limit
+
+
+def is_complete(artifact: str) -> bool:
+    return os.path.isfile(os.path.join(artifact, COMPLETE_MARKER))
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title=f"plan of {plan.experiment}", title_justify="left")
+    for column in ("stage", "depends on", "GPUs x nodes", "time limit", "container", "artifact", "state"):
+        table.add_column(column, overflow="fold")
+    for stage in plan.stages.values():
+        r = stage.resources
+        complete = is_complete(stage.artifact)
+        table.add_row(
+            stage.name, ", ".join(stage.deps) or "-", f"{r.gpus_per_node} x {r.nodes}",
+            format_time_limit(r.time_min), "+".join(stage.containers),
+            os.path.relpath(stage.artifact, plan.storage_root),
+            "[green]complete[/green]" if complete else "to run",
+        )
+    return table
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    console.print(plan_table(plan))
+    path, minutes = plan.critical_path()
+    console.print(f"GPU-hours requested: {plan.gpu_hours:.1f} (GPUs x time limit, each stage counted once)")
+    console.print(f"critical path: {' -> '.join(path)} ({format_time_limit(minutes)} of time limits)")

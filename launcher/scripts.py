@@ -1,0 +1,156 @@
+"""Batch scripts and pyxis flags of stage jobs.
+
+The same functions feed the scripts a dry run writes and the parameters dispatch gives submitit, so a
+previewed script shows what is submitted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import jinja2
+from omegaconf import DictConfig
+
+from launcher.plan import Plan, Stage
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("launcher", "templates"),
+    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+)
+TEMPLATES.filters["shell_quote"] = lambda v: shlex.quote(str(v))
+
+
+class ExperimentDir:
+    """Where an experiment keeps its scripts, stage specs, logs, code snapshot and state."""
+
+    def __init__(self, storage_root: str, experiment: str):
+        self.root = Path(storage_root) / "experiments" / experiment
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    def script(self, stage: str) -> Path:
+        return self.root / "scripts" / f"{stage}.sbatch"
+
+    def spec(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage}.json"
+
+    def log(self, stage: str) -> Path:
+        return self.root / "logs" / f"{stage}.log"
+
+
+def format_time_limit(minutes: int) -> str:
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
+
+
+def job_name(experiment: str, stage: Stage) -> str:
+    return f"launcher:{experiment}:{stage.name}"
+
+
+def partition(stage: Stage) -> Optional[str]:
+    c = stage.cfg.cluster
+    return (c.cpu_partition or c.partition) if stage.resources.gpus_per_node == 0 else c.partition
+
+
+def stage_env(plan: Plan, stage: Stage, code_dir: Path) -> Dict[str, str]:
+    """Non-secret environment of a stage job (W&B grouping, caches on shared storage)."""
+    cfg = stage.cfg
+    env = {
+        "PYTHONPATH": str(code_dir),
+        "HF_HOME": os.path.join(plan.storage_root, "hf_home"),
+        "WANDB_PROJECT": cfg.launcher.wandb_project,
+        "WANDB_RUN_GROUP": plan.experiment,
+        "WANDB_NAME": f"{plan.experiment}/{stage.name}",
+        "WANDB_JOB_TYPE": stage.kind,
+        "WANDB_DIR": os.path.join(plan.storage_root, "experiments", plan.experiment, "wandb"),
+    }
+    if not cfg.cluster.compute_has_internet:
+        env["WANDB_MODE"] = "offline"
+        env["HF_HUB_OFFLINE"] = "0" if stage.kind.startswith("download") else "1"
+    return env
+
+
+def container_image_flag(image: str) -> str:
+    """pyxis reads `REGISTRY#IMAGE`; a bare name ending in .sqsh would be read as a registry image."""
+    return f"--container-image={image}"
+
+
+def pyxis_flags(cfg: DictConfig, plan: Plan, container_key: str, code_dir: Path, secrets: bool = True) -> List[str]:
+    c = cfg.cluster
+    if c.container_runtime == "none":
+        return []
+    mounts = [f"{plan.storage_root}:{plan.storage_root}", *c.mounts]
+    flags = [
+        container_image_flag(c.containers[container_key]),
+        f"--container-mounts={','.join(mounts)}",
+        f"--container-workdir={code_dir}",
+        "--no-container-mount-home",
+    ]
+    if c.env_vars and secrets:
+        flags.append(f"--container-env={','.join(c.env_vars)}")
+    return flags
+
+
+def sandbox_argv(stage: Stage) -> List[str]:
+    """The sandbox runs model-written code: it gets none of the secrets the job environment carries."""
+    unset = [arg for name in stage.cfg.cluster.env_vars for arg in ("-u", name)]
+    return ["env", *unset, *stage.commands["sandbox"]]
+
+
+def job_argv(cfg: DictConfig, spec_path: Path) -> List[str]:
+    """What runs inside the stage's container."""
+    return [cfg.cluster.python, "-u", "-m", "jobs.run_stage", str(spec_path)]
+
+
+def stage_spec(plan: Plan, stage: Stage) -> dict:
+    """Everything the job needs, written beside the script; secrets appear by name only."""
+    cfg = stage.cfg
+    return {
+        "experiment": plan.experiment,
+        "name": stage.name,
+        "kind": stage.kind,
+        "fingerprint": stage.fingerprint,
+        "artifact": stage.artifact,
+        "staging_dir": stage.staging_dir,
+        "commands": stage.commands,
+        "config": stage.config_subset,
+        "inputs": {d: plan.stages[d].artifact for d in stage.deps},
+        "resources": asdict(stage.resources),
+        "secret_env_vars": list(cfg.cluster.env_vars),
+        "drafter": {"min_top1": cfg.drafter.min_top1, "on_low_quality": cfg.drafter.on_low_quality,
+                    "predict_n_tokens": cfg.drafter.predict_n_tokens} if stage.kind == "train_drafter" else None,
+        "health_timeout_s": cfg.serving.health_timeout_s if stage.kind == "benchmark" else None,
+    }
+
+
+def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str] = None) -> str:
+    cfg, code_dir = stage.cfg, exp.code
+    flags = pyxis_flags(cfg, plan, stage.containers[0], code_dir)
+    inner = job_argv(cfg, exp.spec(stage.name))
+    launch = ["srun", *flags, inner] if cfg.cluster.executor == "slurm" else [inner]
+    sandbox = None
+    if "sandbox" in stage.commands and cfg.cluster.executor == "slurm":
+        sandbox = {"flags": pyxis_flags(cfg, plan, "sandbox", code_dir, secrets=False), "argv": sandbox_argv(stage)}
+    return TEMPLATES.get_template("stage.sbatch.j2").render(
+        stage=stage, experiment=plan.experiment, cluster=cfg.cluster, partition=partition(stage),
+        job_name=job_name(plan.experiment, stage), time_limit=format_time_limit(stage.resources.time_min),
+        log_file=str(exp.log(stage.name)), dependency=dependency, env=stage_env(plan, stage, code_dir),
+        secrets=list(cfg.cluster.env_vars), sandbox=sandbox, launch=launch,
+    )
+
+
+def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str] = None) -> Path:
+    """Write the stage's spec and batch script; return the script's path."""
+    for path in (exp.spec(stage.name), exp.script(stage.name), exp.log(stage.name)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    exp.spec(stage.name).write_text(json.dumps(stage_spec(plan, stage), indent=2))
+    script = exp.script(stage.name)
+    script.write_text(render_script(plan, stage, exp, dependency))
+    return script

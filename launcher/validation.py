@@ -1,0 +1,207 @@
+"""Checks of a composed config before anything is planned or submitted.
+
+Every problem becomes a ConfigError naming the key, the bad value and what is allowed; all of them are
+reported at once, so a user fixes a config in one round.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+
+# Compute capability per GPU type (cluster.gpu_type); cluster.gpu_compute_capability overrides it.
+GPU_COMPUTE_CAPABILITY = {
+    "v100": 7.0, "t4": 7.5, "a100": 8.0, "a30": 8.0, "a10": 8.6, "a10g": 8.6, "a40": 8.6, "a6000": 8.6,
+    "l4": 8.9, "l40": 8.9, "l40s": 8.9, "rtx4090": 8.9, "rtx6000ada": 8.9,
+    "h100": 9.0, "h200": 9.0, "gh200": 9.0, "b200": 10.0, "gb200": 10.0,
+}
+FP8_MIN_CC = 8.9  # E4M3 FP8: Ada, Hopper, Blackwell
+REDRAFTER_MIN_CC = 8.0
+
+CHOICES = {
+    "model.family": ("qwen2", "llama", "nemotron_nas"),
+    "model.checkpoint_tool": ("nemo_skills", "trtllm_examples"),
+    "quantization.qformat": ("full_prec", "fp8", "int8_wo"),
+    "quantization.kv_cache_dtype": (None, "fp8", "int8"),
+    "drafter.on_low_quality": ("fail", "warn"),
+    "drafter.engine_gemm_plugin": (None, "auto", "fp8", "bfloat16", "float16"),
+    "cluster.executor": ("local", "slurm"),
+    "cluster.container_runtime": ("pyxis", "none"),
+    "serving.backend": ("trt",),
+}
+CALIBRATED_QFORMATS = ("fp8",)
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TOKEN_PATTERNS = (
+    re.compile(r"hf_[A-Za-z0-9]{20,}"),  # Hugging Face
+    re.compile(r"nvapi-[A-Za-z0-9_-]{20,}"),  # NGC
+    re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])"),  # W&B API key
+    re.compile(r"(?:ghp|github_pat)_[A-Za-z0-9_]{20,}"),
+)
+SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
+# Keys whose values may legitimately be 40 hex digits (a git/HF commit).
+COMMIT_KEYS = ("model.revision",)
+
+
+@dataclass
+class ConfigError:
+    key: str
+    value: Any
+    problem: str
+    allowed: str
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value!r}: {self.problem} (allowed: {self.allowed})"
+
+
+class InvalidConfig(Exception):
+    def __init__(self, errors: List[ConfigError]):
+        self.errors = errors
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def compute_capability(cfg: DictConfig) -> float | None:
+    c = cfg.cluster
+    if c.gpu_compute_capability is not None:
+        return float(c.gpu_compute_capability)
+    return GPU_COMPUTE_CAPABILITY.get(str(c.gpu_type).lower())
+
+
+def _walk(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk(v, f"{prefix}{k}.")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk(v, f"{prefix[:-1]}[{i}].")
+    else:
+        yield prefix[:-1], node
+
+
+def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
+    errors = []
+    c = cfg.cluster
+    for field in ("env_vars", "required_env_vars"):
+        for i, entry in enumerate(c[field]):
+            if not ENV_NAME.match(str(entry)):
+                errors.append(ConfigError(f"cluster.{field}[{i}]", "<redacted>" if "=" in str(entry) else entry,
+                                          "environment variables pass by name only; the value is read from your "
+                                          "shell when jobs start", "a variable name such as HF_TOKEN"))
+    for key, value in _walk(OmegaConf.to_container(cfg, resolve=True)):
+        if not isinstance(value, str) or key.startswith("hydra"):
+            continue
+        looks_like_token = any(p.search(value) for p in TOKEN_PATTERNS if key not in COMMIT_KEYS or "hf_" in p.pattern)
+        if looks_like_token or (SECRET_KEY.search(key.rsplit(".", 1)[-1]) and value):
+            errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value; secrets are never "
+                                      "stored in configs, scripts or logs", "the variable's name in cluster.env_vars"))
+    return errors
+
+
+def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",)) -> None:
+    """Raise InvalidConfig listing every problem of `cfg`."""
+    errors = _secret_errors(cfg)
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            errors.append(ConfigError(key, value, "unknown value", ", ".join(str(a) for a in allowed)))
+    m, q, d, c, b = cfg.model, cfg.quantization, cfg.drafter, cfg.cluster, cfg.benchmark
+
+    cc = compute_capability(cfg)
+    if cc is None:
+        errors.append(ConfigError("cluster.gpu_type", c.gpu_type, "unknown GPU type; set "
+                                  "cluster.gpu_compute_capability", ", ".join(GPU_COMPUTE_CAPABILITY)))
+    else:
+        for key, value in (("quantization.qformat", q.qformat), ("quantization.kv_cache_dtype", q.kv_cache_dtype)):
+            if value == "fp8" and cc < FP8_MIN_CC:
+                errors.append(ConfigError(key, value, f"FP8 needs compute capability {FP8_MIN_CC}+ but "
+                                          f"cluster.gpu_type={c.gpu_type} has {cc}; use quantization=int8_wo",
+                                          "int8_wo, bf16 on this GPU"))
+        if d.enabled and cc < REDRAFTER_MIN_CC:
+            errors.append(ConfigError("drafter", d.name, f"ReDrafter needs compute capability {REDRAFTER_MIN_CC}+, "
+                                      f"cluster.gpu_type={c.gpu_type} has {cc}", "drafter=none"))
+    if q.qformat in CALIBRATED_QFORMATS and not q.calibrate:
+        errors.append(ConfigError("quantization.calibrate", q.calibrate, f"qformat {q.qformat} needs calibration", "true"))
+    for key in ("calib_size", "calib_batch_size", "calib_max_seq_length"):
+        if q[key] < 1:
+            errors.append(ConfigError(f"quantization.{key}", q[key], "must be positive", ">= 1"))
+
+    available = c.gpus_per_node * c.max_nodes
+    tp, pp = m.tensor_parallel, m.pipeline_parallel
+    if tp < 1 or pp < 1:
+        errors.append(ConfigError("model.tensor_parallel", f"{tp}x{pp}", "parallel sizes must be positive", ">= 1"))
+    elif tp * pp > available:
+        errors.append(ConfigError("model.tensor_parallel", tp, f"tensor x pipeline parallel = {tp}x{pp} = {tp * pp} "
+                                  f"GPUs, but cluster {c.name} offers {c.gpus_per_node} per node x {c.max_nodes} nodes",
+                                  f"tp*pp <= {available}"))
+    if tp >= 1 and m.num_attention_heads % tp:
+        errors.append(ConfigError("model.tensor_parallel", tp, f"does not divide the {m.num_attention_heads} attention "
+                                  f"heads of {m.hf_id}", _divisors(m.num_attention_heads)))
+    elif tp >= 1 and m.num_kv_heads % tp and tp % m.num_kv_heads:
+        errors.append(ConfigError("model.tensor_parallel", tp, f"neither divides nor is a multiple of the "
+                                  f"{m.num_kv_heads} KV heads", _divisors(m.num_kv_heads)))
+    if pp > m.num_layers:
+        errors.append(ConfigError("model.pipeline_parallel", pp, f"more stages than the {m.num_layers} layers",
+                                  f"<= {m.num_layers}"))
+    if m.checkpoint_tool == "trtllm_examples" and not m.convert_script:
+        errors.append(ConfigError("model.convert_script", None, "checkpoint_tool=trtllm_examples needs the model's "
+                                  "convert script under TensorRT-LLM's examples/",
+                                  "e.g. models/core/llama/convert_checkpoint.py"))
+    errors += _length_errors("model.max_input_len", m.max_input_len, "model.max_seq_len", m.max_seq_len)
+
+    if d.enabled:
+        if d.draft_len_per_beam > d.predict_n_tokens:
+            errors.append(ConfigError("drafter.draft_len_per_beam", d.draft_len_per_beam, "longer than the "
+                                      f"{d.predict_n_tokens} tokens the drafter predicts (drafter.predict_n_tokens)",
+                                      f"1..{d.predict_n_tokens}"))
+        if d.tensor_parallel != tp:
+            errors.append(ConfigError("drafter.tensor_parallel", d.tensor_parallel, "must equal the base checkpoint's "
+                                      f"tensor parallel size (model.tensor_parallel={tp})", str(tp)))
+        if d.num_gpus > available or d.num_gpus < 1:
+            errors.append(ConfigError("drafter.num_gpus", d.num_gpus, f"cluster {c.name} offers {available} GPUs",
+                                      f"1..{available}"))
+        if d.num_beams < 1:
+            errors.append(ConfigError("drafter.num_beams", d.num_beams, "must be positive", ">= 1"))
+        if not 0 <= d.min_top1 <= 1:
+            errors.append(ConfigError("drafter.min_top1", d.min_top1, "is an accuracy", "0..1"))
+        if d.engine_gemm_plugin == "fp8" and q.qformat != "fp8":
+            errors.append(ConfigError("drafter.engine_gemm_plugin", "fp8", f"needs an FP8 checkpoint, "
+                                      f"quantization.qformat is {q.qformat}", "auto, or leave unset"))
+        errors += _length_errors("drafter.engine_max_input_len", d.engine_max_input_len,
+                                 "drafter.engine_max_seq_len", d.engine_max_seq_len)
+
+    if not 1 <= b.cancel_after <= b.num_generations:
+        errors.append(ConfigError("benchmark.cancel_after", b.cancel_after, "cannot exceed the generations started "
+                                  f"(benchmark.num_generations={b.num_generations})", f"1..{b.num_generations}"))
+    if b.max_code_executions < 0:
+        errors.append(ConfigError("benchmark.max_code_executions", b.max_code_executions, "negative", ">= 0"))
+    if not os.path.isfile(b.problems_file):
+        errors.append(ConfigError("benchmark.problems_file", b.problems_file, "no such file", "a JSONL file of problems"))
+
+    if c.executor == "slurm" and not posixpath.isabs(c.storage_root):
+        errors.append(ConfigError("cluster.storage_root", c.storage_root, "a Slurm cluster's storage must be an "
+                                  "absolute path on a filesystem every node mounts", "an absolute path"))
+    if c.container_runtime == "pyxis":
+        for key in needed_containers:
+            if not c.containers.get(key):
+                errors.append(ConfigError(f"cluster.containers.{key}", None, f"a stage needs the `{key}` container "
+                                          f"but cluster {c.name} maps no image to it",
+                                          "an image (nvcr.io#nvidia/...) or an absolute .sqsh path"))
+            elif c.containers[key].endswith(".sqsh") and not posixpath.isabs(c.containers[key]):
+                errors.append(ConfigError(f"cluster.containers.{key}", c.containers[key], "pyxis reads a relative "
+                                          ".sqsh name as a registry image", "an absolute .sqsh path"))
+    if errors:
+        raise InvalidConfig(errors)
+
+
+def _length_errors(input_key: str, max_input_len: int, seq_key: str, max_seq_len: int) -> List[ConfigError]:
+    if max_input_len > max_seq_len:
+        return [ConfigError(input_key, max_input_len, f"above {seq_key}={max_seq_len}", f"<= {max_seq_len}")]
+    return []
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(i) for i in range(1, n + 1) if n % i == 0)

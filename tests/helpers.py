@@ -1,0 +1,54 @@
+"""Composing the real Hydra config tree in tests, as `python -m launcher` does."""
+from __future__ import annotations
+
+import shlex
+from typing import Dict, List, Tuple
+
+from hydra import compose, initialize_config_dir
+
+from launcher.launch import validated_plan
+from launcher.plan import Plan
+from launcher.schema import CONF_DIR, register_configs
+
+
+def compose_config(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def plan_for(*overrides: str) -> Plan:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+        return validated_plan(cfg, list(overrides))
+
+
+def parse_command(command) -> Tuple[List[str], Dict[str, str]]:
+    """Split a command into its positional words and {flag: value}; `--a=b` and `--a b` are the same flag,
+    numbers compare by value (the seed writes `0.`, Python `0.0`)."""
+    words = shlex.split(command) if isinstance(command, str) else list(command)
+    positional, flags, i = [], {}, 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--"):
+            if "=" in word:
+                flag, value = word.split("=", 1)
+            elif i + 1 < len(words) and not words[i + 1].startswith("--"):
+                flag, value = word, words[i + 1]
+                i += 1
+            else:
+                flag, value = word, ""
+            assert flag not in flags, f"{flag} given twice"
+            flags[flag] = _normalize(value)
+        else:
+            positional.append(word)
+        i += 1
+    return positional, flags
+
+
+def _normalize(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value

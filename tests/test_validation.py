@@ -1,0 +1,84 @@
+"""Bad input fails early, naming the key, the bad value and what is allowed."""
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from launcher.validation import InvalidConfig
+from tests.helpers import compose_config, plan_for
+
+SLURM = ("cluster=example_slurm",)
+
+CASES = [
+    # (overrides, key named, words in the message)
+    (("+experiment=fp8", "cluster.gpu_type=a100"), "quantization.qformat", "int8_wo"),
+    (("+experiment=fp8", "quantization=fp8_kv", "cluster.gpu_type=a10g", "quantization.qformat=int8_wo"),
+     "quantization.kv_cache_dtype", "8.9"),
+    (("+experiment=fp8", "cluster.gpu_type=tpu"), "cluster.gpu_type", "gpu_compute_capability"),
+    (("+experiment=fp8", "model.tensor_parallel=4"), "model.tensor_parallel", "tp*pp <= 2"),
+    (("+experiment=fp8", "cluster.gpus_per_node=8", "model.tensor_parallel=3"), "model.tensor_parallel",
+     "40 attention heads"),
+    (("+experiment=fp8_redrafter", "drafter.draft_len_per_beam=4"), "drafter.draft_len_per_beam", "1..3"),
+    (("+experiment=fp8_redrafter", "drafter.tensor_parallel=1"), "drafter.tensor_parallel", "tensor parallel"),
+    (("+experiment=fp8", "model.max_input_len=40000"), "model.max_input_len", "model.max_seq_len=32000"),
+    (("+experiment=fp8_redrafter", "drafter.engine_max_input_len=64000"), "drafter.engine_max_input_len", "<= 32000"),
+    ((*SLURM, "+experiment=fp8", "cluster.storage_root=relative/dir"), "cluster.storage_root", "absolute"),
+    ((*SLURM, "+experiment=fp8", "~cluster.containers.sandbox"), "cluster.containers.sandbox", "maps no image"),
+    ((*SLURM, "+experiment=fp8", "cluster.containers.trtllm=image.sqsh"), "cluster.containers.trtllm", "absolute"),
+    (("+experiment=fp8", "cluster.env_vars=['HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz123456']"), "cluster.env_vars[0]",
+     "by name"),
+    (("+experiment=fp8", "+cluster.containers.trtllm='nvcr.io#x:hf_abcdefghijklmnopqrstuvwxyz123456'"),
+     "cluster.containers.trtllm", "secret"),
+    (("+experiment=fp8", "launcher.wandb_project=0123456789abcdef0123456789abcdef01234567"), "launcher.wandb_project",
+     "secret"),
+    (("+experiment=fp8", "quantization.calibrate=false"), "quantization.calibrate", "calibration"),
+    (("+experiment=fp8", "benchmark.cancel_after=13"), "benchmark.cancel_after", "1..12"),
+    (("+experiment=fp8", "benchmark.problems_file=/nonexistent.jsonl"), "benchmark.problems_file", "no such file"),
+    (("+experiment=fp8", "quantization.qformat=int4"), "quantization.qformat", "full_prec, fp8, int8_wo"),
+    (("+experiment=fp8", "cluster.executor=kubernetes"), "cluster.executor", "local, slurm"),
+    (("+experiment=fp8_redrafter", "drafter.num_gpus=4"), "drafter.num_gpus", "1..2"),
+    (("+experiment=fp8_redrafter", "cluster.gpu_type=v100", "quantization=int8_wo"), "drafter", "8.0"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,words", CASES, ids=[c[1] + ":" + c[2] for c in CASES])
+def test_bad_config_is_rejected_naming_the_key(overrides, key, words):
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for(*overrides)
+    matching = [e for e in raised.value.errors if e.key == key]
+    assert matching, f"no error names {key}: {raised.value}"
+    assert any(words in str(e) for e in matching), str(raised.value)
+
+
+def test_secret_values_are_redacted_in_the_error():
+    token = "hf_abcdefghijklmnopqrstuvwxyz123456"
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("+experiment=fp8", f"cluster.env_vars=['HF_TOKEN={token}']")
+    assert token not in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("+experiment=fp8_redrafter", "drafter.draft_len_per_beam=4", "model.max_input_len=40000")
+    assert {e.key for e in raised.value.errors} >= {"drafter.draft_len_per_beam", "model.max_input_len"}
+
+
+def test_campaign_errors_name_the_experiment():
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("+experiment=aimo2_campaign", "cluster.gpu_type=a100")
+    keys = {e.key for e in raised.value.errors}
+    assert "[fp8] quantization.qformat" in keys and not any(k.startswith("[bf16]") for k in keys)
+
+
+def test_a_commit_hash_revision_is_not_a_secret():
+    plan_for("+experiment=fp8", "model.revision=0123456789abcdef0123456789abcdef01234567")
+
+
+@pytest.mark.parametrize("override,words", [
+    ("model.hf_idd=x", "hf_idd"),
+    ("model.tensor_parallel=two", "tensor_parallel"),
+    ("drafter.min_top1=high", "min_top1"),
+    ("quantization=fp4", "fp4"),
+])
+def test_typos_and_wrong_types_fail_at_compose_time(override, words):
+    with pytest.raises(ConfigCompositionException) as raised:
+        compose_config("+experiment=fp8", override)
+    assert words in str(raised.value) + str(raised.value.__cause__)
