@@ -8,6 +8,7 @@ from hydra import compose
 from omegaconf import DictConfig
 from rich.console import Console
 
+from launcher.dispatch.storage import code_snapshot_dir
 from launcher.plan import Plan, build_plan
 from launcher.scripts import ExperimentDir, write_stage_files
 from launcher.validation import ConfigError, InvalidConfig, validate
@@ -46,7 +47,7 @@ def dry_run(plan: Plan, console: Console) -> ExperimentDir:
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     for stage in plan.stages.values():
         dependency = ":".join(["afterok", *(f"<{d}>" for d in stage.deps)]) if stage.deps else None
-        write_stage_files(plan, stage, exp, dependency)
+        write_stage_files(plan, stage, exp, dependency, code_snapshot_dir(plan.storage_root))
     print_plan(plan, console)
     console.print(f"batch scripts: {exp.root / 'scripts'}")
     console.print("dry run: nothing was submitted")

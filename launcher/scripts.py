@@ -31,8 +31,12 @@ class ExperimentDir:
         self.root = Path(storage_root) / "experiments" / experiment
 
     @property
-    def code(self) -> Path:
-        return self.root / "code"
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def submitit(self) -> Path:
+        return self.root / "submitit"
 
     def script(self, stage: str) -> Path:
         return self.root / "scripts" / f"{stage}.sbatch"
@@ -126,31 +130,56 @@ def stage_spec(plan: Plan, stage: Stage) -> dict:
         "secret_env_vars": list(cfg.cluster.env_vars),
         "drafter": {"min_top1": cfg.drafter.min_top1, "on_low_quality": cfg.drafter.on_low_quality,
                     "predict_n_tokens": cfg.drafter.predict_n_tokens} if stage.kind == "train_drafter" else None,
-        "health_timeout_s": cfg.serving.health_timeout_s if stage.kind == "benchmark" else None,
+        "benchmark": benchmark_settings(cfg) if stage.kind == "benchmark" else None,
     }
 
 
-def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str] = None) -> str:
-    cfg, code_dir = stage.cfg, exp.code
-    flags = pyxis_flags(cfg, plan, stage.containers[0], code_dir)
-    inner = job_argv(cfg, exp.spec(stage.name))
-    launch = ["srun", *flags, inner] if cfg.cluster.executor == "slurm" else [inner]
-    sandbox = None
+def benchmark_settings(cfg: DictConfig) -> dict:
+    s = cfg.serving
+    return {
+        "server_url": f"http://{s.host}:{s.port}",
+        "sandbox_url": f"http://{s.sandbox.host}:{s.sandbox.port}",
+        "health_timeout_s": s.health_timeout_s,
+        # On Slurm the batch script starts the sandbox as its own step (own container); locally the job does.
+        "start_sandbox": cfg.cluster.executor == "local",
+    }
+
+
+def setup_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
+    """Batch-script lines that run on the node before the stage's srun (submitit's `setup`)."""
+    cfg = stage.cfg
+    lines = ["set -euo pipefail"]
+    for name, value in stage_env(plan, stage, code_dir).items():
+        # Tests and sites may prepend their own paths; the code snapshot comes first.
+        suffix = '${PYTHONPATH:+:$PYTHONPATH}' if name == "PYTHONPATH" else ""
+        lines.append(f"export {name}={shlex.quote(value)}{suffix}")
+    if cfg.cluster.env_vars:
+        lines.append(f"# passed by name only, values come from the submitting shell: {', '.join(cfg.cluster.env_vars)}")
     if "sandbox" in stage.commands and cfg.cluster.executor == "slurm":
-        sandbox = {"flags": pyxis_flags(cfg, plan, "sandbox", code_dir, secrets=False), "argv": sandbox_argv(stage)}
+        flags = pyxis_flags(cfg, plan, "sandbox", code_dir, secrets=False)
+        lines.append("# the code sandbox runs beside the stage, in its own container; Slurm ends it with the job")
+        lines.append(shlex.join(["srun", "--overlap", "--ntasks=1", *flags, *sandbox_argv(stage)]) + " &")
+    return lines
+
+
+def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path) -> str:
+    cfg = stage.cfg
+    inner = job_argv(cfg, exp.spec(stage.name))
+    flags = pyxis_flags(cfg, plan, stage.containers[0], code_dir)
+    launch = ["srun", *flags, inner] if cfg.cluster.executor == "slurm" else [inner]
     return TEMPLATES.get_template("stage.sbatch.j2").render(
         stage=stage, experiment=plan.experiment, cluster=cfg.cluster, partition=partition(stage),
         job_name=job_name(plan.experiment, stage), time_limit=format_time_limit(stage.resources.time_min),
-        log_file=str(exp.log(stage.name)), dependency=dependency, env=stage_env(plan, stage, code_dir),
-        secrets=list(cfg.cluster.env_vars), sandbox=sandbox, launch=launch,
+        log_file=str(exp.log(stage.name)), dependency=dependency, setup=setup_lines(plan, stage, code_dir),
+        launch=launch,
     )
 
 
-def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str] = None) -> Path:
+def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path) -> Path:
     """Write the stage's spec and batch script; return the script's path."""
     for path in (exp.spec(stage.name), exp.script(stage.name), exp.log(stage.name)):
         path.parent.mkdir(parents=True, exist_ok=True)
     exp.spec(stage.name).write_text(json.dumps(stage_spec(plan, stage), indent=2))
     script = exp.script(stage.name)
-    script.write_text(render_script(plan, stage, exp, dependency))
+    script.write_text(render_script(plan, stage, exp, dependency, code_dir))
     return script

@@ -20,7 +20,9 @@ def slurm_plan(tmp_path_factory):
 
 
 def _script(plan, name, dependency=None):
-    return render_script(plan, plan.stages[name], ExperimentDir(plan.storage_root, plan.experiment), dependency)
+    from launcher.dispatch.storage import code_snapshot_dir
+    return render_script(plan, plan.stages[name], ExperimentDir(plan.storage_root, plan.experiment), dependency,
+                         code_snapshot_dir(plan.storage_root))
 
 
 def _sbatch(script):
@@ -46,7 +48,7 @@ def test_pyxis_flags(slurm_plan):
     root = slurm_plan.storage_root
     assert f"'--container-image={NGC_IMAGE}'" in script  # quoted: `#` stays part of the image name
     assert f"--container-mounts={root}:{root},/lustre/fsw/my_account/hf_cache:/hf_cache" in script
-    assert f"--container-workdir={root}/experiments/fp8_redrafter/code" in script
+    assert re.search(rf"--container-workdir={root}/code/[0-9a-f]{{16}} ", script)
     assert "--no-container-mount-home" in script
     assert "--container-env=HF_TOKEN,WANDB_API_KEY" in script
     assert f"python -u -m jobs.run_stage {root}/experiments/fp8_redrafter/stages/quantize.json" in script

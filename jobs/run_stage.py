@@ -1,0 +1,137 @@
+"""Runs one stage inside its container: the stage's commands, then the atomic publication of its artifact.
+
+    python -m jobs.run_stage SPEC.json      (or submitted through submitit as StageJob(SPEC.json))
+
+The spec (written by the launcher beside the batch script) names the commands, the staging directory and
+the artifact. The artifact appears only by renaming a finished staging directory that already holds its
+manifest, so a half-written artifact is never taken as complete. A requeued job finds either the published
+artifact (and does nothing) or the staging directory: downloads and drafter training resume from it, the
+other stages start it afresh.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobs import drafter_metrics, services
+
+MANIFEST = "manifest.json"
+RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[launcher {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_command(argv, log_file: Path | None = None) -> None:
+    """Run one tool in its own process group, its output to ours (and to `log_file`), failing loudly."""
+    log("$ " + " ".join(argv))
+    with services.process_group(argv, log_file) as process:
+        code = process.wait()
+    if code:
+        raise StageFailed(f"{argv[0]} exited with code {code}" + (f"; see {log_file}" if log_file else ""))
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    found = {"python": sys.version.split()[0]}
+    for dist in ("tensorrt_llm", "nemo_skills", "recurrent_drafting", "transformers", "torch", "submitit"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run_kind(spec: dict, staging: Path) -> dict:
+    """Run the stage's commands; return what the manifest should record beyond the basics."""
+    kind, commands = spec["kind"], spec["commands"]
+    if kind == "train_drafter":
+        train_log = staging / "train.log"
+        run_command(commands["train"], train_log)
+        return drafter_metrics.check_trained_drafter(spec, staging, train_log)
+    if kind == "benchmark":
+        return services.run_benchmark(spec, staging)
+    for name, argv in commands.items():
+        run_command(argv)
+    if kind in ("build_engine", "build_drafter_engine"):
+        return {"engine_size_bytes": sum(p.stat().st_size for p in staging.glob("*.engine"))}
+    return {}
+
+
+def run(spec_path: str) -> dict:
+    spec = json.loads(Path(spec_path).read_text())
+    artifact, staging = Path(spec["artifact"]), Path(spec["staging_dir"])
+    if (artifact / MANIFEST).is_file():
+        log(f"{spec['name']}: artifact already complete at {artifact}")
+        return json.loads((artifact / MANIFEST).read_text())
+    if staging.exists() and spec["kind"] not in RESUMABLE_KINDS:
+        log(f"{spec['name']}: removing the unfinished staging directory of an earlier attempt")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
+    extra = run_kind(spec, staging)
+    manifest = {
+        "stage": spec["kind"], "name": spec["name"], "experiment": spec["experiment"],
+        "fingerprint": spec["fingerprint"], "config": spec["config"], "inputs": spec["inputs"],
+        "job_id": os.environ.get("SLURM_JOB_ID"), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
+        "started": started, "ended": time.time(), "size_bytes": _dir_size(staging), "versions": _versions(), **extra,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    try:
+        os.rename(staging, artifact)
+    except OSError:
+        if not (artifact / MANIFEST).is_file():
+            raise
+        log(f"{spec['name']}: another job published the same artifact first; keeping it")
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"{spec['name']}: published {artifact}")
+    return manifest
+
+
+class StageJob:
+    """What dispatch submits through submitit: picklable by reference, checkpointable.
+
+    On the time-limit signal (or preemption) submitit calls `checkpoint`, which requeues the same stage:
+    the next attempt resumes from the staging directory where the stage kind allows it.
+    """
+
+    def __init__(self, spec_path: str):
+        self.spec_path = spec_path
+
+    def __call__(self) -> dict:
+        return run(self.spec_path)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(StageJob(self.spec_path))
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m jobs.run_stage SPEC.json")
+    try:
+        run(sys.argv[1])
+    except StageFailed as failure:
+        log(f"FAILED: {failure}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Slurm through submitit: one job per stage, `afterok` dependencies, pyxis flags, requeue on preemption.
+
+Job states come from Slurm's accounting (sacct) when it answers, else from squeue/scontrol, which know
+only jobs the controller still holds; status falls back to artifacts' completion markers beyond that.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from launcher.plan import Plan, Stage
+from launcher.scripts import ExperimentDir, job_name, partition, pyxis_flags, setup_lines
+
+LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+               "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
+
+
+def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], code_dir: Path) -> dict:
+    cfg, r = stage.cfg, stage.resources
+    extra = {"requeue": True}
+    if dependency_ids:
+        extra.update({"dependency": "afterok:" + ":".join(dependency_ids), "kill-on-invalid-dep": "yes"})
+    if cfg.cluster.account:
+        extra["account"] = cfg.cluster.account
+    params = dict(
+        job_name=job_name(plan.experiment, stage), partition=partition(stage), qos=cfg.cluster.qos,
+        nodes=r.nodes, ntasks_per_node=1, cpus_per_task=r.cpus_per_task, mem=f"{r.mem_gb}G", time=r.time_min,
+        signal_delay_s=90, stderr_to_stdout=True, setup=setup_lines(plan, stage, code_dir),
+        srun_args=pyxis_flags(cfg, plan, stage.containers[0], code_dir), additional_parameters=extra,
+    )
+    if r.gpus_per_node:
+        params["gpus_per_node"] = r.gpus_per_node
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class SlurmBackend:
+    def __init__(self, plan: Plan, exp: ExperimentDir, code_dir: Path):
+        self.plan, self.exp, self.code_dir = plan, exp, code_dir
+
+    def submit(self, stage: Stage, dependency_ids: List[str]) -> Tuple[str, str]:
+        import submitit
+
+        from jobs.run_stage import StageJob
+
+        executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=stage.cfg.cluster.python)
+        executor.update_parameters(**submitit_parameters(self.plan, stage, dependency_ids, self.code_dir))
+        job = executor.submit(StageJob(str(self.exp.spec(stage.name))))
+        return str(job.job_id), str(job.paths.stdout)
+
+
+def _run(argv: List[str]) -> str | None:
+    if not shutil.which(argv[0]):
+        return None
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    return result.stdout if result.returncode == 0 else None
+
+
+def job_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
+    """{job id: (state, elapsed)} from sacct, else squeue/scontrol; jobs Slurm has forgotten are absent."""
+    if not job_ids:
+        return {}
+    states: Dict[str, Tuple[str, str]] = {}
+    out = _run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "--format=JobIDRaw,State,Elapsed"])
+    for line in (out or "").splitlines():
+        job_id, state, elapsed = (line.split("|") + ["", ""])[:3]
+        states[job_id] = (state.split()[0] if state else "UNKNOWN", elapsed)
+    missing = [j for j in job_ids if j not in states]
+    if missing:
+        out = _run(["squeue", "-h", "-j", ",".join(missing), "-o", "%i|%T|%M"])
+        for line in (out or "").splitlines():
+            job_id, state, elapsed = line.split("|")
+            states[job_id] = (state, elapsed)
+    for job_id in [j for j in job_ids if j not in states]:
+        out = _run(["scontrol", "show", "job", job_id, "-o"])
+        if out:
+            fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+            states[job_id] = (fields.get("JobState", "UNKNOWN"), fields.get("RunTime", ""))
+    return states
+
+
+def cancel(job_ids: List[str]) -> None:
+    if job_ids:
+        subprocess.run(["scancel", *job_ids], check=False, capture_output=True, timeout=60)

@@ -1,0 +1,95 @@
+"""What dispatch keeps on shared storage: the launch lock, code snapshots, artifact claims, experiment state."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+from launcher.plan import Stage
+from launcher.schema import CONF_DIR
+
+CODE_PACKAGES = ("launcher", "jobs", "conf")
+SOURCE_ROOT = CONF_DIR.parent
+
+
+@contextlib.contextmanager
+def storage_lock(storage_root: str) -> Iterator[None]:
+    """One launch at a time decides what to submit, so two launches never both submit one artifact."""
+    path = Path(storage_root) / ".launch.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _code_files() -> list[Path]:
+    files = []
+    for package in CODE_PACKAGES:
+        for path in sorted((SOURCE_ROOT / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+                files.append(path)
+    return files
+
+
+def code_snapshot_dir(storage_root: str) -> Path:
+    """Content-addressed: the same code gives the same directory; an edit gives a new one."""
+    digest = hashlib.sha256()
+    for path in _code_files():
+        digest.update(str(path.relative_to(SOURCE_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return Path(storage_root) / "code" / digest.hexdigest()[:16]
+
+
+def snapshot_code(storage_root: str) -> Path:
+    """Copy the launcher's code onto shared storage, so later edits never change a queued or running job."""
+    target = code_snapshot_dir(storage_root)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+    for path in _code_files():
+        dest = staging / path.relative_to(SOURCE_ROOT)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+    staging.chmod(0o755)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another launch published the same snapshot first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def claim_path(stage: Stage) -> Path:
+    return Path(stage.artifact + ".job")
+
+
+def read_claim(stage: Stage) -> Optional[dict]:
+    """The job that is (or was) producing this artifact, whichever experiment submitted it."""
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        return json.loads(claim_path(stage).read_text())
+    return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def write_claim(stage: Stage, job_id: str, experiment: str, log: str) -> None:
+    write_json(claim_path(stage), {"job_id": job_id, "experiment": experiment, "log": log, "time": time.time()})
+
+
+def latest_pointer(storage_root: str) -> Path:
+    return Path(storage_root) / "experiments" / "LATEST"

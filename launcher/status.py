@@ -1,0 +1,140 @@
+"""`status`, `logs` and `cancel`: what an experiment's jobs are doing, read back from storage and Slurm.
+
+    python -m launcher status [EXPERIMENT] [--watch] [overrides such as cluster=mycluster]
+    python -m launcher logs [EXPERIMENT] STAGE [--lines N]
+    python -m launcher cancel [EXPERIMENT]
+With no experiment they act on the latest one launched on that storage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from launcher.dispatch import local, slurm
+from launcher.dispatch.storage import latest_pointer
+from launcher.preview import is_complete
+from launcher.scripts import ExperimentDir
+
+TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
+                     "DEADLINE"}
+LOG_TAIL = 15
+
+
+def storage_root_from(overrides: List[str]) -> str:
+    from hydra import compose, initialize_config_dir
+
+    from launcher.schema import CONF_DIR, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return os.path.abspath(cfg.cluster.storage_root)
+
+
+def load_state(storage_root: str, experiment: str | None) -> dict:
+    if not experiment:
+        pointer = latest_pointer(storage_root)
+        if not pointer.is_file():
+            raise SystemExit(f"no experiment has been launched on {storage_root}")
+        experiment = pointer.read_text().strip()
+    path = ExperimentDir(storage_root, experiment).state
+    if not path.is_file():
+        raise SystemExit(f"experiment {experiment!r} has no state at {path}: was it launched (not a dry run)?")
+    return json.loads(path.read_text())
+
+
+def stage_states(state: dict) -> Dict[str, Tuple[str, str]]:
+    """{stage: (state, elapsed)}: Slurm's (or the local runner's) word, corrected by the artifacts."""
+    records = state["stages"]
+    ids = [str(r["job_id"]) for r in records.values() if r.get("job_id")]
+    if state["executor"] == "slurm":
+        jobs = slurm.job_states(ids)
+    else:
+        exp = ExperimentDir(state["storage_root"], state["experiment"])
+        jobs = {i: local.local_state(exp, i) for i in ids}
+    result = {}
+    for name, record in records.items():
+        job_state, elapsed = jobs.get(str(record.get("job_id")), ("", ""))
+        if is_complete(record["artifact"]):
+            job_state = "COMPLETED"
+        elif not job_state or job_state == "UNKNOWN":
+            job_state = "UNKNOWN (no completion marker)"
+        elif job_state == "COMPLETED":  # the job ended well but published nothing
+            job_state = "COMPLETED (no artifact)"
+        result[name] = (job_state, elapsed)
+    return result
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL) -> str:
+    if not path or not Path(path).is_file():
+        return f"(no log at {path})"
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+
+
+def status_view(state: dict) -> Group:
+    states = stage_states(state)
+    table = Table(title=f"{state['experiment']} ({state['executor']})", title_justify="left")
+    for column in ("stage", "job", "state", "elapsed", "artifact"):
+        table.add_column(column, overflow="fold")
+    failures = []
+    for name, record in state["stages"].items():
+        job_state, elapsed = states[name]
+        color = "green" if job_state == "COMPLETED" else "red" if job_state.split()[0] in TERMINAL_FAILURES else "yellow"
+        table.add_row(name, str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
+                      os.path.relpath(record["artifact"], state["storage_root"]))
+        if job_state.split()[0] in TERMINAL_FAILURES:
+            failures.append(f"[bold]{name}[/bold] {job_state}: last lines of {record.get('log')}\n"
+                            f"{log_tail(record.get('log'))}")
+    return Group(table, *failures)
+
+
+def _all_ended(state: dict) -> bool:
+    return all(s.split()[0] in TERMINAL_FAILURES or s.startswith("COMPLETED") for s, _ in stage_states(state).values())
+
+
+def main(command: str, argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m launcher {command}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="[EXPERIMENT]" + (" STAGE" if command == "logs" else ""))
+    parser.add_argument("--watch", action="store_true", help="refresh until every stage has ended")
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--lines", type=int, default=0, help="logs: only the last N lines")
+    args, overrides = parser.parse_known_args(argv)
+    names = [n for n in args.names if "=" not in n]
+    overrides += [n for n in args.names if "=" in n]
+    console = Console()
+    root = storage_root_from(overrides)
+    if command == "logs":
+        if not names:
+            raise SystemExit("usage: python -m launcher logs [EXPERIMENT] STAGE")
+        state = load_state(root, names[0] if len(names) > 1 else None)
+        stage = names[-1]
+        if stage not in state["stages"]:
+            raise SystemExit(f"no stage {stage!r} in {state['experiment']}; stages: {', '.join(state['stages'])}")
+        path = state["stages"][stage].get("log")
+        text = Path(path).read_text(errors="replace") if path and Path(path).is_file() else f"(no log at {path})\n"
+        print("\n".join(text.splitlines()[-args.lines:]) if args.lines else text, end="")
+        return 0
+    state = load_state(root, names[0] if names else None)
+    if command == "cancel":
+        ids = [str(r["job_id"]) for r in state["stages"].values() if r["action"] == "submitted"]
+        if state["executor"] == "slurm":
+            slurm.cancel(ids)
+        console.print(f"cancelled {len(ids)} job(s) of {state['experiment']}: {' '.join(ids)}")
+        return 0
+    if args.watch:
+        with Live(status_view(state), console=console, refresh_per_second=1) as live:
+            while not _all_ended(state):
+                time.sleep(args.interval)
+                live.update(status_view(state))
+    else:
+        console.print(status_view(state))
+    return 0
