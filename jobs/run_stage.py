@@ -22,6 +22,7 @@ from jobs import drafter_metrics, services
 
 MANIFEST = "manifest.json"
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
+REPORT_INCOMPLETE = 3  # jobs.report's exit code when some results are missing
 
 
 class StageFailed(RuntimeError):
@@ -66,6 +67,15 @@ def run_kind(spec: dict, staging: Path) -> dict:
         return drafter_metrics.check_trained_drafter(spec, staging, train_log)
     if kind == "benchmark":
         return services.run_benchmark(spec, staging)
+    if kind == "report":
+        with services.process_group(commands["report"]) as process:
+            code = process.wait()
+        if code == REPORT_INCOMPLETE:
+            log("report written with failed points; it is not published, the next launch regenerates it")
+            return {"publish": False}
+        if code:
+            raise StageFailed(f"report exited with code {code}")
+        return {}
     for name, argv in commands.items():
         run_command(argv)
     if kind in ("build_engine", "build_drafter_engine"):
@@ -86,6 +96,8 @@ def run(spec_path: str) -> dict:
     started = time.time()
     log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
     extra = run_kind(spec, staging)
+    if not extra.pop("publish", True):
+        return extra
     manifest = {
         "stage": spec["kind"], "name": spec["name"], "experiment": spec["experiment"],
         "fingerprint": spec["fingerprint"], "config": spec["config"], "inputs": spec["inputs"],

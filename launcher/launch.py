@@ -45,9 +45,9 @@ def dry_run(plan: Plan, console: Console) -> ExperimentDir:
     from launcher.preview import print_plan
 
     exp = ExperimentDir(plan.storage_root, plan.experiment)
+    code_dir = code_snapshot_dir(plan.storage_root)
     for stage in plan.stages.values():
-        dependency = ":".join(["afterok", *(f"<{d}>" for d in stage.deps)]) if stage.deps else None
-        write_stage_files(plan, stage, exp, dependency, code_snapshot_dir(plan.storage_root))
+        write_stage_files(plan, stage, exp, stage.dependency([f"<{d}>" for d in stage.deps]), code_dir)
     print_plan(plan, console)
     console.print(f"batch scripts: {exp.root / 'scripts'}")
     console.print("dry run: nothing was submitted")

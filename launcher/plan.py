@@ -71,6 +71,16 @@ class Stage:
     # Login-node files the stage reads, copied onto shared storage before submission: {dest: source}.
     input_files: Dict[str, str] = field(default_factory=dict)
     cfg: Optional[DictConfig] = field(default=None, repr=False)  # the composed config that defined it
+    # Runs once its inputs ended, well or not (`afterany`): the report shows failed points as failed.
+    after_any: bool = False
+
+    @property
+    def dependency_kind(self) -> str:
+        return "afterany" if self.after_any else "afterok"
+
+    def dependency(self, job_ids) -> Optional[str]:
+        """The sbatch --dependency value on these jobs, or None without any."""
+        return f"{self.dependency_kind}:" + ":".join(job_ids) if job_ids else None
 
     @property
     def staging_dir(self) -> str:
@@ -263,9 +273,12 @@ def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
     storage_root = os.path.abspath(first.cluster.storage_root)
     b = _Builder(storage_root)
     benchmarks = [_add_experiment(b, cfg, name) for name, cfg in variants.items()]
-    results = [arg for s in benchmarks for arg in ("--results", f"{s.artifact}/results.json")]
-    b.add(first, experiment, "report", {"benchmarks": [s.fingerprint for s in benchmarks]}, benchmarks, 0,
-          lambda out: {"report": [first.cluster.python, "-m", "jobs.report", "--output_dir", out, *results]})
+    results = [arg for s in benchmarks for arg in ("--results", f"{s.variant}={s.artifact}/results.json")]
+    experiment_dir = os.path.join(storage_root, "experiments", experiment)
+    report = b.add(first, experiment, "report", {"benchmarks": [s.fingerprint for s in benchmarks]}, benchmarks, 0,
+                   lambda out: {"report": [first.cluster.python, "-m", "jobs.report", "--output_dir", out,
+                                           "--experiment_dir", experiment_dir, *results]})
+    report.after_any = True
     _name_stages(b.stages)
     stages = {s.name: s for s in b.stages}
     order = graphlib.TopologicalSorter({n: s.deps for n, s in stages.items()}).static_order()

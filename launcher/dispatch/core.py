@@ -54,8 +54,7 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                     record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
                 else:
                     deps = [records[d]["job_id"] for d in stage.deps if records[d]["action"] != "complete"]
-                    dependency = "afterok:" + ":".join(deps) if deps else None
-                    write_stage_files(plan, stage, exp, dependency, code_dir)
+                    write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir)
                     job_id, log = backend.submit(stage, deps)
                     submitted.append(job_id)
                     write_claim(stage, job_id, plan.experiment, log)

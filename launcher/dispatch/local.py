@@ -23,7 +23,7 @@ class LocalBackend:
 
     def submit(self, stage: Stage, dependency_ids: List[str]) -> Tuple[str, str]:
         job_id = f"local-{os.getpid()}-{len(self.queue) + 1}"
-        self.queue.append((stage, job_id, dependency_ids))
+        self.queue.append((stage, job_id, [] if stage.after_any else dependency_ids))
         set_local_state(self.exp, job_id, "PENDING")
         return job_id, str(self.exp.log(stage.name))
 

@@ -21,7 +21,7 @@ def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], cod
     cfg, r = stage.cfg, stage.resources
     extra = {"requeue": True}
     if dependency_ids:
-        extra.update({"dependency": "afterok:" + ":".join(dependency_ids), "kill-on-invalid-dep": "yes"})
+        extra.update({"dependency": stage.dependency(dependency_ids), "kill-on-invalid-dep": "yes"})
     if cfg.cluster.account:
         extra["account"] = cfg.cluster.account
     params = dict(
