@@ -72,11 +72,10 @@ def make_calibration_data(model_dir: str, dataset_dir: str, split: str, size: in
         lengths.append(n_tokens)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The only file there: TensorRT-LLM's load_dataset(OUT) reads every data file of the directory.
     Dataset.from_dict({"text": texts}).to_parquet(str(out / "data.parquet"))
-    stats = {"samples": len(texts), "split": split, "prompt": prompt, "max_seq_length": max_seq_length,
-             "mean_tokens": sum(lengths) / len(lengths), "truncated": sum(n == max_seq_length for n in lengths)}
-    (out / "calibration_stats.json").write_text(json.dumps(stats, indent=2))
-    return stats
+    return {"samples": len(texts), "split": split, "prompt": prompt, "max_seq_length": max_seq_length,
+            "mean_tokens": sum(lengths) / len(lengths), "truncated": sum(n == max_seq_length for n in lengths)}
 
 
 def main() -> None:

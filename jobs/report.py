@@ -17,7 +17,7 @@ from typing import Dict, Optional
 COLUMNS = (
     ("total generation time (s)", "total_generation_time_s", False),
     ("batch throughput (tok/s)", "batch_throughput_tok_s", True),
-    ("average sample throughput (tok/s)", "average_sample_throughput_tok_s", True),
+    ("average sample throughput (tok/s)", "avg_sample_throughput_tok_s", True),
 )
 
 

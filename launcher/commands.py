@@ -193,13 +193,15 @@ def sandbox_command(cfg: DictConfig) -> List[str]:
     return [cfg.cluster.python, "-m", "nemo_skills.code_execution.local_sandbox.local_sandbox_server"]
 
 
-def benchmark_client_command(cfg: DictConfig, tokenizer_dir: str, problems_file: str, out_file: str) -> List[str]:
+def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str, problems_file: str,
+                             out_file: str) -> List[str]:
+    """trtllm-serve names the model after the path it serves; the client asks for that name."""
     s, b = cfg.serving, cfg.benchmark
     return [
         cfg.cluster.python, "-m", "jobs.benchmark_client",
         "--server-url", f"http://{s.host}:{s.port}",
         "--sandbox-url", f"http://{s.sandbox.host}:{s.sandbox.port}",
-        "--model", cfg.model.name,
+        "--model", engine_dir,
         "--tokenizer", tokenizer_dir,
         "--problems", problems_file,
         "--num-generations", str(b.num_generations),

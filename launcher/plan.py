@@ -35,6 +35,8 @@ DEFAULT_TIME_LIMITS_MIN = {
 STAGE_KINDS = tuple(DEFAULT_TIME_LIMITS_MIN)
 FINGERPRINT_LENGTH = 16
 COMPLETE_MARKER = "manifest.json"  # published last, atomically: its presence means complete
+# TensorRT-LLM loads every data file of --calib_dataset: the parquet lives apart from the manifest.
+CALIBRATION_SUBDIR = "calib"
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,10 @@ class _Builder:
 
     def add(self, cfg, variant, kind, values, deps: Sequence[Stage], gpus, make_commands, containers=("trtllm",)):
         image = "|".join(container_image(cfg, k) for k in containers)
-        fp = fingerprint(kind, values, [d.fingerprint for d in deps], image)
+        # The commands themselves (output and storage paths blanked) are hashed too: a change to how a
+        # stage's tools are called, or to the layout it writes, never reuses an artifact made the old way.
+        command_shape = json.dumps(make_commands("<out>")).replace(self.storage_root + "/", "<storage>/")
+        fp = fingerprint(kind, {**values, "commands": command_shape}, [d.fingerprint for d in deps], image)
         existing = self.by_fingerprint.get((kind, fp))
         if existing:
             existing.variants.append(variant)
@@ -195,8 +200,9 @@ def _add_experiment(b: _Builder, cfg: DictConfig, variant: str) -> Stage:
         dataset, dataset_dir = download_dataset(q.calib_dataset)
         calib_values = {k: q[k] for k in ("calib_split", "calib_size", "calib_prompt", "calib_max_seq_length")}
         calib = b.add(cfg, variant, "calibration_data", {**calib_values, **tool_values}, [model, dataset], 0,
-                      lambda out: {"calibration_data": commands.calibration_data_command(cfg, model_dir, dataset_dir, out)})
-        calib_dir = calib.artifact
+                      lambda out: {"calibration_data": commands.calibration_data_command(cfg, model_dir, dataset_dir,
+                                                                                         f"{out}/{CALIBRATION_SUBDIR}")})
+        calib_dir = f"{calib.artifact}/{CALIBRATION_SUBDIR}"
         quantize_deps.append(calib)
 
     quantize_values = {
@@ -245,7 +251,8 @@ def _add_experiment(b: _Builder, cfg: DictConfig, variant: str) -> Stage:
 
     def bench_commands(out):
         cmds = {"server": commands.serve_command(cfg, engine.artifact, model_dir),
-                "client": commands.benchmark_client_command(cfg, model_dir, problems, f"{out}/results.json")}
+                "client": commands.benchmark_client_command(cfg, engine.artifact, model_dir, problems,
+                                                                     f"{out}/results.json")}
         if s.sandbox.enabled:
             cmds["sandbox"] = commands.sandbox_command(cfg)
         return cmds
