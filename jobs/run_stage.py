@@ -33,13 +33,13 @@ def log(message: str) -> None:
     print(f"[launcher {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_command(argv, log_file: Path | None = None) -> None:
+def run_command(argv, log_file: Path | None = None, cwd: Path | None = None) -> None:
     """Run one tool in its own process group, its output to ours (and to `log_file`), failing loudly."""
     log("$ " + " ".join(argv))
-    with services.process_group(argv, log_file) as process:
-        code = process.wait()
-    if code:
-        raise StageFailed(f"{argv[0]} exited with code {code}" + (f"; see {log_file}" if log_file else ""))
+    with services.process_group(argv, log_file, cwd=cwd) as process:
+        process.wait()
+    if process.returncode:
+        raise StageFailed(services.failure_message(argv, process))
 
 
 def _versions() -> dict:
@@ -63,21 +63,22 @@ def run_kind(spec: dict, staging: Path) -> dict:
     kind, commands = spec["kind"], spec["commands"]
     if kind == "train_drafter":
         train_log = staging / "train.log"
-        run_command(commands["train"], train_log)
+        run_command(commands["train"], train_log, cwd=staging)
         return drafter_metrics.check_trained_drafter(spec, staging, train_log)
     if kind == "benchmark":
         return services.run_benchmark(spec, staging)
     if kind == "report":
-        with services.process_group(commands["report"]) as process:
-            code = process.wait()
-        if code == REPORT_INCOMPLETE:
+        with services.process_group(commands["report"], cwd=staging) as process:
+            process.wait()
+        if process.returncode == REPORT_INCOMPLETE:
             log("report written with failed points; it is not published, the next launch regenerates it")
             return {"publish": False}
-        if code:
-            raise StageFailed(f"report exited with code {code}")
+        if process.returncode:
+            raise StageFailed(services.failure_message(commands["report"], process))
         return {}
     for name, argv in commands.items():
-        run_command(argv)
+        # In the staging directory: trtllm-build leaves its timing cache (model.cache) in the working directory.
+        run_command(argv, cwd=staging)
     if kind in ("build_engine", "build_drafter_engine"):
         return {"engine_size_bytes": sum(p.stat().st_size for p in staging.glob("*.engine"))}
     return {}
@@ -127,7 +128,11 @@ class StageJob:
         self.spec_path = spec_path
 
     def __call__(self) -> dict:
-        return run(self.spec_path)
+        try:
+            return run(self.spec_path)
+        except StageFailed as failure:  # the reason is the log's last lines, where `status` looks
+            log(f"FAILED: {failure}")
+            raise
 
     def checkpoint(self, *args, **kwargs):
         import submitit

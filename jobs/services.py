@@ -5,6 +5,7 @@ so a server never outlives its benchmark.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -19,13 +20,18 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 STOP_GRACE_S = 15
+# Benchmarks sharing a node must not share ports: each shifts its base ports by SLURM_JOB_ID % PORT_SPREAD
+# (the batch script does the same for the sandbox it starts).
+PORT_SPREAD = 1000
 LOG_TAIL_LINES = 40
+OUTPUT_TAIL_LINES = 12
 
 
-def _tee(stream, log_file: Optional[Path], echo: bool) -> None:
+def _tee(stream, log_file: Optional[Path], echo: bool, tail: collections.deque) -> None:
     sink = open(log_file, "ab") if log_file else None
     try:
         for line in iter(stream.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
             if echo:
                 sys.stdout.buffer.write(line)
                 sys.stdout.flush()
@@ -51,16 +57,24 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def process_group(argv: List[str], log_file: Optional[Path] = None, echo: bool = True) -> Iterator[subprocess.Popen]:
+def process_group(argv: List[str], log_file: Optional[Path] = None, echo: bool = True,
+                  cwd: Optional[Path] = None) -> Iterator[subprocess.Popen]:
     """Start `argv` as the leader of a new process group; its output goes to our stdout and `log_file`."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    reader = threading.Thread(target=_tee, args=(process.stdout, log_file, echo), daemon=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                               cwd=cwd)
+    process.output_tail = collections.deque(maxlen=OUTPUT_TAIL_LINES)  # for error messages
+    reader = threading.Thread(target=_tee, args=(process.stdout, log_file, echo, process.output_tail), daemon=True)
     reader.start()
     try:
         yield process
     finally:
         stop_process_group(process)
         reader.join(timeout=5)
+
+
+def failure_message(argv: List[str], process: subprocess.Popen) -> str:
+    return (f"{argv[0]} exited with code {process.returncode}; its last lines:\n  "
+            + "\n  ".join(process.output_tail))
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -85,11 +99,29 @@ def wait_for_health(url: str, timeout_s: float, process: subprocess.Popen, log_f
                        f"{log_tail(log_file)}")
 
 
+def port_offset() -> int:
+    return int(os.environ.get("SLURM_JOB_ID", "0")) % PORT_SPREAD
+
+
+def with_port_offset(argv: List[str], offset: int) -> List[str]:
+    """Shift `--port N` and the ports of `http://host:N` URLs by `offset`."""
+    shifted = list(argv)
+    for i, word in enumerate(argv):
+        if i and argv[i - 1] == "--port":
+            shifted[i] = str(int(word) + offset)
+        elif word.startswith("http://") and word.rsplit(":", 1)[-1].isdigit():
+            base, port = word.rsplit(":", 1)
+            shifted[i] = f"{base}:{int(port) + offset}"
+    return shifted
+
+
 def run_benchmark(spec: dict, staging: Path) -> dict:
     """Server (and, when the batch script did not start it, the sandbox), then the client; always stop both."""
     from jobs.run_stage import StageFailed, run_command
 
-    bench, commands = spec["benchmark"], spec["commands"]
+    offset = port_offset()
+    bench = {k: with_port_offset([v], offset)[0] if k.endswith("_url") else v for k, v in spec["benchmark"].items()}
+    commands = {name: with_port_offset(argv, offset) for name, argv in spec["commands"].items()}
     with contextlib.ExitStack() as stack:
         if bench["start_sandbox"] and "sandbox" in commands:
             sandbox = stack.enter_context(process_group(commands["sandbox"], staging / "sandbox.log", echo=False))

@@ -189,8 +189,14 @@ def serve_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str) -> List[
     ]
 
 
+SANDBOX_APP = "nemo_skills.code_execution.local_sandbox.local_sandbox_server"
+
+
 def sandbox_command(cfg: DictConfig) -> List[str]:
-    return [cfg.cluster.python, "-m", "nemo_skills.code_execution.local_sandbox.local_sandbox_server"]
+    """NeMo-Skills' sandbox is a Flask app whose own `__main__` is fixed to port 6000: Flask's CLI serves it
+    on the configured loopback address and port instead."""
+    sb = cfg.serving.sandbox
+    return [cfg.cluster.python, "-m", "flask", "--app", SANDBOX_APP, "run", "--host", sb.host, "--port", str(sb.port)]
 
 
 def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str, problems_file: str,

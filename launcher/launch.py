@@ -25,12 +25,13 @@ def compose_variants(cfg: DictConfig, overrides: List[str]) -> Dict[str, DictCon
 
 
 def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
+    """Compose, validate (the environment too, unless this is a dry run) and plan."""
     variants = compose_variants(cfg, overrides)
     errors: List[ConfigError] = []
     for name, variant in variants.items():
         needed = ("trtllm", "sandbox") if variant.serving.sandbox.enabled else ("trtllm",)
         try:
-            validate(variant, needed)
+            validate(variant, needed, submitting=not variant.launcher.dry_run)
         except InvalidConfig as invalid:
             prefix = f"[{name}] " if len(variants) > 1 else ""
             errors += [ConfigError(prefix + e.key, e.value, e.problem, e.allowed) for e in invalid.errors]

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import jinja2
 from omegaconf import DictConfig
 
+from jobs.services import PORT_SPREAD
 from launcher.plan import Plan, Stage
 
 TEMPLATES = jinja2.Environment(
@@ -86,7 +87,7 @@ def container_image_flag(image: str) -> str:
     return f"--container-image={image}"
 
 
-def pyxis_flags(cfg: DictConfig, plan: Plan, container_key: str, code_dir: Path, secrets: bool = True) -> List[str]:
+def pyxis_flags(cfg: DictConfig, plan: Plan, container_key: str, code_dir: Path) -> List[str]:
     c = cfg.cluster
     if c.container_runtime == "none":
         return []
@@ -97,9 +98,16 @@ def pyxis_flags(cfg: DictConfig, plan: Plan, container_key: str, code_dir: Path,
         f"--container-workdir={code_dir}",
         "--no-container-mount-home",
     ]
-    if c.env_vars and secrets:
+    if c.env_vars:
         flags.append(f"--container-env={','.join(c.env_vars)}")
     return flags
+
+
+def sandbox_pyxis_flags(cfg: DictConfig) -> List[str]:
+    if cfg.cluster.container_runtime == "none":
+        return []
+    return [container_image_flag(cfg.cluster.containers["sandbox"]), "--container-workdir=/tmp",
+            "--no-container-mount-home"]
 
 
 def sandbox_argv(stage: Stage) -> List[str]:
@@ -156,9 +164,13 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
     if cfg.cluster.env_vars:
         lines.append(f"# passed by name only, values come from the submitting shell: {', '.join(cfg.cluster.env_vars)}")
     if "sandbox" in stage.commands and cfg.cluster.executor == "slurm":
-        flags = pyxis_flags(cfg, plan, "sandbox", code_dir, secrets=False)
-        lines.append("# the code sandbox runs beside the stage, in its own container; Slurm ends it with the job")
-        lines.append(shlex.join(["srun", "--overlap", "--ntasks=1", *flags, *sandbox_argv(stage)]) + " &")
+        argv = sandbox_argv(stage)
+        assert argv[-2] == "--port", argv
+        port = f'"$(({argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}))"'  # as the job shifts its own ports
+        lines.append("# the code sandbox runs beside the stage, in its own container, without the storage or the")
+        lines.append("# secrets; Slurm ends it with the job")
+        lines.append(shlex.join(["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]])
+                     + f" {port} &")
     return lines
 
 

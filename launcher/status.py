@@ -23,9 +23,9 @@ from launcher.dispatch.storage import latest_pointer
 from launcher.preview import is_complete
 from launcher.scripts import ExperimentDir
 
-TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
-                     "DEADLINE"}
-LOG_TAIL = 15
+ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+TERMINAL_FAILURES = ERRORS | {"CANCELLED", "PREEMPTED"}
+LOG_TAIL = 25
 
 
 def storage_root_from(overrides: List[str]) -> str:
@@ -90,7 +90,7 @@ def status_view(state: dict) -> Group:
         color = "green" if job_state == "COMPLETED" else "red" if job_state.split()[0] in TERMINAL_FAILURES else "yellow"
         table.add_row(name, str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
                       os.path.relpath(record["artifact"], state["storage_root"]))
-        if job_state.split()[0] in TERMINAL_FAILURES:
+        if job_state.split()[0] in ERRORS:
             failures.append(f"[bold]{name}[/bold] {job_state}: last lines of {record.get('log')}\n"
                             f"{log_tail(record.get('log'))}")
     return Group(table, *failures)

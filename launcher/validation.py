@@ -101,9 +101,16 @@ def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
     return errors
 
 
-def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",)) -> None:
-    """Raise InvalidConfig listing every problem of `cfg`."""
-    errors = _secret_errors(cfg)
+def environment_errors(cfg: DictConfig) -> List[ConfigError]:
+    """Variables the cluster requires must be set in the submitting shell (jobs inherit them by name)."""
+    return [ConfigError(f"cluster.required_env_vars[{i}]", name, "is not set in this shell; jobs read it from "
+                        "the environment of the submission", f"export {name}=... before launching")
+            for i, name in enumerate(cfg.cluster.required_env_vars) if not os.environ.get(name)]
+
+
+def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), submitting: bool = False) -> None:
+    """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting)."""
+    errors = _secret_errors(cfg) + (environment_errors(cfg) if submitting else [])
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

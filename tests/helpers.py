@@ -18,6 +18,8 @@ def compose_config(*overrides: str):
 
 
 def plan_for(*overrides: str) -> Plan:
+    """The plan a dry run makes (no submission, so the submitting shell's variables are not checked)."""
+    overrides = ("launcher.dry_run=true", *overrides)
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))

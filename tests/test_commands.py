@@ -37,7 +37,7 @@ def _paths(plan):
     model = s["download_model"].artifact + "/OpenMath-Nemotron-14B-kaggle"
     paths = {"model": model, "dataset": s["download_dataset"].artifact + "/OpenMathReasoning"}
     if "calibration_data" in s:
-        paths["calib"] = s["calibration_data"].artifact
+        paths["calib"] = s["calibration_data"].artifact + "/calib"
     paths["quantize"] = s["quantize"].artifact
     if "train_drafter" in s:
         paths["drafter"] = (s["train_drafter"].artifact + "/redrafter_output_redrafter_OpenMath-Nemotron-14B-kaggle"

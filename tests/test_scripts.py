@@ -59,7 +59,10 @@ def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
     sandbox_line = next(line for line in script.splitlines() if line.startswith("srun --overlap"))
     assert "--container-image=/lustre/fsw/my_account/images/nemo-skills-sandbox.sqsh" in sandbox_line
     assert "--container-env" not in sandbox_line
-    assert "env -u HF_TOKEN -u WANDB_API_KEY python -m nemo_skills.code_execution.local_sandbox" in script
+    assert "--container-mounts" not in sandbox_line and "--container-workdir=/tmp" in sandbox_line
+    assert ("env -u HF_TOKEN -u WANDB_API_KEY python -m flask --app "
+            "nemo_skills.code_execution.local_sandbox.local_sandbox_server run --host 127.0.0.1 --port "
+            '"$((6000 + SLURM_JOB_ID % 1000))" &') in script
 
 
 def test_offline_compute_nodes_get_offline_wandb(slurm_plan):

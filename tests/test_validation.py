@@ -48,6 +48,15 @@ def test_bad_config_is_rejected_naming_the_key(overrides, key, words):
     assert any(words in str(e) for e in matching), str(raised.value)
 
 
+def test_required_variables_must_be_set_when_submitting(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    plan_for("cluster=example_slurm", "+experiment=fp8", "launcher.dry_run=true")  # a dry run needs no secret
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("cluster=example_slurm", "+experiment=fp8", "launcher.dry_run=false")
+    assert [e.key for e in raised.value.errors] == ["cluster.required_env_vars[0]"]
+    assert "export HF_TOKEN" in str(raised.value)
+
+
 def test_secret_values_are_redacted_in_the_error():
     token = "hf_abcdefghijklmnopqrstuvwxyz123456"
     with pytest.raises(InvalidConfig) as raised:

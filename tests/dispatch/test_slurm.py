@@ -1,0 +1,68 @@
+"""The batch scripts submitit writes for every stage: resources, dependencies, requeue, pyxis flags."""
+import re
+import shlex
+
+import pytest
+from submitit.slurm.slurm import _make_sbatch_string
+
+from launcher.dispatch.slurm import job_states, submitit_parameters
+from launcher.dispatch.storage import code_snapshot_dir
+from tests.helpers import plan_for
+
+NGC_IMAGE = "nvcr.io#nvidia/pytorch:25.05-py3"
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    root = tmp_path_factory.mktemp("storage")
+    return plan_for("cluster=example_slurm", "+experiment=fp8_redrafter", f"cluster.storage_root={root}",
+                    f"cluster.containers.trtllm='{NGC_IMAGE}'")
+
+
+def sbatch_for(plan, name, deps=("11", "12")):
+    stage = plan.stages[name]
+    params = submitit_parameters(plan, stage, list(deps) if stage.deps else [], code_snapshot_dir(plan.storage_root))
+    # What submitit writes (its private renderer, the one SlurmExecutor.submit uses).
+    return _make_sbatch_string(command="python -u -m submitit.core._submit /f", folder="/f/%j", **params)
+
+
+@pytest.mark.parametrize("name", ["download_model", "download_dataset", "calibration_data", "quantize",
+                                  "train_drafter", "convert_drafter", "build_drafter_engine", "benchmark", "report"])
+def test_every_stage_script(plan, name):
+    script = sbatch_for(plan, name)
+    stage = plan.stages[name]
+    sbatch = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(.*))?$", script, re.M))
+    assert sbatch["job-name"] == f"launcher:fp8_redrafter:{name}"
+    assert sbatch["time"] == str(stage.resources.time_min) and "requeue" in sbatch
+    assert sbatch["signal"] == "USR2@90" and sbatch["account"] == "my_account"
+    if stage.resources.gpus_per_node:
+        assert sbatch["gpus-per-node"] == str(stage.resources.gpus_per_node) and sbatch["partition"] == "batch"
+    else:
+        assert "gpus-per-node" not in sbatch and sbatch["partition"] == "cpu"
+    if stage.deps:
+        assert sbatch["dependency"] == f"{stage.dependency_kind}:11:12" and sbatch["kill-on-invalid-dep"] == "yes"
+    else:
+        assert "dependency" not in sbatch
+    srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
+    assert f"--container-image={NGC_IMAGE}" in srun  # survives shell quoting with its `#`
+    assert "--no-container-mount-home" in srun and "--container-env=HF_TOKEN,WANDB_API_KEY" in srun
+    assert any(a.startswith("--container-mounts=" + plan.storage_root + ":" + plan.storage_root) for a in srun)
+    assert any(a.startswith("--container-workdir=" + plan.storage_root + "/code/") for a in srun)
+    assert "export WANDB_RUN_GROUP=fp8_redrafter" in script
+
+
+def test_report_waits_for_any_benchmark_outcome(plan):
+    assert "#SBATCH --dependency=afterany:11:12" in sbatch_for(plan, "report")
+
+
+def test_benchmark_starts_the_sandbox_step_without_secrets(plan):
+    script = sbatch_for(plan, "benchmark")
+    sandbox = next(line for line in script.splitlines() if line.startswith("srun --overlap"))
+    assert "nemo-skills-sandbox.sqsh" in sandbox and "--container-env" not in sandbox
+    assert sandbox.endswith(" &") and "env -u HF_TOKEN -u WANDB_API_KEY" in sandbox
+    assert script.index("srun --overlap") < script.index("srun --unbuffered")
+
+
+def test_job_states_without_slurm_is_empty(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert job_states(["1", "2"]) == {}

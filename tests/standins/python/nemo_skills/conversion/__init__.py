@@ -1,0 +1,1 @@
+"""STAND-IN nemo_skills.conversion (tests only)."""

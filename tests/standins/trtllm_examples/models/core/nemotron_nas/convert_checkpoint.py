@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""STAND-IN for TensorRT-LLM examples/models/core/nemotron_nas/convert_checkpoint.py (tests only).
+
+Same flags as the real script (incl. the required --trust_remote_code); checks the
+DeciLM HF model dir; writes a tiny TensorRT-LLM checkpoint (config.json with
+"standin": true and block_configs + rank{i}.safetensors). See tests/standins/README.md.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "..", "python"))
+
+from standin_tools.trtllm_ckpt import nemotron_nas_main  # noqa: E402
+
+if __name__ == "__main__":
+    nemotron_nas_main()
