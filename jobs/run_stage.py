@@ -18,15 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import drafter_metrics, services
+from jobs import drafter_metrics, services, wandb_log
 
 MANIFEST = "manifest.json"
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
 REPORT_INCOMPLETE = 3  # jobs.report's exit code when some results are missing
-
-
-class StageFailed(RuntimeError):
-    pass
 
 
 def log(message: str) -> None:
@@ -105,6 +101,7 @@ def run(spec_path: str) -> dict:
         "job_id": os.environ.get("SLURM_JOB_ID"), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
         "started": started, "ended": time.time(), "size_bytes": _dir_size(staging), "versions": _versions(), **extra,
     }
+    wandb_log.log_stage_results(spec, extra)  # train_drafter and benchmark results as a W&B run; never fails
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     try:
         os.rename(staging, artifact)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -19,49 +20,115 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-STOP_GRACE_S = 15
+STOP_GRACE_S = 15  # seconds between SIGTERM and SIGKILL
+KILL_WAIT_S = 5  # seconds to wait for the group to go after SIGKILL
 # Benchmarks sharing a node must not share ports: each shifts its base ports by SLURM_JOB_ID % PORT_SPREAD
 # (the batch script does the same for the sandbox it starts).
 PORT_SPREAD = 1000
 LOG_TAIL_LINES = 40
 OUTPUT_TAIL_LINES = 12
+HEALTH_POLL_S = 1.0
+# Health checks go straight to the loopback servers, never through a site's http_proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class StageFailed(RuntimeError):
+    """The stage cannot complete; the message says why (a tool's last output lines, a failed check)."""
 
 
 def _tee(stream, log_file: Optional[Path], echo: bool, tail: collections.deque) -> None:
-    sink = open(log_file, "ab") if log_file else None
-    try:
-        for line in iter(stream.readline, b""):
-            tail.append(line.decode(errors="replace").rstrip())
-            if echo:
-                sys.stdout.buffer.write(line)
-                sys.stdout.flush()
-            if sink:
-                sink.write(line)
-                sink.flush()
-    finally:
-        if sink:
-            sink.close()
+    """Copy the tool's output to our stdout, its log file and `tail` until it closes its end.
+
+    A copy that fails (our stdout closed, the log's disk full) is dropped, but the pipe is always drained
+    to the end: a tool that cannot write its output blocks forever.
+    """
+    out = getattr(sys.stdout, "buffer", None) if echo else None
+    log = None
+    if log_file:
+        try:
+            log = open(log_file, "ab")
+        except OSError as error:
+            tail.append(f"[launcher] cannot write {log_file}: {error}")
+    for line in iter(stream.readline, b""):
+        tail.append(line.decode(errors="replace").rstrip())
+        if out is not None:
+            try:
+                out.write(line)
+                out.flush()
+            except (OSError, ValueError):
+                out = None
+        if log is not None:
+            try:
+                log.write(line)
+                log.flush()
+            except OSError as error:
+                tail.append(f"[launcher] cannot write {log_file}: {error}")
+                with contextlib.suppress(OSError):
+                    log.close()
+                log = None
+    if log is not None:
+        with contextlib.suppress(OSError):
+            log.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether process group `pgid` has a process that is not a zombie.
+
+    A zombie cannot be signalled away: it waits for its parent (or for init, which in some containers never
+    reaps), so it does not count. Linux's /proc says which members are zombies; elsewhere signal 0 is asked.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            return True
+    return False
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5)):
+    """Stop every process of the group `process` leads: SIGTERM, then SIGKILL after STOP_GRACE_S.
+
+    The whole group, even when its leader already exited: servers and launchers (mpirun, torchrun, Flask's
+    reloader) leave children behind that would keep GPUs, ports and our output pipe.
+    """
+    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, KILL_WAIT_S)):
+        process.poll()  # reap the leader if it ended, so that it does not count as alive
+        if not _group_alive(process.pid):
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            process.poll()
+            if not _group_alive(process.pid):
+                return
+            time.sleep(0.05)
+    process.poll()
 
 
 @contextlib.contextmanager
 def process_group(argv: List[str], log_file: Optional[Path] = None, echo: bool = True,
                   cwd: Optional[Path] = None) -> Iterator[subprocess.Popen]:
     """Start `argv` as the leader of a new process group; its output goes to our stdout and `log_file`."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               cwd=cwd)
+    try:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                   cwd=cwd)
+    except OSError as error:  # not installed, not executable: as much a failed tool as a non-zero exit
+        raise StageFailed(f"cannot start {argv[0]}: {error}") from None
     process.output_tail = collections.deque(maxlen=OUTPUT_TAIL_LINES)  # for error messages
     reader = threading.Thread(target=_tee, args=(process.stdout, log_file, echo, process.output_tail), daemon=True)
     reader.start()
@@ -70,6 +137,8 @@ def process_group(argv: List[str], log_file: Optional[Path] = None, echo: bool =
     finally:
         stop_process_group(process)
         reader.join(timeout=5)
+        if not reader.is_alive():
+            process.stdout.close()
 
 
 def failure_message(argv: List[str], process: subprocess.Popen) -> str:
@@ -83,20 +152,31 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_for_health(url: str, timeout_s: float, process: subprocess.Popen, log_file: Path, what: str) -> float:
-    """Poll `url` until it answers 200; fail early if the process dies. Returns the seconds waited."""
+def _with_log(message: str, log_file: Optional[Path]) -> str:
+    return f"{message}; last lines of {log_file}:\n{log_tail(log_file)}" if log_file else message
+
+
+def wait_for_health(url: str, timeout_s: float, process: Optional[subprocess.Popen], log_file: Optional[Path],
+                    what: str, since: Optional[float] = None) -> float:
+    """Poll `url` until it answers 200; fail early if `process` (when we started it) dies.
+
+    Returns the seconds from `since` (a time.monotonic() value, e.g. when the process started; default: now)
+    until it was healthy. Raises StageFailed with the tail of `log_file`.
+    """
     start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode} before it was healthy; "
-                               f"last lines of {log_file}:\n{log_tail(log_file)}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-            with urllib.request.urlopen(url, timeout=5) as answer:
+    since = start if since is None else since
+    while True:
+        if process is not None and process.poll() is not None:
+            raise StageFailed(_with_log(f"{what} exited with code {process.returncode} before it was healthy",
+                                        log_file))
+        with contextlib.suppress(OSError, http.client.HTTPException):  # refused, reset, 503 while loading
+            with _DIRECT.open(url, timeout=5) as answer:
                 if answer.status == 200:
-                    return time.monotonic() - start
-        time.sleep(1)
-    raise RuntimeError(f"{what} was not healthy at {url} after {timeout_s:.0f} s; last lines of {log_file}:\n"
-                       f"{log_tail(log_file)}")
+                    return time.monotonic() - since
+        if time.monotonic() - start >= timeout_s:
+            break
+        time.sleep(HEALTH_POLL_S)
+    raise StageFailed(_with_log(f"{what} was not healthy at {url} after {timeout_s:g} s", log_file))
 
 
 def port_offset() -> int:
@@ -117,25 +197,31 @@ def with_port_offset(argv: List[str], offset: int) -> List[str]:
 
 def run_benchmark(spec: dict, staging: Path) -> dict:
     """Server (and, when the batch script did not start it, the sandbox), then the client; always stop both."""
-    from jobs.run_stage import StageFailed, run_command
+    from jobs.run_stage import run_command
 
     offset = port_offset()
     bench = {k: with_port_offset([v], offset)[0] if k.endswith("_url") else v for k, v in spec["benchmark"].items()}
     commands = {name: with_port_offset(argv, offset) for name, argv in spec["commands"].items()}
+    timeout_s = bench["health_timeout_s"]
     with contextlib.ExitStack() as stack:
+        started = {}
         if bench["start_sandbox"] and "sandbox" in commands:
-            sandbox = stack.enter_context(process_group(commands["sandbox"], staging / "sandbox.log", echo=False))
-            waits = {"sandbox": (bench["sandbox_url"] + "/health", sandbox, staging / "sandbox.log")}
-        else:
-            waits = {}
-        server = stack.enter_context(process_group(commands["server"], staging / "server.log", echo=False))
-        waits["LLM server"] = (bench["server_url"] + "/health", server, staging / "server.log")
-        startup = {}
-        for what, (url, process, log_file) in waits.items():
-            try:
-                startup[what] = wait_for_health(url, bench["health_timeout_s"], process, log_file, what)
-            except RuntimeError as error:
-                raise StageFailed(str(error)) from None
+            started["sandbox"] = (stack.enter_context(process_group(commands["sandbox"], staging / "sandbox.log",
+                                                                    echo=False)),
+                                  staging / "sandbox.log", bench["sandbox_url"], time.monotonic())
+        started["LLM server"] = (stack.enter_context(process_group(commands["server"], staging / "server.log",
+                                                                   echo=False)),
+                                 staging / "server.log", bench["server_url"], time.monotonic())
+        startup = {what: wait_for_health(url + "/health", timeout_s, process, log_file, what, since)
+                   for what, (process, log_file, url, since) in started.items()}
+        if "sandbox" in commands and "sandbox" not in started:
+            # Started beside this job by the batch script: a sandbox that is not there would turn every tool
+            # call of the benchmark into an error message instead of failing it.
+            wait_for_health(bench["sandbox_url"] + "/health", min(timeout_s, 300), None, None,
+                            "the sandbox (started by the batch script)")
         run_command(commands["client"])
-    results = json.loads((staging / "results.json").read_text())
+    results_file = staging / "results.json"
+    if not results_file.is_file():
+        raise StageFailed(f"the benchmark client exited without writing {results_file}")
+    results = json.loads(results_file.read_text())
     return {"benchmark_summary": results.get("summary"), "server_startup_s": startup.get("LLM server")}

@@ -16,17 +16,17 @@ from launcher.validation import ConfigError, InvalidConfig, validate
 EXPERIMENT_OVERRIDE = re.compile(r"^\+{0,2}experiment=")
 
 
-def compose_variants(cfg: DictConfig, overrides: List[str]) -> Dict[str, DictConfig]:
+def compose_variants(cfg: DictConfig, overrides: List[str], prefix: str = "") -> Dict[str, DictConfig]:
     """A campaign composes each of its experiments with the user's other overrides; else just `cfg`."""
     if not cfg.launcher.campaign:
         return {cfg.launcher.experiment_name: cfg}
     base = [o for o in overrides if not EXPERIMENT_OVERRIDE.match(o)]
-    return {name: compose("config", overrides=[*base, f"+experiment={name}"]) for name in cfg.launcher.campaign}
+    return {prefix + name: compose("config", overrides=[*base, f"+experiment={name}"])
+            for name in cfg.launcher.campaign}
 
 
-def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
-    """Compose, validate (the environment too, unless this is a dry run) and plan."""
-    variants = compose_variants(cfg, overrides)
+def validate_variants(variants: Dict[str, DictConfig]) -> None:
+    """Validate every composed config (the environment too, unless this is a dry run); report all at once."""
     errors: List[ConfigError] = []
     for name, variant in variants.items():
         needed = ("trtllm", "sandbox") if variant.serving.sandbox.enabled else ("trtllm",)
@@ -36,8 +36,13 @@ def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
             prefix = f"[{name}] " if len(variants) > 1 else ""
             errors += [ConfigError(prefix + e.key, e.value, e.problem, e.allowed) for e in invalid.errors]
     if errors:
-        unique = list({str(e): e for e in errors}.values())
-        raise InvalidConfig(unique)
+        raise InvalidConfig(list({str(e): e for e in errors}.values()))
+
+
+def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
+    """Compose, validate and plan."""
+    variants = compose_variants(cfg, overrides)
+    validate_variants(variants)
     return build_plan(cfg.launcher.experiment_name, variants)
 
 

@@ -35,6 +35,9 @@ DEFAULT_TIME_LIMITS_MIN = {
 STAGE_KINDS = tuple(DEFAULT_TIME_LIMITS_MIN)
 FINGERPRINT_LENGTH = 16
 COMPLETE_MARKER = "manifest.json"  # published last, atomically: its presence means complete
+# Slurm accounting of an experiment's jobs, written on the host before the report job's container starts
+# (sacct is not visible inside containers).
+ACCOUNTING = "accounting.psv"
 # TensorRT-LLM loads every data file of --calib_dataset: the parquet lives apart from the manifest.
 CALIBRATION_SUBDIR = "calib"
 
@@ -70,8 +73,8 @@ class Stage:
     config_subset: dict
     variants: List[str] = field(default_factory=list)
     inputs: List["Stage"] = field(default_factory=list, repr=False)
-    # Login-node files the stage reads, copied onto shared storage before submission: {dest: source}.
-    input_files: Dict[str, str] = field(default_factory=dict)
+    # Files the stage reads that the launcher writes onto shared storage at submission: {path: content}.
+    files: Dict[str, str] = field(default_factory=dict)
     cfg: Optional[DictConfig] = field(default=None, repr=False)  # the composed config that defined it
     # Runs once its inputs ended, well or not (`afterany`): the report shows failed points as failed.
     after_any: bool = False
@@ -127,8 +130,8 @@ def fingerprint(kind: str, values: dict, inputs: Sequence[str], image: str) -> s
     return hashlib.sha256(payload.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:FINGERPRINT_LENGTH]
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def container_image(cfg: DictConfig, key: str) -> str:
@@ -240,9 +243,10 @@ def _add_experiment(b: _Builder, cfg: DictConfig, variant: str) -> Stage:
             "copy_tokenizer": commands.copy_tokenizer_command(cfg, model_dir, out)})
 
     s, bench = cfg.serving, cfg.benchmark
+    problems_text = Path(bench.problems_file).read_text()
     bench_values = {
         "serving": OmegaConf.to_container(s, resolve=True),
-        "benchmark": {**OmegaConf.to_container(bench, resolve=True), "problems_file": file_digest(bench.problems_file)},
+        "benchmark": {**OmegaConf.to_container(bench, resolve=True), "problems_file": digest(problems_text)},
         "tp": m.tensor_parallel, "pp": m.pipeline_parallel, "python": cfg.cluster.python,
     }
     containers = ("trtllm", "sandbox") if s.sandbox.enabled else ("trtllm",)
@@ -258,35 +262,78 @@ def _add_experiment(b: _Builder, cfg: DictConfig, variant: str) -> Stage:
         return cmds
 
     stage = b.add(cfg, variant, "benchmark", bench_values, [engine], model_gpus, bench_commands, containers)
-    stage.input_files[problems] = os.path.abspath(bench.problems_file)
+    stage.files[problems] = problems_text
     return stage
 
 
+def _label(stage: Stage, differing: List[str]) -> str:
+    if "repo_id" in stage.config_subset:
+        return stage.config_subset["repo_id"].split("/")[-1]
+    return ",".join(f"{k}={stage.config_subset[k]}" for k in differing) or stage.variant
+
+
 def _name_stages(stages: List[Stage]) -> None:
-    """A kind that appears once keeps its name; repeated kinds get the variant (or dataset) as suffix."""
-    counts: Dict[str, int] = {}
+    """A kind that appears once keeps its name; repeated kinds say what sets them apart: the config values
+    that differ between them (`quantize[qformat=fp8]`), else the experiment that first needed them."""
+    by_kind: Dict[str, List[Stage]] = {}
     for s in stages:
-        counts[s.kind] = counts.get(s.kind, 0) + 1
-    for s in stages:
-        if counts[s.kind] > 1:
-            s.name = f"{s.kind}[{s.config_subset.get('repo_id', s.variant).split('/')[-1]}]"
+        by_kind.setdefault(s.kind, []).append(s)
+    for same_kind in by_kind.values():
+        if len(same_kind) == 1:
+            continue
+        common = set.intersection(*(set(s.config_subset) for s in same_kind)) - {"commands"}
+        differing = sorted(k for k in common if not isinstance(same_kind[0].config_subset[k], (dict, list))
+                           and len({json.dumps(s.config_subset[k]) for s in same_kind}) > 1)
+        labels = [_label(s, differing) for s in same_kind]
+        if len(set(labels)) < len(labels):
+            labels = [s.variant for s in same_kind]
+        if len(set(labels)) < len(labels):
+            labels = [f"{s.variant}:{s.fingerprint[:6]}" for s in same_kind]
+        for stage, label in zip(same_kind, labels):
+            stage.name = f"{stage.kind}[{label}]"
     for s in stages:
         s.deps = tuple(d.name for d in s.inputs)
 
 
+def _chain(stage: Stage) -> List[Stage]:
+    """The stage and everything it needs, in stage-kind order."""
+    seen: Dict[str, Stage] = {}
+    todo = [stage]
+    while todo:
+        current = todo.pop()
+        if current.fingerprint not in seen:
+            seen[current.fingerprint] = current
+            todo.extend(current.inputs)
+    return sorted(seen.values(), key=lambda s: STAGE_KINDS.index(s.kind))
+
+
+def report_inputs(experiment: str, benchmarks: Dict[str, Stage], baselines: List[str]) -> dict:
+    """What the report job reads: each configuration's chain of stages and artifacts."""
+    baseline = next((b for b in baselines if b in benchmarks), next(iter(benchmarks)))
+    return {
+        "experiment": experiment,
+        "baseline": baseline,
+        "variants": {name: {"stages": {s.kind: {"name": s.name, "artifact": s.artifact} for s in _chain(bench)}}
+                     for name, bench in benchmarks.items()},
+    }
+
+
 def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
-    """One plan for one experiment or a whole campaign (several composed configs sharing stages)."""
+    """One plan for one experiment, a campaign or a sweep (several composed configs sharing stages)."""
     first = next(iter(variants.values()))
     storage_root = os.path.abspath(first.cluster.storage_root)
     b = _Builder(storage_root)
-    benchmarks = [_add_experiment(b, cfg, name) for name, cfg in variants.items()]
-    results = [arg for s in benchmarks for arg in ("--results", f"{s.variant}={s.artifact}/results.json")]
+    benchmarks = {name: _add_experiment(b, cfg, name) for name, cfg in variants.items()}
     experiment_dir = os.path.join(storage_root, "experiments", experiment)
-    report = b.add(first, experiment, "report", {"benchmarks": [s.fingerprint for s in benchmarks]}, benchmarks, 0,
-                   lambda out: {"report": [first.cluster.python, "-m", "jobs.report", "--output_dir", out,
-                                           "--experiment_dir", experiment_dir, *results]})
+    inputs_path = os.path.join(experiment_dir, "report_inputs.json")
+    report = b.add(first, experiment, "report", {"benchmarks": [s.fingerprint for s in benchmarks.values()]},
+                   list(benchmarks.values()), 0, lambda out: {"report": [
+                       first.cluster.python, "-m", "jobs.report", "--inputs", inputs_path, "--output_dir", out,
+                       "--experiment_dir", experiment_dir, "--accounting", os.path.join(experiment_dir, ACCOUNTING)]})
     report.after_any = True
     _name_stages(b.stages)
+    baselines = list(first.launcher.baselines)
+    report.files[inputs_path] = json.dumps(report_inputs(experiment, benchmarks, baselines), indent=2)
     stages = {s.name: s for s in b.stages}
     order = graphlib.TopologicalSorter({n: s.deps for n, s in stages.items()}).static_order()
     return Plan(experiment=experiment, storage_root=storage_root, stages={n: stages[n] for n in order})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import sys
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -170,6 +171,8 @@ class LauncherConfig:
     wandb_project: str = "launcher"
     # A campaign: each entry names an experiment composed with the same overrides; empty for one.
     campaign: List[str] = field(default_factory=list)
+    # Experiments a sweep (`-m`) of this experiment is compared against in its report, run once.
+    baselines: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -198,5 +201,10 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("launcher_conf", lambda rel: str(CONF_DIR / rel), replace=True)
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
+    # Multirun plans every point together (hydra_plugins/launcher_sweep); Hydra must be able to find it.
+    if str(CONF_DIR.parent) not in sys.path:
+        sys.path.append(str(CONF_DIR.parent))
+    store.store(group="hydra/launcher", name="plan", provider="launcher",
+                node={"_target_": "hydra_plugins.launcher_sweep.plan_launcher.PlanLauncher"})
     for group, schema in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=schema)

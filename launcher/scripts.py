@@ -10,13 +10,13 @@ import os
 import shlex
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import jinja2
 from omegaconf import DictConfig
 
 from jobs.services import PORT_SPREAD
-from launcher.plan import Plan, Stage
+from launcher.plan import ACCOUNTING, Plan, Stage
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("launcher", "templates"),
@@ -47,6 +47,9 @@ class ExperimentDir:
 
     def log(self, stage: str) -> Path:
         return self.root / "logs" / f"{stage}.log"
+
+
+ACCOUNTING_FIELDS = "JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End"
 
 
 def format_time_limit(minutes: int) -> str:
@@ -153,10 +156,22 @@ def benchmark_settings(cfg: DictConfig) -> dict:
     }
 
 
-def setup_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
+def accounting_argv(job_ids: Sequence[str]) -> List[str]:
+    return ["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), f"--format={ACCOUNTING_FIELDS}"]
+
+
+def accounting_line(plan: Plan, job_ids: Sequence[str]) -> str:
+    """The report job records its experiment's accounting on the host: containers cannot see Slurm."""
+    path = os.path.join(plan.storage_root, "experiments", plan.experiment, ACCOUNTING)
+    return shlex.join(accounting_argv(job_ids)) + f" > {shlex.quote(path)} 2>/dev/null || true"
+
+
+def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequence[str] = ()) -> List[str]:
     """Batch-script lines that run on the node before the stage's srun (submitit's `setup`)."""
     cfg = stage.cfg
     lines = ["set -euo pipefail"]
+    if accounting_ids:
+        lines.append(accounting_line(plan, accounting_ids))
     for name, value in stage_env(plan, stage, code_dir).items():
         # Tests and sites may prepend their own paths; the code snapshot comes first.
         suffix = '${PYTHONPATH:+:$PYTHONPATH}' if name == "PYTHONPATH" else ""
@@ -174,7 +189,8 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
     return lines
 
 
-def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path) -> str:
+def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
+                  accounting_ids: Sequence[str] = ()) -> str:
     cfg = stage.cfg
     inner = job_argv(cfg, exp.spec(stage.name))
     flags = pyxis_flags(cfg, plan, stage.containers[0], code_dir)
@@ -182,16 +198,18 @@ def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Opti
     return TEMPLATES.get_template("stage.sbatch.j2").render(
         stage=stage, experiment=plan.experiment, cluster=cfg.cluster, partition=partition(stage),
         job_name=job_name(plan.experiment, stage), time_limit=format_time_limit(stage.resources.time_min),
-        log_file=str(exp.log(stage.name)), dependency=dependency, setup=setup_lines(plan, stage, code_dir),
+        log_file=str(exp.log(stage.name)), dependency=dependency,
+        setup=setup_lines(plan, stage, code_dir, accounting_ids),
         launch=launch,
     )
 
 
-def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path) -> Path:
+def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
+                      accounting_ids: Sequence[str] = ()) -> Path:
     """Write the stage's spec and batch script; return the script's path."""
     for path in (exp.spec(stage.name), exp.script(stage.name), exp.log(stage.name)):
         path.parent.mkdir(parents=True, exist_ok=True)
     exp.spec(stage.name).write_text(json.dumps(stage_spec(plan, stage), indent=2))
     script = exp.script(stage.name)
-    script.write_text(render_script(plan, stage, exp, dependency, code_dir))
+    script.write_text(render_script(plan, stage, exp, dependency, code_dir, accounting_ids))
     return script

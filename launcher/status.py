@@ -3,6 +3,7 @@
     python -m launcher status [EXPERIMENT] [--watch] [overrides such as cluster=mycluster]
     python -m launcher logs [EXPERIMENT] STAGE [--lines N]
     python -m launcher cancel [EXPERIMENT]
+    python -m launcher report [EXPERIMENT]     (regenerate report.md and the charts from results on disk)
 With no experiment they act on the latest one launched on that storage.
 """
 from __future__ import annotations
@@ -96,6 +97,27 @@ def status_view(state: dict) -> Group:
     return Group(table, *failures)
 
 
+def regenerate_report(state: dict, console: Console) -> int:
+    """Run the report job's code here, with accounting read on this (login) node."""
+    import subprocess
+    import sys
+
+    from launcher.plan import ACCOUNTING
+
+    exp = ExperimentDir(state["storage_root"], state["experiment"])
+    ids = sorted({str(r["job_id"]) for r in state["stages"].values() if r.get("job_id")})
+    if state["executor"] == "slurm":
+        accounting = slurm.accounting_rows(ids)
+        if accounting is not None:
+            (exp.root / ACCOUNTING).write_text(accounting)
+    command = [sys.executable, "-m", "jobs.report", "--inputs", str(exp.root / "report_inputs.json"),
+               "--output_dir", str(exp.root / "report"), "--experiment_dir", str(exp.root),
+               "--accounting", str(exp.root / ACCOUNTING)]
+    code = subprocess.run(command).returncode
+    console.print(f"report: {exp.root / 'report.md'}" + (" (some configurations did not finish)" if code == 3 else ""))
+    return 0 if code in (0, 3) else code
+
+
 def _all_ended(state: dict) -> bool:
     return all(s.split()[0] in TERMINAL_FAILURES or s.startswith("COMPLETED") for s, _ in stage_states(state).values())
 
@@ -124,6 +146,8 @@ def main(command: str, argv: List[str]) -> int:
         print("\n".join(text.splitlines()[-args.lines:]) if args.lines else text, end="")
         return 0
     state = load_state(root, names[0] if names else None)
+    if command == "report":
+        return regenerate_report(state, console)
     if command == "cancel":
         ids = [str(r["job_id"]) for r in state["stages"].values() if r["action"] == "submitted"]
         if state["executor"] == "slurm":

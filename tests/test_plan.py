@@ -119,8 +119,8 @@ def test_campaign_runs_shared_stages_once():
     assert kinds.count("quantize") == 2  # full_prec and fp8; FP8+ReDrafter reuses the FP8 checkpoint
     assert kinds.count("benchmark") == 3 and kinds.count("report") == 1
     assert set(plan.stages["report"].deps) == {"benchmark[bf16]", "benchmark[fp8]", "benchmark[fp8_redrafter]"}
-    assert plan.stages["convert_drafter"].deps == ("quantize[fp8]", "train_drafter")
-    assert sorted(plan.stages["quantize[fp8]"].variants) == ["fp8", "fp8_redrafter"]
+    assert plan.stages["convert_drafter"].deps == ("quantize[qformat=fp8]", "train_drafter")
+    assert sorted(plan.stages["quantize[qformat=fp8]"].variants) == ["fp8", "fp8_redrafter"]
 
 
 def test_campaign_applies_the_users_overrides_to_every_experiment():

@@ -87,7 +87,7 @@ def test_dry_run_writes_every_script_and_no_secret(tmp_path, monkeypatch):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
-    assert "#SBATCH --dependency=afterok:<quantize[fp8]>:<train_drafter>" in \
+    assert "#SBATCH --dependency=afterok:<quantize[qformat=fp8]>:<train_drafter>" in \
         (exp.root / "scripts" / "convert_drafter.sbatch").read_text()
 
 

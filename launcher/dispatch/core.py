@@ -7,8 +7,8 @@ pipeline is left behind.
 from __future__ import annotations
 
 import os
-import shutil
 import time
+from pathlib import Path
 from typing import Dict, List
 
 from rich.console import Console
@@ -38,10 +38,9 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
         code_dir = snapshot_code(plan.storage_root)
         backend = (slurm.SlurmBackend if executor == "slurm" else local.LocalBackend)(plan, exp, code_dir)
         for stage in plan.stages.values():
-            for dest, source in stage.input_files.items():
-                if not os.path.exists(dest):
-                    os.makedirs(os.path.dirname(dest), exist_ok=True)
-                    shutil.copyfile(source, dest)
+            for path, content in stage.files.items():
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                Path(path).write_text(content)
         records: Dict[str, dict] = {}
         submitted: List[str] = []
         try:
@@ -54,8 +53,11 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                     record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
                 else:
                     deps = [records[d]["job_id"] for d in stage.deps if records[d]["action"] != "complete"]
-                    write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir)
-                    job_id, log = backend.submit(stage, deps)
+                    # The report is submitted last: it records the accounting of every job of the experiment.
+                    accounting = [str(r["job_id"]) for r in records.values() if r.get("job_id")] \
+                        if stage.kind == "report" else []
+                    write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
+                    job_id, log = backend.submit(stage, deps, accounting)
                     submitted.append(job_id)
                     write_claim(stage, job_id, plan.experiment, log)
                     record.update(action="submitted", job_id=job_id, log=log)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from launcher.dispatch.storage import write_json
 from launcher.plan import Plan, Stage
@@ -21,7 +21,8 @@ class LocalBackend:
         self.plan, self.exp, self.code_dir = plan, exp, code_dir
         self.queue: List[Tuple[Stage, str, List[str]]] = []
 
-    def submit(self, stage: Stage, dependency_ids: List[str]) -> Tuple[str, str]:
+    def submit(self, stage: Stage, dependency_ids: List[str], accounting_ids: Sequence[str] = ()) -> Tuple[str, str]:
+        """Queue the stage; this machine keeps no accounting, so `accounting_ids` are not used."""
         job_id = f"local-{os.getpid()}-{len(self.queue) + 1}"
         self.queue.append((stage, job_id, [] if stage.after_any else dependency_ids))
         set_local_state(self.exp, job_id, "PENDING")

@@ -8,16 +8,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from launcher.plan import Plan, Stage
-from launcher.scripts import ExperimentDir, job_name, partition, pyxis_flags, setup_lines
+from launcher.scripts import ExperimentDir, accounting_argv, job_name, partition, pyxis_flags, setup_lines
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
 
 
-def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], code_dir: Path) -> dict:
+def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], code_dir: Path,
+                        accounting_ids: Sequence[str] = ()) -> dict:
     cfg, r = stage.cfg, stage.resources
     extra = {"requeue": True}
     if dependency_ids:
@@ -27,7 +28,7 @@ def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], cod
     params = dict(
         job_name=job_name(plan.experiment, stage), partition=partition(stage), qos=cfg.cluster.qos,
         nodes=r.nodes, ntasks_per_node=1, cpus_per_task=r.cpus_per_task, mem=f"{r.mem_gb}G", time=r.time_min,
-        signal_delay_s=90, stderr_to_stdout=True, setup=setup_lines(plan, stage, code_dir),
+        signal_delay_s=90, stderr_to_stdout=True, setup=setup_lines(plan, stage, code_dir, accounting_ids),
         srun_args=pyxis_flags(cfg, plan, stage.containers[0], code_dir), additional_parameters=extra,
     )
     if r.gpus_per_node:
@@ -39,13 +40,14 @@ class SlurmBackend:
     def __init__(self, plan: Plan, exp: ExperimentDir, code_dir: Path):
         self.plan, self.exp, self.code_dir = plan, exp, code_dir
 
-    def submit(self, stage: Stage, dependency_ids: List[str]) -> Tuple[str, str]:
+    def submit(self, stage: Stage, dependency_ids: List[str], accounting_ids: Sequence[str] = ()) -> Tuple[str, str]:
         import submitit
 
         from jobs.run_stage import StageJob
 
         executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=stage.cfg.cluster.python)
-        executor.update_parameters(**submitit_parameters(self.plan, stage, dependency_ids, self.code_dir))
+        executor.update_parameters(**submitit_parameters(self.plan, stage, dependency_ids, self.code_dir,
+                                                         accounting_ids))
         job = executor.submit(StageJob(str(self.exp.spec(stage.name))))
         return str(job.job_id), str(job.paths.stdout)
 
@@ -55,6 +57,11 @@ def _run(argv: List[str]) -> str | None:
         return None
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     return result.stdout if result.returncode == 0 else None
+
+
+def accounting_rows(job_ids: List[str]) -> str | None:
+    """sacct's rows for these jobs as the report reads them, or None when accounting does not answer."""
+    return _run(accounting_argv(job_ids)) if job_ids else None
 
 
 def job_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
