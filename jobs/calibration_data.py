@@ -44,12 +44,22 @@ def render(tokenizer, prompt: str, problem: str, solution: str, turn_end: str) -
 
 
 def truncate(tokenizer, text: str, max_tokens: int) -> tuple[str, int]:
-    """Cut `text` after its first `max_tokens` tokens, as the quantizer's tokenizer(truncation=True) will."""
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = encoded["offset_mapping"]
+    """Cut `text` to at most `max_tokens` tokens, losing as few as possible; return it and its token count.
+
+    The quantizer tokenizes the text again (tokenizer(truncation=True)), so the cut is checked that way. A
+    cut right after token `max_tokens` can hold more: a character that byte-level BPE splits into several
+    tokens is kept whole, or dropped whole, by a cut between characters. So the cut goes where the first
+    dropped token starts, earlier if the text is still too long.
+    """
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     if len(offsets) <= max_tokens:
         return text, len(offsets)
-    return text[:offsets[max_tokens - 1][1]], max_tokens
+    for keep in range(max_tokens, 0, -1):
+        cut = text[:offsets[keep][0]]
+        n_tokens = len(tokenizer(cut, add_special_tokens=False)["input_ids"])
+        if n_tokens <= max_tokens:
+            return cut, n_tokens
+    return "", 0
 
 
 def make_calibration_data(model_dir: str, dataset_dir: str, split: str, size: int, prompt: str,
@@ -64,18 +74,19 @@ def make_calibration_data(model_dir: str, dataset_dir: str, split: str, size: in
     if len(samples) < size:
         raise SystemExit(f"split {split!r} of {dataset_dir} has {len(samples)} samples, {size} requested")
     turn_end = assistant_turn_end(tokenizer)
-    texts, lengths = [], []
+    texts, lengths, truncated = [], [], 0
     for sample in samples:
         text = render(tokenizer, prompt, sample["problem"], sample["generated_solution"], turn_end)
-        text, n_tokens = truncate(tokenizer, text, max_seq_length)
-        texts.append(text)
+        cut, n_tokens = truncate(tokenizer, text, max_seq_length)
+        truncated += len(cut) < len(text)
+        texts.append(cut)
         lengths.append(n_tokens)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # The only file there: TensorRT-LLM's load_dataset(OUT) reads every data file of the directory.
     Dataset.from_dict({"text": texts}).to_parquet(str(out / "data.parquet"))
     return {"samples": len(texts), "split": split, "prompt": prompt, "max_seq_length": max_seq_length,
-            "mean_tokens": sum(lengths) / len(lengths), "truncated": sum(n == max_seq_length for n in lengths)}
+            "mean_tokens": sum(lengths) / len(lengths), "truncated": truncated}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def copy_tokenizer(model_dir: str, engine_dir: str) -> list:
-    files = sorted(Path(model_dir).glob("tokenizer*"))
+    files = sorted(p for p in Path(model_dir).glob("tokenizer*") if p.is_file())  # not a `tokenizer/` dir
     if not files:
         raise SystemExit(f"no tokenizer* files in {model_dir}")
     for path in files:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ast
 import glob
+import re
+import shutil
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 
 def read_metrics(log_text: str) -> List[Dict[str, float]]:
@@ -35,6 +37,25 @@ def find_drafter_dir(staging: Path) -> Path:
         raise FileNotFoundError(f"expected one trained drafter (config.json + model.safetensors) in "
                                 f"{staging}/redrafter_output_redrafter_*, found {[str(p) for p in candidates]}")
     return complete[0]
+
+
+def last_checkpoint(staging: Path) -> Optional[Path]:
+    """The newest `checkpoint-N` an earlier attempt left in the drafter's output dir (the trainer resumes from
+    it), or None."""
+    found = []
+    for path in staging.glob("redrafter_output_redrafter_*/checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+def remove_checkpoints(drafter_dir: Path) -> None:
+    """The trainer's `checkpoint-N` dirs (weights and optimizer state, several times the drafter's size) are
+    only for resuming: a published drafter is its config.json and model.safetensors."""
+    for path in drafter_dir.glob("checkpoint-*"):
+        if path.is_dir():
+            shutil.rmtree(path)
 
 
 def check_trained_drafter(spec: dict, staging: Path, train_log: Path) -> dict:

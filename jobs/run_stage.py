@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from jobs import drafter_metrics, services, wandb_log
+from jobs.services import StageFailed  # defined there: services raises it too
 
 MANIFEST = "manifest.json"
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
@@ -58,9 +60,14 @@ def run_kind(spec: dict, staging: Path) -> dict:
     """Run the stage's commands; return what the manifest should record beyond the basics."""
     kind, commands = spec["kind"], spec["commands"]
     if kind == "train_drafter":
-        train_log = staging / "train.log"
+        train_log = staging / "train.log"  # appended to by every attempt: a resumed one may log no metrics
+        resumed = drafter_metrics.last_checkpoint(staging)
+        if resumed:
+            log(f"training resumes from {resumed.parent.name}/{resumed.name} of an earlier attempt")
         run_command(commands["train"], train_log, cwd=staging)
-        return drafter_metrics.check_trained_drafter(spec, staging, train_log)
+        result = drafter_metrics.check_trained_drafter(spec, staging, train_log)
+        drafter_metrics.remove_checkpoints(staging / result["drafter_dir"])
+        return {**result, "resumed_from_checkpoint": resumed.name if resumed else None}
     if kind == "benchmark":
         return services.run_benchmark(spec, staging)
     if kind == "report":
@@ -137,9 +144,19 @@ class StageJob:
         return submitit.helpers.DelayedSubmission(StageJob(self.spec_path))
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    """scancel, a local cancel or a time limit: unwind, so that every tool's process group is stopped."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the stopping
+    log(f"terminated by signal {signum}: stopping the stage's tools")
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: python -m jobs.run_stage SPEC.json")
+    # Python's default for SIGTERM ends the process at once, without `finally`: the tools, each in its own
+    # process group, would outlive the job (servers keeping their GPUs and ports).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         run(sys.argv[1])
     except StageFailed as failure:

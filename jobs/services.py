@@ -28,6 +28,8 @@ PORT_SPREAD = 1000
 LOG_TAIL_LINES = 40
 OUTPUT_TAIL_LINES = 12
 HEALTH_POLL_S = 1.0
+# How long a sandbox the batch script started beside the job may take to answer, once the LLM server is up.
+EXTERNAL_SANDBOX_WAIT_S = 300
 # Health checks go straight to the loopback servers, never through a site's http_proxy.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -75,16 +77,16 @@ def _group_alive(pgid: int) -> bool:
     """Whether process group `pgid` has a process that is not a zombie.
 
     A zombie cannot be signalled away: it waits for its parent (or for init, which in some containers never
-    reaps), so it does not count. Linux's /proc says which members are zombies; elsewhere signal 0 is asked.
+    reaps), so it does not count. Linux's /proc says which members are zombies; elsewhere signal 0 decides.
     """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
     proc = Path("/proc")
     if not (proc / "self" / "stat").is_file():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
         return True
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -108,16 +110,15 @@ def stop_process_group(process: subprocess.Popen) -> None:
     for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, KILL_WAIT_S)):
         process.poll()  # reap the leader if it ended, so that it does not count as alive
         if not _group_alive(process.pid):
-            return
+            break
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
+        while _group_alive(process.pid) and time.monotonic() < deadline:
             process.poll()
-            if not _group_alive(process.pid):
-                return
             time.sleep(0.05)
-    process.poll()
+    with contextlib.suppress(subprocess.TimeoutExpired):  # the leader is gone or a zombie by now: reap it
+        process.wait(timeout=KILL_WAIT_S)
 
 
 @contextlib.contextmanager
@@ -217,7 +218,7 @@ def run_benchmark(spec: dict, staging: Path) -> dict:
         if "sandbox" in commands and "sandbox" not in started:
             # Started beside this job by the batch script: a sandbox that is not there would turn every tool
             # call of the benchmark into an error message instead of failing it.
-            wait_for_health(bench["sandbox_url"] + "/health", min(timeout_s, 300), None, None,
+            wait_for_health(bench["sandbox_url"] + "/health", min(timeout_s, EXTERNAL_SANDBOX_WAIT_S), None, None,
                             "the sandbox (started by the batch script)")
         run_command(commands["client"])
     results_file = staging / "results.json"

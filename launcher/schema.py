@@ -206,5 +206,8 @@ def register_configs() -> None:
         sys.path.append(str(CONF_DIR.parent))
     store.store(group="hydra/launcher", name="plan", provider="launcher",
                 node={"_target_": "hydra_plugins.launcher_sweep.plan_launcher.PlanLauncher"})
+    store.store(group="hydra/sweeper", name="plan", provider="launcher",
+                node={"_target_": "hydra_plugins.launcher_sweep.plan_sweeper.PlanSweeper", "max_batch_size": None,
+                      "params": None})
     for group, schema in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=schema)

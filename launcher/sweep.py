@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -24,6 +25,7 @@ from launcher.plan import build_plan
 from launcher.schema import GROUPS
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: hundreds of points' configs
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 
@@ -39,7 +41,10 @@ class PointComposer:
                                                                                      or o.is_force_add())]
         structural = tuple(o.input_line for o in parsed if o not in plain)
         if structural not in self.compositions:
-            self.compositions[structural] = self.loader.load_sweep_config(self.master, list(structural))
+            composed = self.loader.load_sweep_config(self.master, list(structural))
+            with open_dict(composed):
+                del composed["hydra"]  # the launcher's points need none of it, and copies get cheaper
+            self.compositions[structural] = composed
         cfg = copy.deepcopy(self.compositions[structural])
         for override in plain:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
@@ -69,19 +74,17 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
             cfg.launcher.experiment_name = name
         point_dir = sweep_dir / f"{index}-{name}"
         (point_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-        (point_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
-        task_cfg = copy.copy(cfg)
-        with open_dict(task_cfg):
-            del task_cfg["hydra"]
-        (point_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(task_cfg))
-        variants.update(compose_variants(task_cfg, overrides, prefix=f"{name}.") if cfg.launcher.campaign
-                        else {name: task_cfg})
-        returns.append(JobReturn(overrides=overrides, cfg=task_cfg, working_dir=str(point_dir), task_name="launcher",
+        (point_dir / ".hydra" / "overrides.yaml").write_text(yaml.dump(overrides, Dumper=YAML_DUMPER))
+        (point_dir / ".hydra" / "config.yaml").write_text(
+            yaml.dump(OmegaConf.to_container(cfg), Dumper=YAML_DUMPER, sort_keys=False))
+        variants.update(compose_variants(cfg, overrides, prefix=f"{name}.") if cfg.launcher.campaign
+                        else {name: cfg})
+        returns.append(JobReturn(overrides=overrides, cfg=cfg, working_dir=str(point_dir), task_name="launcher",
                                  status=JobStatus.COMPLETED, _return_value=name))
     first = next(iter(variants.values()))
     base = [o for o in common if not EXPERIMENT_OVERRIDE.match(o)]
     for baseline in first.launcher.baselines:
-        variants.setdefault(baseline, _drop_hydra(composer.compose([*base, f"+experiment={baseline}"])))
+        variants.setdefault(baseline, composer.compose([*base, f"+experiment={baseline}"]))
     validate_variants(variants)
     sweep_name = f"{master.launcher.experiment_name}-sweep-{sweep_dir.name}"
     plan = build_plan(sweep_name, variants)
@@ -95,9 +98,3 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
 
         submit(plan, console)
     return returns
-
-
-def _drop_hydra(cfg: DictConfig) -> DictConfig:
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg

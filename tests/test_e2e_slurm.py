@@ -184,3 +184,49 @@ def test_concurrent_launches_submit_each_artifact_once(slurm_cluster, tmp_path):
     every = set(job_ids(fp8).values()) | set(job_ids(redrafter).values())
     rows = slurm_cluster.wait_all_done(every, timeout=300)
     assert {r["State"] for r in rows} == {"COMPLETED"}
+
+
+def test_a_drafter_sweep_runs_shared_stages_once_and_reports_every_point(slurm_cluster, tmp_path):
+    failing_point = r"layers_2 .*--redrafter_draft_len_per_beam 3"  # convert_drafter of one point fails
+    launcher(tmp_path, "-m", "+experiment=fp8_redrafter", "drafter.num_layers=1,2", "drafter.draft_len_per_beam=2,3",
+             env={"STANDIN_FAIL_MATCH": failing_point})
+    sweep_dir = next((Path(tmp_path) / "sweeps").iterdir())
+    name = (sweep_dir / "experiment.txt").read_text().split()[0]
+    st = state(tmp_path, name)
+    ids = job_ids(st)
+    rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=400)}
+    names = [r["JobName"].split(":", 2)[2] for r in rows.values()]
+    assert names.count("quantize[qformat=fp8]") == 1 and names.count("calibration_data") == 1
+    assert sum(n.startswith("benchmark[") for n in names) == 6  # 4 points + the bf16 and fp8 baselines
+    quantize_end = when(rows[ids["quantize[qformat=fp8]"]]["End"])
+    for stage, job in ids.items():
+        if stage.startswith("convert_drafter["):
+            assert when(rows[job]["Start"]) >= quantize_end
+    failed = "convert_drafter[fp8_redrafter.num_layers=2.draft_len_per_beam=3]"
+    assert rows[ids[failed]]["State"] == "FAILED"
+    report = (Path(tmp_path) / "experiments" / name / "report.md").read_text()
+    for point in ("num_layers=1.draft_len_per_beam=2", "num_layers=1.draft_len_per_beam=3",
+                  "num_layers=2.draft_len_per_beam=2", "num_layers=2.draft_len_per_beam=3", "bf16", "fp8"):
+        assert point in report
+    assert "failed at convert_drafter" in report
+    assert "quantize[qformat=fp8]" in report  # GPU-hours per stage, from Slurm's accounting
+
+
+def test_a_submission_failing_midway_leaves_nothing_submitted(slurm_cluster, tmp_path):
+    """The fifth sbatch call fails: the four jobs already submitted are cancelled, no claim or state is left."""
+    shim, counter = tmp_path / "shim", tmp_path / "sbatch_calls"
+    shim.mkdir()
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
+    (shim / "sbatch").write_text(f"""#!/bin/sh
+echo call >> {counter}
+[ "$(wc -l < {counter})" -ge 5 ] && {{ echo "sbatch: error: Batch job submission failed" >&2; exit 1; }}
+exec {real} "$@"
+""")
+    (shim / "sbatch").chmod(0o755)
+    result = launcher(tmp_path, "+experiment=fp8_redrafter", env={"PATH": f"{shim}:{STANDINS / 'bin'}:{os.environ['PATH']}"},
+                      check=False)
+    assert result.returncode != 0 and "cancelled the 4 job(s)" in result.stdout
+    assert not (Path(tmp_path) / "experiments" / "fp8_redrafter" / "state.json").exists()
+    assert not list(Path(tmp_path).glob("artifacts/*/*.job"))
+    out = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING", "-o", "%j"], capture_output=True, text=True).stdout
+    assert "launcher:fp8_redrafter:" not in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
@@ -21,12 +22,24 @@ from launcher.plan import Plan
 from launcher.preview import is_complete
 from launcher.scripts import ExperimentDir, write_stage_files
 
+PARALLEL_SUBMISSIONS = 8
 
-def _claim_is_live(claim: dict | None, executor: str) -> bool:
-    if not claim or executor != "slurm" or str(claim["job_id"]).startswith("local-"):
-        return False
-    state, _ = slurm.job_states([claim["job_id"]]).get(claim["job_id"], ("UNKNOWN", ""))
-    return state in slurm.LIVE_STATES
+
+def _live_claims(plan: Plan, claims: Dict[str, dict | None], executor: str) -> set:
+    """Stages another launch's pending or running job is already producing (one query for all)."""
+    if executor != "slurm":
+        return set()
+    pending = {n: str(c["job_id"]) for n, c in claims.items() if c and not str(c["job_id"]).startswith("local-")}
+    states = slurm.job_states(sorted(set(pending.values())))
+    return {n for n, job in pending.items() if states.get(job, ("UNKNOWN", ""))[0] in slurm.LIVE_STATES}
+
+
+def _waves(plan: Plan, names: List[str]) -> List[List[str]]:
+    """The stages to submit, grouped so that each group only depends on earlier groups' jobs."""
+    depth: Dict[str, int] = {}
+    for name in names:  # plan order is topological
+        depth[name] = 1 + max((depth[d] for d in plan.stages[name].deps if d in depth), default=-1)
+    return [[n for n in names if depth[n] == level] for level in range(max(depth.values(), default=-1) + 1)]
 
 
 def submit(plan: Plan, console: Console) -> Dict[str, dict]:
@@ -41,33 +54,42 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
             for path, content in stage.files.items():
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 Path(path).write_text(content)
+        claims = {name: read_claim(stage) for name, stage in plan.stages.items()}
+        complete = {name for name, stage in plan.stages.items() if is_complete(stage.artifact)}
+        live = _live_claims(plan, {n: c for n, c in claims.items() if n not in complete}, executor)
         records: Dict[str, dict] = {}
-        submitted: List[str] = []
+        for name, stage in plan.stages.items():
+            record = records[name] = {"kind": stage.kind, "fingerprint": stage.fingerprint, "artifact": stage.artifact}
+            claim = claims[name] or {}
+            if name in complete:
+                record.update(action="complete", job_id=claim.get("job_id"), log=claim.get("log"))
+            elif name in live:
+                record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
+            else:
+                record.update(action="submitted", job_id=None, log=None)
+        to_submit = [name for name, record in records.items() if record["action"] == "submitted"]
+
+        def submit_one(name: str) -> None:
+            stage = plan.stages[name]
+            deps = [str(records[d]["job_id"]) for d in stage.deps if records[d]["action"] != "complete"]
+            # The report is submitted last: it records the accounting of every job of the experiment.
+            accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] if stage.kind == "report" else []
+            write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
+            job_id, log = backend.submit(stage, deps, accounting)
+            records[name].update(job_id=job_id, log=log)
+            write_claim(stage, job_id, plan.experiment, log)
+
         try:
-            for name, stage in plan.stages.items():
-                record = {"kind": stage.kind, "fingerprint": stage.fingerprint, "artifact": stage.artifact}
-                claim = read_claim(stage)
-                if is_complete(stage.artifact):
-                    record.update(action="complete", job_id=claim and claim["job_id"], log=claim and claim["log"])
-                elif _claim_is_live(claim, executor):
-                    record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
-                else:
-                    deps = [records[d]["job_id"] for d in stage.deps if records[d]["action"] != "complete"]
-                    # The report is submitted last: it records the accounting of every job of the experiment.
-                    accounting = [str(r["job_id"]) for r in records.values() if r.get("job_id")] \
-                        if stage.kind == "report" else []
-                    write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
-                    job_id, log = backend.submit(stage, deps, accounting)
-                    submitted.append(job_id)
-                    write_claim(stage, job_id, plan.experiment, log)
-                    record.update(action="submitted", job_id=job_id, log=log)
-                records[name] = record
+            # sbatch calls of a wave go out together: hundreds of sweep points submit in seconds.
+            with ThreadPoolExecutor(max_workers=PARALLEL_SUBMISSIONS if executor == "slurm" else 1) as pool:
+                for wave in _waves(plan, to_submit):
+                    list(pool.map(submit_one, wave))
         except Exception:
+            submitted = [str(records[n]["job_id"]) for n in to_submit if records[n]["job_id"]]
             if executor == "slurm":
                 slurm.cancel(submitted)
-            for name, record in records.items():
-                if record["action"] == "submitted":
-                    claim_path(plan.stages[name]).unlink(missing_ok=True)
+            for name in to_submit:
+                claim_path(plan.stages[name]).unlink(missing_ok=True)
             console.print(f"[red]submission failed; cancelled the {len(submitted)} job(s) this launch submitted[/red]")
             raise
         write_json(exp.state, {"experiment": plan.experiment, "executor": executor, "storage_root": plan.storage_root,
@@ -75,9 +97,9 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
         latest_pointer(plan.storage_root).write_text(plan.experiment)
     elapsed = time.perf_counter() - started
     console.print(_submission_table(plan, records))
-    console.print(f"{len(submitted)} job(s) submitted in {elapsed:.2f} s; "
+    console.print(f"{len(to_submit)} job(s) submitted in {elapsed:.2f} s; "
                   f"follow with: python -m launcher status {plan.experiment} cluster.storage_root={plan.storage_root}")
-    if executor == "local" and submitted:
+    if executor == "local" and to_submit:
         backend.run_all(lambda name, state: console.print(f"{name}: {state}"))
     return records
 

@@ -5,13 +5,17 @@ Environment knobs (read by every stand-in, after its arguments and inputs were c
 * ``STANDIN_FAIL`` -- ``1``/``true``/``all``: every stand-in exits non-zero; or a
   comma-separated list of tool names (see ``TOOL_NAMES``) to fail only those.
   ``STANDIN_FAIL_CODE`` sets the exit code (default 1).
-* ``STANDIN_SLEEP_S`` -- seconds to sleep to simulate work (float).
+* ``STANDIN_FAIL_MATCH`` -- a regular expression: a stand-in whose command line matches it exits non-zero
+  (to fail one sweep point, e.g. ``layers_2 .*--redrafter_draft_len_per_beam 3``).
+* ``STANDIN_SLEEP_S`` -- seconds to sleep to simulate work (float), or per tool: ``tool=seconds,...``
+  (tool names as in ``TOOL_NAMES``; tools not listed do not sleep).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -42,6 +46,9 @@ def log(tool: str, msg: str, stream=None) -> None:
 
 
 def fail_requested(tool: str) -> bool:
+    pattern = os.environ.get("STANDIN_FAIL_MATCH")
+    if pattern and re.search(pattern, " ".join(sys.argv)):
+        return True
     value = os.environ.get("STANDIN_FAIL", "").strip()
     if not value or value.lower() in ("0", "false", "no", "off"):
         return False
@@ -58,19 +65,22 @@ def fail_code() -> int:
     return code if code != 0 else 1
 
 
-def sleep_seconds() -> float:
+def sleep_seconds(tool: str) -> float:
     raw = os.environ.get("STANDIN_SLEEP_S", "").strip()
     if not raw:
         return 0.0
+    if "=" in raw:
+        per_tool = dict(item.split("=", 1) for item in raw.split(","))
+        raw = per_tool.get(tool, "0")
     try:
         return max(0.0, float(raw))
     except ValueError:
-        raise StandinError(f"STANDIN_SLEEP_S must be a number, got {raw!r}")
+        raise StandinError(f"STANDIN_SLEEP_S must be a number or tool=seconds pairs, got {raw!r}")
 
 
 def simulate_work(tool: str) -> None:
     """Honour STANDIN_SLEEP_S then STANDIN_FAIL. Call once inputs are validated."""
-    s = sleep_seconds()
+    s = sleep_seconds(tool)
     if s:
         log(tool, f"sleeping {s}s (STANDIN_SLEEP_S)")
         time.sleep(s)

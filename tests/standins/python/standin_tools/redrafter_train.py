@@ -268,7 +268,7 @@ def run(a) -> int:
             log(TOOL, f"Continuing training from checkpoint, will skip to saved global_step {start} "
                       f"({last[1]})")
 
-    sleep_total = sleep_seconds()
+    sleep_total = sleep_seconds(TOOL)
     per_step_sleep = sleep_total / max(1, total - start)
     fail_at = start + max(1, (total - start) // 2) if fail_requested(TOOL) else None
     t0 = time.time()

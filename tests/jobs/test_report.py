@@ -1,0 +1,427 @@
+"""Tests of jobs/report.py on a fake storage: the seeds' three configurations (their published numbers), a sweep
+point that failed at train_drafter, and the Slurm accounting of the experiment's jobs.
+
+Every expected number below is computed by hand from the fixture's values, not by the code under test.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from jobs import report
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENT = "fp8_redrafter-sweep-2026-11-21_23-20-05"
+FAILED = "fp8_redrafter.num_layers=1"
+GIB = 2 ** 30
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# The seeds' table (2x H100): total generation time (s), batch throughput, average sample throughput (tok/s).
+SEEDS = {"bf16": (144.2, 346.0, 34.6), "fp8": (64.7, 751.7, 75.2), "fp8_redrafter": (30.5, 1385.4, 138.5)}
+LATENCY = {  # avg, p50, p90, p99 latency; avg, p50, p90, p99 TTFT; requests/s; output tokens/s
+    "bf16": (120.5, 118.25, 140.0, 143.9, 0.412, 0.400, 0.500, 0.650, 0.0693, 400.1),
+    "fp8": (55.0, 54.5, 62.0, 64.5, 0.210, 0.200, 0.300, 0.333, 0.1546, 850.2),
+    "fp8_redrafter": (26.0, 25.5, 29.0, 30.4, 0.150, 0.140, 0.200, 0.222, 0.3279, 1500.9),
+}
+CHAINS = {  # stage name (kind[label]) per configuration, in dependency order
+    "bf16": ["download_model", "quantize[qformat=full_prec]", "build_engine[qformat=full_prec]", "benchmark[bf16]"],
+    "fp8": ["download_model", "download_dataset", "calibration_data", "quantize[qformat=fp8]",
+            "build_engine[qformat=fp8]", "benchmark[fp8]"],
+    "fp8_redrafter": ["download_model", "download_dataset", "calibration_data", "quantize[qformat=fp8]",
+                      "train_drafter[num_layers=2]", "convert_drafter[num_layers=2]",
+                      "build_drafter_engine[num_layers=2]", "benchmark[fp8_redrafter]"],
+    FAILED: ["download_model", "download_dataset", "calibration_data", "quantize[qformat=fp8]",
+             "train_drafter[num_layers=1]", "convert_drafter[num_layers=1]", "build_drafter_engine[num_layers=1]",
+             f"benchmark[{FAILED}]"],
+}
+# Complete stages: wall-clock seconds between the manifest's started and ended, and the job that published it.
+PUBLISHED = {
+    "download_model": (1764, "101"), "download_dataset": (864, "102"), "calibration_data": (564, "103"),
+    "quantize[qformat=full_prec]": (864, "42"),  # built by an earlier experiment's job 42, reused here
+    "quantize[qformat=fp8]": (2664, "105"), "build_engine[qformat=full_prec]": (1164, "106"),
+    "build_engine[qformat=fp8]": (684, "107"), "train_drafter[num_layers=2]": (7164, "108"),
+    "convert_drafter[num_layers=2]": (324, "110"), "build_drafter_engine[num_layers=2]": (1044, "112"),
+    "benchmark[bf16]": (1764, "120"), "benchmark[fp8]": (864, "115"), "benchmark[fp8_redrafter]": (504, "116"),
+}
+ENGINE_BYTES = {"build_engine[qformat=full_prec]": int(29.5 * GIB), "build_engine[qformat=fp8]": int(16.25 * GIB),
+                "build_drafter_engine[num_layers=2]": int(19.5 * GIB)}
+DRAFTER_METRICS = {"redrafter0_top1": 0.912, "redrafter1_top1": 0.781, "redrafter2_top1": 0.654,
+                   "redrafter0_top5": 0.99, "redrafter0_loss": 0.41, "redrafter1_loss": 0.83, "redrafter2_loss": 1.2}
+# sacct -X -P -n --format=JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End
+# (stage name, job id, state, elapsed s, GPUs); the experiment's name prefix is added below
+ACCOUNTING = [
+    ("download_model", "101", "COMPLETED", 1800, 0),
+    # download_dataset: no record
+    ("calibration_data", "103", "COMPLETED", 600, 0),
+    ("quantize[qformat=fp8]", "105", "COMPLETED", 2700, 2),
+    ("build_engine[qformat=full_prec]", "106", "COMPLETED", 1200, 1),
+    ("build_engine[qformat=fp8]", "107", "COMPLETED", 720, 1),
+    ("train_drafter[num_layers=2]", "108", "COMPLETED", 7200, 2),
+    ("train_drafter[num_layers=1]", "109", "FAILED", 5400, 2),
+    ("convert_drafter[num_layers=2]", "110", "COMPLETED", 360, 1),
+    ("convert_drafter[num_layers=1]", "111", "CANCELLED by 0", 0, 1),
+    ("build_drafter_engine[num_layers=2]", "112", "COMPLETED", 1080, 1),
+    ("build_drafter_engine[num_layers=1]", "113", "CANCELLED by 0", 0, 1),
+    ("benchmark[bf16]", "114", "FAILED", 600, 2),  # first attempt
+    ("benchmark[fp8]", "115", "COMPLETED", 900, 2),
+    ("benchmark[fp8_redrafter]", "116", "COMPLETED", 540, 2),
+    (f"benchmark[{FAILED}]", "117", "CANCELLED by 0", 0, 2),
+    ("benchmark[bf16]", "120", "COMPLETED", 1800, 2),  # the attempt that published it
+    ("report", "121", "RUNNING", 5, 0),  # the report job itself: not a stage of the inputs
+]
+EARLIER, DAY = "launcher:fp8-2026-11-20_10-00-00", "2026-11-20T"
+OTHER_JOBS = [  # job 42 published an artifact reused here; job 90 is unrelated
+    f"42|{EARLIER}:quantize[qformat=full_prec]|COMPLETED|900|cpu=8,gres/gpu=2,mem=64G|{DAY}10:00:00|{DAY}10:15:00",
+    f"90|{EARLIER}:quantize[qformat=fp8]|COMPLETED|3600|cpu=8,gres/gpu=2,mem=64G|{DAY}10:00:00|{DAY}11:00:00",
+]
+# Hand-computed GPU-hours = GPUs x ElapsedRaw / 3600
+GPU_HOURS = {
+    "download_model": [0.0], "calibration_data": [0.0], "quantize[qformat=full_prec]": [0.5],
+    "quantize[qformat=fp8]": [1.5], "build_engine[qformat=full_prec]": [1 / 3], "build_engine[qformat=fp8]": [0.2],
+    "train_drafter[num_layers=2]": [4.0], "train_drafter[num_layers=1]": [3.0],
+    "convert_drafter[num_layers=2]": [0.1], "convert_drafter[num_layers=1]": [0.0],
+    "build_drafter_engine[num_layers=2]": [0.3], "build_drafter_engine[num_layers=1]": [0.0],
+    "benchmark[bf16]": [1 / 3, 1.0], "benchmark[fp8]": [0.5], "benchmark[fp8_redrafter]": [0.3],
+    f"benchmark[{FAILED}]": [0.0],
+}
+TOTAL_GPU_HOURS = 43440 / 3600  # 12.07: the sum of GPUs x seconds over the rows above
+TOTAL_WALL_HOURS = 20232 / 3600  # 5.62: the sum of PUBLISHED's wall-clock seconds
+
+
+# --------------------------------------------------------------------------------------------------
+# The fake storage
+# --------------------------------------------------------------------------------------------------
+def summary(name: str) -> dict:
+    time_s, batch, sample = SEEDS[name]
+    lat = dict(zip(["avg_latency_s", "p50_latency_s", "p90_latency_s", "p99_latency_s", "avg_ttft_s", "p50_ttft_s",
+                    "p90_ttft_s", "p99_ttft_s", "requests_per_s", "output_tokens_per_s"], LATENCY[name]))
+    return {"num_generations": 12, "num_finished": 10, "num_cancelled": 2, "num_errors": 0,
+            "total_generation_time_s": time_s, "batch_throughput_tok_s": batch, "avg_sample_throughput_tok_s": sample,
+            "majority_vote_accuracy": 1.0, **lat}
+
+
+def artifact_of(root: Path, stage: str) -> Path:
+    kind = stage.split("[")[0]
+    return root / "artifacts" / kind / (stage.replace("[", "-").replace("]", "").replace("=", "-") or kind)
+
+
+def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLISHED), baseline=None) -> Path:
+    """Manifests (and results) of the `published` stages; returns the INPUTS.json the launcher would write."""
+    for stage in published:
+        wall_s, job_id = PUBLISHED[stage]
+        artifact = artifact_of(root, stage)
+        artifact.mkdir(parents=True)
+        manifest = {"stage": stage.split("[")[0], "name": stage, "experiment": EXPERIMENT, "job_id": job_id,
+                    "started": 1_763_765_000.0, "ended": 1_763_765_000.0 + wall_s, "size_bytes": 1234}
+        if stage in ENGINE_BYTES:
+            manifest["engine_size_bytes"] = ENGINE_BYTES[stage]
+        if stage.startswith("train_drafter"):
+            manifest.update(drafter_metrics=DRAFTER_METRICS, drafter_gate_passed=True)
+        if stage.startswith("benchmark"):
+            name = stage[len("benchmark["):-1]
+            (artifact / "results.json").write_text(json.dumps(
+                {"config": {"model": name}, "summary": summary(name), "batches": [], "records": []}))
+        (artifact / "manifest.json").write_text(json.dumps(manifest))
+    inputs = {"experiment": EXPERIMENT, "baseline": baseline or configurations[0], "variants": {
+        name: {"stages": {s.split("[")[0]: {"name": s, "artifact": str(artifact_of(root, s))} for s in CHAINS[name]}}
+        for name in configurations}}
+    path = root / "report_inputs.json"
+    path.write_text(json.dumps(inputs))
+    return path
+
+
+def write_accounting(root: Path, rows=ACCOUNTING, other=OTHER_JOBS) -> Path:
+    lines = [f"{job}|launcher:{EXPERIMENT}:{stage}|{state}|{elapsed}|billing=4,cpu=4,gres/gpu={gpus},mem=32G,node=1"
+             f"|2026-11-21T23:20:10|2026-11-22T00:20:10" for stage, job, state, elapsed, gpus in rows]
+    path = root / "accounting.psv"
+    path.write_text("\n".join([*lines, *other]) + "\n")
+    return path
+
+
+def run_report(root: Path, inputs: Path, accounting: Path | None = None, charts: bool = False) -> tuple:
+    """report.main in this process; without `charts`, the charts (tested on the standard run) are not drawn."""
+    out, exp = root / "out", root / "experiments" / EXPERIMENT
+    argv = ["--inputs", str(inputs), "--output_dir", str(out), "--experiment_dir", str(exp)]
+    with mock.patch.object(report, "write_charts", report.write_charts if charts else lambda *_: []):
+        code = report.main(argv + (["--accounting", str(accounting)] if accounting else []))
+    return code, out, exp
+
+
+def table_row(markdown: str, label: str) -> list:
+    """The cells after the label of the markdown table row that starts with `label` (one such row expected)."""
+    found = [line for line in markdown.splitlines() if line.startswith(f"| {label} |")]
+    assert len(found) == 1, (label, found)
+    return [cell.strip() for cell in found[0].strip().strip("|").split(" | ")][1:]
+
+
+def section(markdown: str, title: str) -> str:
+    return markdown.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The standard run: 3 finished configurations, one failed at train_drafter, accounting available."""
+    root = tmp_path_factory.mktemp("storage")
+    inputs = make_storage(root)
+    code, out, exp = run_report(root, inputs, write_accounting(root), charts=True)
+    return {"code": code, "out": out, "exp": exp, "md": (out / "report.md").read_text(),
+            "json": json.loads((out / "report.json").read_text())}
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------
+def test_seeds_table_has_the_values_and_speedups_against_bf16(sweep):
+    md = section(sweep["md"], "Speed")
+    assert table_row(md, "metric") == ["bf16", "fp8", "fp8_redrafter", FAILED]
+    # time: baseline / value (144.2/64.7 = 2.229, 144.2/30.5 = 4.728); throughputs: value / baseline
+    assert table_row(md, "total generation time (s)") == [
+        "144.2 (1.00x)", "64.7 (2.23x)", "30.5 (4.73x)", "failed at train_drafter"]
+    assert table_row(md, "batch throughput (tok/s)") == [  # 751.7/346 = 2.173, 1385.4/346 = 4.004
+        "346.0 (1.00x)", "751.7 (2.17x)", "1385.4 (4.00x)", "failed at train_drafter"]
+    assert table_row(md, "average sample throughput (tok/s)") == [  # 75.2/34.6 = 2.173, 138.5/34.6 = 4.003
+        "34.6 (1.00x)", "75.2 (2.17x)", "138.5 (4.00x)", "failed at train_drafter"]
+    assert "Speed-ups are against `bf16`." in sweep["md"]
+    assert "3 of 4 configuration(s) finished" in sweep["md"]
+
+
+def test_report_json_holds_the_same_numbers(sweep):
+    data = sweep["json"]
+    assert data["baseline"] == "bf16" and data["complete"] is False
+    time_row, = [r for r in data["tables"]["speed"]["rows"] if r["key"] == "total_generation_time_s"]
+    assert time_row["cells"]["fp8_redrafter"]["value"] == 30.5
+    assert time_row["cells"]["fp8_redrafter"]["speedup"] == pytest.approx(144.2 / 30.5)
+    assert time_row["cells"][FAILED] == {"value": None, "failed_at": "train_drafter"}
+    failed, = [c for c in data["configurations"] if not c["finished"]]
+    assert failed["name"] == FAILED and failed["failed_at"]["name"] == "train_drafter[num_layers=1]"
+    assert failed["failed_at"]["artifact"] == str(artifact_of(sweep["out"].parent, "train_drafter[num_layers=1]"))
+
+
+def test_latency_table_shows_every_percentile_and_the_failure(sweep):
+    md = section(sweep["md"], "Latency")
+    assert table_row(md, "avg latency (s)") == ["120.50", "55.00", "26.00", "failed at train_drafter"]
+    assert table_row(md, "p50 latency (s)") == ["118.25", "54.50", "25.50", "failed at train_drafter"]
+    assert table_row(md, "p99 latency (s)") == ["143.90", "64.50", "30.40", "failed at train_drafter"]
+    assert table_row(md, "p90 TTFT (s)") == ["0.500", "0.300", "0.200", "failed at train_drafter"]
+    assert table_row(md, "requests/s") == ["0.069", "0.155", "0.328", "failed at train_drafter"]
+    assert table_row(md, "output tokens/s") == ["400.1", "850.2", "1500.9", "failed at train_drafter"]
+    assert table_row(md, "accuracy (majority vote)") == ["100.0%", "100.0%", "100.0%", "failed at train_drafter"]
+
+
+def test_accuracy_row_only_when_some_accuracy_is_known(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "summary",
+                        lambda name, real=summary: {**real(name), "majority_vote_accuracy": None})
+    code, out, _ = run_report(tmp_path, make_storage(tmp_path, configurations=("bf16", "fp8")))
+    assert code == report.REPORT_COMPLETE
+    assert "majority vote" not in (out / "report.md").read_text()
+
+
+def test_drafter_table_lists_every_final_top1_and_the_gate(sweep):
+    md = section(sweep["md"], "Drafter")
+    assert table_row(md, "metric") == ["fp8_redrafter", FAILED]  # only the configurations with a drafter
+    assert table_row(md, "redrafter0_top1 (final)") == ["0.912", "failed at train_drafter"]
+    assert table_row(md, "redrafter1_top1 (final)") == ["0.781", "failed at train_drafter"]
+    assert table_row(md, "redrafter2_top1 (final)") == ["0.654", "failed at train_drafter"]
+    assert table_row(md, "quality gate") == ["passed", "failed at train_drafter"]
+    assert "top5" not in md and "loss" not in md
+
+
+def test_a_drafter_below_the_gate_says_so(tmp_path):
+    inputs = make_storage(tmp_path, configurations=("fp8_redrafter",))
+    manifest = artifact_of(tmp_path, "train_drafter[num_layers=2]") / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "drafter_gate_passed": False}))
+    code, out, _ = run_report(tmp_path, inputs)
+    assert code == report.REPORT_COMPLETE
+    assert table_row((out / "report.md").read_text(), "quality gate") == ["below the gate"]
+
+
+def test_engine_sizes_in_gib(sweep):
+    md = section(sweep["md"], "Engine sizes")
+    assert table_row(md, "engine (GiB)") == ["29.50", "16.25", "—", "—"]
+    assert table_row(md, "engine with drafter (GiB)") == ["—", "—", "19.50", "failed at train_drafter"]
+
+
+def test_the_failed_configuration_is_in_every_table(sweep):
+    for key, table in sweep["json"]["tables"].items():
+        assert FAILED in table["columns"], key
+        assert any(row["cells"][FAILED].get("failed_at") == "train_drafter" for row in table["rows"]), key
+    assert f"`{FAILED}`: **failed at train_drafter** (stage `train_drafter[num_layers=1]`" in sweep["md"]
+
+
+def test_a_benchmark_without_results_fails_at_benchmark(tmp_path):
+    inputs = make_storage(tmp_path, configurations=("bf16", "fp8"))
+    (artifact_of(tmp_path, "benchmark[fp8]") / "results.json").unlink()
+    code, out, _ = run_report(tmp_path, inputs)
+    assert code == report.REPORT_INCOMPLETE
+    assert table_row((out / "report.md").read_text(), "batch throughput (tok/s)") == [
+        "346.0 (1.00x)", "failed at benchmark"]
+
+
+def test_speedups_against_the_named_baseline_wherever_it_is(tmp_path):
+    code, out, _ = run_report(tmp_path, make_storage(tmp_path, configurations=("bf16", "fp8"), baseline="fp8"))
+    md = (out / "report.md").read_text()
+    assert "Speed-ups are against `fp8`." in md
+    assert table_row(md, "total generation time (s)") == ["144.2 (0.45x)", "64.7 (1.00x)"]  # 64.7/144.2 = 0.449
+
+
+def test_speedups_against_the_first_finished_when_the_baseline_failed(tmp_path):
+    published = [s for s in PUBLISHED if s != "benchmark[bf16]"]
+    code, out, _ = run_report(tmp_path, make_storage(tmp_path, configurations=("bf16", "fp8", "fp8_redrafter"),
+                                                     published=published))
+    md = (out / "report.md").read_text()
+    assert code == report.REPORT_INCOMPLETE
+    assert "Speed-ups are against `fp8`: the baseline `bf16` did not finish." in md
+    assert table_row(md, "total generation time (s)") == [  # 64.7/30.5 = 2.121
+        "failed at benchmark", "64.7 (1.00x)", "30.5 (2.12x)"]
+    assert json.loads((out / "report.json").read_text())["baseline"] == "fp8"
+
+
+# --------------------------------------------------------------------------------------------------
+# GPU-hours
+# --------------------------------------------------------------------------------------------------
+def test_gpu_hours_per_stage_from_accounting(sweep):
+    usage = sweep["json"]["gpu_usage"]
+    assert usage["source"] == "accounting"
+    found = {}
+    for row in usage["stages"]:
+        if row["gpu_hours"] is not None:
+            found.setdefault(row["stage"], []).append(row["gpu_hours"])
+    assert found == pytest.approx(GPU_HOURS)
+    assert usage["total_gpu_hours"] == pytest.approx(TOTAL_GPU_HOURS)
+    names = [row["stage"] for row in usage["stages"]]
+    assert names.count("download_model") == 1 and names.count("quantize[qformat=fp8]") == 1  # shared: once
+    assert "report" not in names
+
+
+def test_gpu_hours_markdown_rows(sweep):
+    md = section(sweep["md"], "GPU-hours per stage")
+    assert table_row(md, "stage") == ["job id", "state", "GPUs", "elapsed (h)", "GPU-hours"]
+    assert table_row(md, "train_drafter[num_layers=2]") == ["108", "COMPLETED", "2", "2.00", "4.00"]
+    assert table_row(md, "train_drafter[num_layers=1]") == ["109", "FAILED", "2", "1.50", "3.00"]
+    assert table_row(md, "quantize[qformat=full_prec]") == ["42", "COMPLETED", "2", "0.25", "0.50"]  # by job id
+    assert table_row(md, "download_dataset") == ["102", "no accounting record", "—", "—", "—"]
+    bf16_attempts = [line for line in md.splitlines() if line.startswith("| benchmark[bf16] |")]
+    assert bf16_attempts == ["| benchmark[bf16] | 114 | FAILED | 2 | 0.17 | 0.33 |",
+                             "| benchmark[bf16] | 120 | COMPLETED | 2 | 0.50 | 1.00 |"]
+    assert table_row(md, "**total**")[-1] == "12.07"
+    assert "| 90 |" not in md  # another experiment's job
+
+
+def test_wall_clock_hours_from_manifests_without_accounting(tmp_path):
+    code, out, _ = run_report(tmp_path, make_storage(tmp_path))
+    md = (out / "report.md").read_text()
+    usage = json.loads((out / "report.json").read_text())["gpu_usage"]
+    assert code == report.REPORT_INCOMPLETE
+    assert usage["source"] == "manifests" and usage["total_gpu_hours"] is None
+    assert usage["total_hours"] == pytest.approx(TOTAL_WALL_HOURS)
+    assert "accounting unavailable: wall-clock hours from manifests" in md
+    gpu_md = section(md, "GPU-hours per stage")
+    assert table_row(gpu_md, "stage")[3] == "wall-clock (h)"
+    assert table_row(gpu_md, "train_drafter[num_layers=2]") == ["108", "complete", "unknown", "1.99", "unknown"]
+    assert table_row(gpu_md, "train_drafter[num_layers=1]") == ["—", "incomplete", "unknown", "—", "unknown"]
+    assert table_row(gpu_md, "**total**")[-2:] == ["5.62", "unknown"]
+
+
+def test_missing_empty_or_foreign_accounting_falls_back_to_manifests(tmp_path):
+    inputs = make_storage(tmp_path)
+    (tmp_path / "empty.psv").write_text("\n")  # what `sacct ... > accounting.psv || true` leaves when sacct fails
+    for absent in ("absent.psv", "empty.psv"):
+        code, out, _ = run_report(tmp_path, inputs, tmp_path / absent)
+        assert json.loads((out / "report.json").read_text())["gpu_usage"]["source"] == "manifests"
+        assert "accounting unavailable: wall-clock hours from manifests" in (out / "report.md").read_text()
+    foreign = write_accounting(tmp_path, rows=[], other=OTHER_JOBS[1:])
+    code, out, _ = run_report(tmp_path, inputs, foreign)
+    assert "accounting has no record of this experiment's jobs" in (out / "report.md").read_text()
+
+
+def test_accounting_fields_are_the_ones_the_launcher_asks_sacct_for():
+    from launcher.scripts import ACCOUNTING_FIELDS
+
+    assert ",".join(report.ACCOUNTING_FIELDS) == ACCOUNTING_FIELDS
+
+
+def test_gpu_count_of_alloc_tres():
+    assert report.gpu_count("billing=4,cpu=4,gres/gpu=2,mem=32G,node=1") == 2
+    assert report.gpu_count("cpu=4,gres/gpu:h100=4,mem=32G") == 4
+    assert report.gpu_count("cpu=4,gres/gpu=8,gres/gpu:h100=8") == 8
+    assert report.gpu_count("billing=1,cpu=1,mem=4G,node=1") == 0
+    assert report.gpu_count("") == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Charts, files and exit codes
+# --------------------------------------------------------------------------------------------------
+def test_charts_are_valid_pngs_in_both_directories(sweep):
+    from PIL import Image
+
+    names = ["throughput.png", "generation_time.png", "latency.png"]
+    assert sweep["json"]["charts"] == names
+    for directory in (sweep["out"], sweep["exp"]):
+        for name in names:
+            path = directory / name
+            assert path.read_bytes()[:8] == PNG_MAGIC, path
+            with Image.open(path) as image:
+                image.verify()
+                assert image.format == "PNG" and image.size[0] >= 600 and image.size[1] >= 400
+        assert (directory / "report.md").read_text() == sweep["md"]
+        assert json.loads((directory / "report.json").read_text()) == sweep["json"]
+    for name in names:
+        assert f"]({name})" in sweep["md"]
+
+
+def test_without_matplotlib_the_tables_are_still_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import raise ImportError
+    code, out, _ = run_report(tmp_path, make_storage(tmp_path, configurations=("bf16", "fp8")), charts=True)
+    md = (out / "report.md").read_text()
+    assert code == report.REPORT_COMPLETE
+    assert "charts skipped" in md and ".png" not in md and not list(out.glob("*.png"))
+    assert table_row(md, "total generation time (s)") == ["144.2 (1.00x)", "64.7 (2.23x)"]
+
+
+def test_exit_code_3_when_some_configuration_failed(sweep):
+    assert sweep["code"] == report.REPORT_INCOMPLETE == 3
+
+
+def test_exit_code_0_when_every_configuration_finished(tmp_path):
+    inputs = make_storage(tmp_path, configurations=("bf16", "fp8", "fp8_redrafter"))
+    code, out, _ = run_report(tmp_path, inputs, write_accounting(tmp_path))
+    assert code == report.REPORT_COMPLETE == 0
+    assert json.loads((out / "report.json").read_text())["complete"] is True
+
+
+def test_the_command_line_exit_code_is_what_run_stage_expects(tmp_path):
+    from jobs.run_stage import REPORT_INCOMPLETE
+
+    inputs = make_storage(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "jobs.report", "--inputs", str(inputs), "--output_dir",
+                             str(tmp_path / "out"), "--experiment_dir", str(tmp_path / "exp")],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == REPORT_INCOMPLETE, result.stderr
+    assert "failed at train_drafter" in result.stdout and (tmp_path / "exp" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("problem", ["missing", "not json", "no benchmark", "unknown baseline", "bad accounting"])
+def test_exit_code_1_on_bad_input(tmp_path, problem):
+    inputs = make_storage(tmp_path, configurations=("bf16",))
+    data = json.loads(inputs.read_text())
+    accounting = None
+    if problem == "missing":
+        inputs.unlink()
+    elif problem == "not json":
+        inputs.write_text("{not json")
+    elif problem == "no benchmark":
+        del data["variants"]["bf16"]["stages"]["benchmark"]
+        inputs.write_text(json.dumps(data))
+    elif problem == "unknown baseline":
+        inputs.write_text(json.dumps({**data, "baseline": "fp16"}))
+    else:
+        accounting = tmp_path / "accounting.psv"
+        accounting.write_text(f"101|launcher:{EXPERIMENT}:download_model|COMPLETED|1800\n")  # 4 fields of 7
+    code, out, _ = run_report(tmp_path, inputs, accounting)
+    assert code == report.BAD_INPUT == 1
+    assert not (out / "report.md").exists()

@@ -1,0 +1,310 @@
+"""Tests of jobs/services.py: process groups that never outlive their block, health checks, ports, and the
+benchmark stage end to end with the stand-in trtllm-serve, the stand-in NeMo-Skills sandbox and the real client.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs import run_stage, services
+from jobs.services import StageFailed
+from tests.jobs.test_run_stage import PY, STANDINS, alive, manifest, plan, standin_env, write_spec
+
+TOKENS = ["Let ", "me ", "compute.\n", "<tool_call>\n", "print(6*7)\n", "</tool_call>", "\nSo ", "\\boxed{42}"]
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    standin_env(monkeypatch)
+    monkeypatch.setattr(services, "HEALTH_POLL_S", 0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def group_alive(pgid: int) -> bool:
+    """Any process of the group that is not a zombie (the oracle, independent of services' own check)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, _, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+            if int(pgrp) == pgid and state not in "ZX":
+                return True
+    return False
+
+
+def wait_for_file(path: Path, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().endswith("\n"):
+            return path.read_text()
+        time.sleep(0.02)
+    raise TimeoutError(path)
+
+
+# A leader that starts a grandchild in its group and records both pids; `ignore` makes both ignore SIGTERM.
+FAMILY = """
+import os, signal, subprocess, sys, time
+if {ignore}:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                          + ("signal.signal(signal.SIGTERM, signal.SIG_IGN); " if {ignore} else "")
+                          + "time.sleep(120)"])
+open({pids!r}, "w").write(f"{{os.getpid()}} {{child.pid}}\\n")
+time.sleep({leader_s})
+"""
+
+
+def family(tmp_path, ignore=False, leader_s=120):
+    pids = tmp_path / "pids.txt"
+    return [PY, "-c", FAMILY.format(ignore=ignore, pids=str(pids), leader_s=leader_s)], pids
+
+
+# --------------------------------------------------------------------------------------------------
+# Process groups
+# --------------------------------------------------------------------------------------------------
+def test_the_group_is_stopped_when_the_block_ends(tmp_path):
+    argv, pids = family(tmp_path)
+    with services.process_group(argv, echo=False) as process:
+        leader, child = map(int, wait_for_file(pids).split())
+        assert alive(child)
+    assert process.returncode is not None
+    assert not alive(leader) and not alive(child) and not group_alive(process.pid)
+
+
+def test_the_group_is_stopped_on_an_exception_inside_the_block(tmp_path):
+    argv, pids = family(tmp_path)
+    with pytest.raises(KeyError):
+        with services.process_group(argv, echo=False) as process:
+            leader, child = map(int, wait_for_file(pids).split())
+            raise KeyError("the client failed")
+    assert not alive(leader) and not alive(child) and not group_alive(process.pid)
+
+
+def test_children_left_behind_by_a_leader_that_exited_are_stopped(tmp_path):
+    argv, pids = family(tmp_path, leader_s=0)  # like a launcher that forks a server and returns
+    with services.process_group(argv, echo=False) as process:
+        leader, child = map(int, wait_for_file(pids).split())
+        process.wait(timeout=20)
+        assert process.returncode == 0 and alive(child)
+    assert not alive(child) and not group_alive(process.pid)
+
+
+def test_a_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
+    monkeypatch.setattr(services, "STOP_GRACE_S", 0.5)
+    argv, pids = family(tmp_path, ignore=True)
+    with services.process_group(argv, echo=False) as process:
+        leader, child = map(int, wait_for_file(pids).split())
+        stopping = time.monotonic()
+    waited = time.monotonic() - stopping
+    assert not alive(leader) and not alive(child) and not group_alive(process.pid)
+    assert process.returncode == -9  # SIGKILL
+    assert 0.5 <= waited < 5, waited
+
+
+def test_a_tool_that_writes_much_more_than_a_pipe_holds_is_not_blocked(tmp_path):
+    log = tmp_path / "tool.log"
+    argv = [PY, "-c", "import sys\nfor i in range(20000): print('x' * 50, i)"]
+    with services.process_group(argv, log, echo=False) as process:
+        assert process.wait(timeout=30) == 0
+    assert log.read_text().count("\n") == 20000 and process.output_tail[-1].endswith(" 19999")
+
+
+# --------------------------------------------------------------------------------------------------
+# Health checks and ports
+# --------------------------------------------------------------------------------------------------
+def test_wait_for_health_fails_early_with_the_log_when_the_server_dies(tmp_path):
+    log = tmp_path / "server.log"
+    argv = [PY, "-c", "import time; print('loading engine', flush=True); time.sleep(0.3); "
+                      "raise SystemExit('engine built for tp=2, served with tp=1')"]
+    started = time.monotonic()
+    with services.process_group(argv, log, echo=False) as process:
+        with pytest.raises(StageFailed) as failure:
+            services.wait_for_health(f"http://127.0.0.1:{free_port()}/health", 60, process, log, "LLM server")
+    assert time.monotonic() - started < 10  # not the 60 s timeout
+    message = str(failure.value)
+    assert "LLM server exited with code 1 before it was healthy" in message
+    assert "loading engine" in message and "engine built for tp=2, served with tp=1" in message
+
+
+def test_wait_for_health_times_out_with_a_clear_message(tmp_path):
+    log = tmp_path / "server.log"
+    port = free_port()
+    with services.process_group([PY, "-c", "print('still loading', flush=True); import time; time.sleep(60)"], log,
+                                echo=False) as process:
+        started = time.monotonic()
+        with pytest.raises(StageFailed) as failure:
+            services.wait_for_health(f"http://127.0.0.1:{port}/health", 1.5, process, log, "LLM server")
+        assert 1.5 <= time.monotonic() - started < 8
+    assert f"LLM server was not healthy at http://127.0.0.1:{port}/health after 1.5 s" in str(failure.value)
+    assert "still loading" in str(failure.value)
+
+
+def test_wait_for_health_goes_straight_to_loopback_whatever_the_proxy(tmp_path, monkeypatch):
+    (tmp_path / "health").write_text("ok")
+    port = free_port()
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    argv = [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    with services.process_group(argv, tmp_path / "server.log", echo=False) as process:
+        since = time.monotonic() - 100
+        waited = services.wait_for_health(f"http://127.0.0.1:{port}/health", 20, process, tmp_path / "server.log",
+                                          "server", since=since)
+    assert 100 <= waited < 120  # measured from `since`
+    assert not listening(port)
+
+
+def test_with_port_offset():
+    argv = ["trtllm-serve", "serve", "/e/5000", "--tp_size", "2", "--max_batch_size", "12", "--host", "127.0.0.1",
+            "--port", "5000"]
+    assert services.with_port_offset(argv, 345) == argv[:-1] + ["5345"]
+    client = ["python", "-m", "jobs.benchmark_client", "--server-url", "http://127.0.0.1:5000",
+              "--sandbox-url", "http://localhost:6000", "--num-generations", "12", "--output", "/x/5000/results.json"]
+    assert services.with_port_offset(client, 7) == ["python", "-m", "jobs.benchmark_client", "--server-url",
+                                                    "http://127.0.0.1:5007", "--sandbox-url", "http://localhost:6007",
+                                                    "--num-generations", "12", "--output", "/x/5000/results.json"]
+    assert services.with_port_offset(argv, 0) == argv
+    assert services.with_port_offset(["--port"], 3) == ["--port"]
+
+
+def test_port_offset_follows_the_slurm_job_id(monkeypatch):
+    assert services.port_offset() == 0
+    monkeypatch.setenv("SLURM_JOB_ID", "123456")
+    assert services.port_offset() == 456
+
+
+# --------------------------------------------------------------------------------------------------
+# The benchmark stage, end to end
+# --------------------------------------------------------------------------------------------------
+JOB_ID = 4242  # shifts every port by 242, as on a shared node
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    """The bf16 plan's benchmark spec, its engine a minimal stand-in engine dir, its ports free ones."""
+    server_port, sandbox_port = free_port(), free_port()
+    offset = JOB_ID % services.PORT_SPREAD
+    the_plan = plan(tmp_path / "storage", "+experiment=bf16", f"serving.port={server_port - offset}",
+                    f"serving.sandbox.port={sandbox_port - offset}", "benchmark.num_generations=4",
+                    "benchmark.cancel_after=3", "serving.health_timeout_s=60")
+    stage = the_plan.stages["benchmark"]
+    from launcher.scripts import stage_spec
+
+    spec = stage_spec(the_plan, stage)
+    assert spec["benchmark"]["start_sandbox"] is True and "sandbox" in spec["commands"]
+    model_dir = Path(spec["commands"]["server"][spec["commands"]["server"].index("--tokenizer") + 1])
+    shutil.copytree(STANDINS / "data" / "tiny_tokenizer", model_dir)
+    engine = Path(spec["commands"]["server"][2])
+    engine.mkdir(parents=True)
+    (engine / "config.json").write_text(json.dumps({"pretrained_config": {"mapping": {"tp_size": 2, "pp_size": 1}}}))
+    for rank in range(2):
+        (engine / f"rank{rank}.engine").write_text("stand-in engine")
+    for dest, text in stage.files.items():  # what dispatch writes onto shared storage: the problems
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_text(text)
+    script = tmp_path / "serve_script.json"
+    script.write_text(json.dumps({"default": {"tokens": TOKENS, "delay": 0.005}}))
+    monkeypatch.setenv("STANDIN_SERVE_SCRIPT", str(script))
+    monkeypatch.setenv("SLURM_JOB_ID", str(JOB_ID))
+    started = []
+    original = services.process_group
+
+    def recording(argv, *args, **kwargs):
+        context = original(argv, *args, **kwargs)
+        process = context.__enter__()
+        started.append((argv, process))
+        return _Entered(context, process)
+
+    monkeypatch.setattr(services, "process_group", recording)
+    return {"spec": spec, "path": write_spec(tmp_path / "benchmark.json", spec), "started": started,
+            "ports": (server_port, sandbox_port)}
+
+
+class _Entered:
+    def __init__(self, context, process):
+        self.context, self.process = context, process
+
+    def __enter__(self):
+        return self.process
+
+    def __exit__(self, *exc):
+        return self.context.__exit__(*exc)
+
+
+def assert_all_stopped(bench):
+    assert bench["started"], "nothing was started"
+    for argv, process in bench["started"]:
+        assert process.returncode is not None, argv
+        assert not group_alive(process.pid), argv
+    for port in bench["ports"]:
+        assert not listening(port), port
+
+
+def test_benchmark_end_to_end(bench):
+    result = run_stage.run(bench["path"])
+    artifact = Path(bench["spec"]["artifact"])
+    results = json.loads((artifact / "results.json").read_text())
+    assert results["summary"]["num_finished"] >= 3
+    finished = [r for r in results["records"] if r["status"] == "finished"]
+    assert finished and all(r["answer"] == "42" for r in finished)
+    # The tool call ran in the sandbox, reached on its shifted port.
+    assert all(r["code_executions"] == [{"status": "completed", "duration_s": pytest.approx(0, abs=30)}]
+               and "\n```output\n42\n```\n" in r["generation"] for r in finished)
+    assert result == manifest(artifact) and result["benchmark_summary"] == results["summary"]
+    assert result["server_startup_s"] > 0
+    sandbox, server, client = (argv for argv, _ in bench["started"])
+    assert sandbox[:3] == [PY, "-m", "flask"] and sandbox[-1] == str(bench["ports"][1])
+    assert server[0] == "trtllm-serve" and server[-1] == str(bench["ports"][0])
+    assert client[:3] == [PY, "-m", "jobs.benchmark_client"]
+    assert (artifact / "server.log").is_file() and (artifact / "sandbox.log").is_file()
+    assert_all_stopped(bench)
+
+
+def test_a_server_that_exits_at_start_fails_the_stage_with_its_log(bench, monkeypatch):
+    monkeypatch.setenv("STANDIN_FAIL", "trtllm-serve")
+    with pytest.raises(StageFailed) as failure:
+        run_stage.run(bench["path"])
+    message = str(failure.value)
+    assert "LLM server exited with code 1 before it was healthy" in message
+    assert "[STAND-IN] trtllm-serve: failing at start (STANDIN_FAIL)" in message
+    assert not Path(bench["spec"]["artifact"]).exists()
+    assert_all_stopped(bench)
+
+
+def test_a_failing_client_stops_both_servers(bench):
+    spec = bench["spec"]
+    spec["commands"]["client"] = [PY, "-c", "raise SystemExit('client: no problems file')"]
+    with pytest.raises(StageFailed, match="client: no problems file"):
+        run_stage.run(write_spec(Path(bench["path"]), spec))
+    assert [argv[0] for argv, _ in bench["started"]] == [PY, "trtllm-serve", PY]
+    assert_all_stopped(bench)
+
+
+def test_a_sandbox_the_batch_script_should_have_started_is_checked(bench, monkeypatch):
+    monkeypatch.setattr(services, "EXTERNAL_SANDBOX_WAIT_S", 1)
+    spec = bench["spec"]
+    spec["benchmark"]["start_sandbox"] = False  # as on Slurm: started beside the job, here by nobody
+    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script\) was not healthy"):
+        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
+    assert [argv[0] for argv, _ in bench["started"]] == ["trtllm-serve"]
+    assert_all_stopped(bench)

@@ -1,0 +1,107 @@
+"""Sweeps (`-m`): every point and the baselines in one plan, shared stages once, Hydra's sweep directory."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from launcher.schema import CONF_DIR, register_configs
+from launcher.sweep import PointComposer, point_name
+from tests.helpers import plan_for
+
+SWEEP = ["-m", "+experiment=fp8_redrafter", "drafter.num_layers=1,2", "drafter.draft_len_per_beam=2,3",
+         "launcher.dry_run=true"]
+
+
+def run_launcher(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "launcher", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = run_launcher(cwd, *SWEEP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = next((cwd / "launcher_storage" / "sweeps").iterdir())
+    name, exp_dir = (sweep_dir / "experiment.txt").read_text().split()
+    return cwd, result, sweep_dir, Path(exp_dir)
+
+
+def test_hydra_sweep_dir_has_one_entry_per_point(swept):
+    _, _, sweep_dir, _ = swept
+    entries = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert entries == ["0-fp8_redrafter.num_layers=1.draft_len_per_beam=2",
+                       "1-fp8_redrafter.num_layers=1.draft_len_per_beam=3",
+                       "2-fp8_redrafter.num_layers=2.draft_len_per_beam=2",
+                       "3-fp8_redrafter.num_layers=2.draft_len_per_beam=3"]
+    point = OmegaConf.load(sweep_dir / entries[3] / ".hydra" / "config.yaml")
+    assert (point.drafter.num_layers, point.drafter.draft_len_per_beam) == (2, 3)
+    assert point.launcher.experiment_name == "fp8_redrafter.num_layers=2.draft_len_per_beam=3"
+
+
+def test_shared_stages_are_planned_once_and_every_point_depends_on_them(swept):
+    _, result, _, exp_dir = swept
+    scripts = {p.stem: p.read_text() for p in (exp_dir / "scripts").glob("*.sbatch")}
+    kinds = [name.split("[")[0] for name in scripts]
+    assert kinds.count("quantize") == 2  # FP8 shared by the 4 points and the FP8 baseline; BF16's
+    assert kinds.count("calibration_data") == 1 and kinds.count("download_model") == 1
+    assert kinds.count("train_drafter") == 2  # draft_len_per_beam does not change the trained drafter
+    assert kinds.count("benchmark") == 4 + 2  # the points and the bf16 and fp8 baselines
+    for name, script in scripts.items():
+        if name.startswith("convert_drafter["):
+            assert "<quantize[qformat=fp8]>" in script
+    report = scripts["report"]
+    assert report.count("<benchmark[") == 6 and "--dependency=afterany:" in report
+    assert "4 point(s) and 2 baseline(s) planned" in result.stdout
+    assert "GPU-hours requested:" in result.stdout and "critical path:" in result.stdout
+
+
+def test_report_inputs_name_every_configuration_and_its_chain():
+    plan = plan_for("+experiment=aimo2_campaign")
+    report = plan.stages["report"]
+    (path, content), = report.files.items()
+    inputs = json.loads(content)
+    assert path.endswith("experiments/aimo2_campaign/report_inputs.json") and path in report.commands["report"]
+    assert inputs["baseline"] == "bf16" and list(inputs["variants"]) == ["bf16", "fp8", "fp8_redrafter"]
+    chain = inputs["variants"]["fp8_redrafter"]["stages"]
+    assert list(chain) == ["download_model", "download_dataset", "calibration_data", "quantize", "train_drafter",
+                           "convert_drafter", "build_drafter_engine", "benchmark"]
+    assert chain["quantize"]["artifact"] == plan.stages["quantize[qformat=fp8]"].artifact
+
+
+def test_a_bad_point_stops_the_whole_sweep_before_anything_is_written(tmp_path):
+    result = run_launcher(tmp_path, "-m", "+experiment=fp8_redrafter", "drafter.draft_len_per_beam=3,4",
+                          "launcher.dry_run=true")
+    assert result.returncode != 0
+    assert "drafter.draft_len_per_beam=4" in result.stdout + result.stderr
+    assert not list((tmp_path / "launcher_storage" / "experiments").glob("*/scripts"))
+
+
+def test_point_names_say_what_the_point_changes():
+    assert point_name("fp8_redrafter", ["drafter.num_layers=1", "quantization=fp8_kv"]) == \
+        "fp8_redrafter.num_layers=1.quantization=fp8_kv"
+
+
+def test_cheap_composition_equals_hydras(tmp_path):
+    """A point composed from the cached group composition plus its plain overrides is Hydra's own result."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        from hydra.core.global_hydra import GlobalHydra as GH
+
+        loader = GH.instance().config_loader()
+        master = compose("config", overrides=["+experiment=fp8_redrafter"], return_hydra_config=True)
+        composer = PointComposer(loader, master)
+        for overrides in (["+experiment=fp8_redrafter", "drafter.num_layers=4", "serving.port=7000"],
+                          ["+experiment=fp8_redrafter", "quantization=fp8_kv", "drafter.learning_rate=0.002"]):
+            cheap = composer.compose(overrides)
+            full = compose("config", overrides=overrides)
+            assert OmegaConf.to_container(cheap, resolve=True) == OmegaConf.to_container(full, resolve=True)
+        assert len(composer.compositions) == 2
+        with pytest.raises(Exception, match="num_layers"):
+            composer.compose(["+experiment=fp8_redrafter", "drafter.num_layers=many"])
