@@ -5,6 +5,9 @@
     benchmark:     a run `<experiment>/<stage>` with every numeric field of the benchmark summary as summary
                    metrics, a `benchmark` table (one row: this configuration) and histograms of the finished
                    generations' end-to-end latency and time to first token (from <staging>/results.json).
+    report:        a run `<experiment>/report` with every table of the comparison report (jobs.report's
+                   report.json: one column per configuration, failed ones as `failed at <stage>`) and its
+                   charts as images; logged also when some configurations failed.
 
 The job's environment (launcher.scripts.stage_env) names the project, group, job type and WANDB_DIR (the
 experiment's `wandb/` on shared storage), and sets WANDB_MODE=offline where compute nodes have no internet:
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-LOGGED_KINDS = ("train_drafter", "benchmark")
+LOGGED_KINDS = ("train_drafter", "benchmark", "report")
 TABLE_NAME = "benchmark"
 # (column, key of the benchmark summary); the first column is the configuration's name.
 TABLE_COLUMNS = (
@@ -168,8 +171,33 @@ def _log_benchmark(wandb, run, spec: dict, manifest_extra: dict, secrets: List[s
     run.summary.update(numeric)
 
 
+def report_cell(cell: dict) -> str:
+    if cell.get("failed_at"):
+        return f"failed at {cell['failed_at']}"
+    value = cell.get("value")
+    text = f"{value:.4g}" if _is_number(value) else str(value)
+    return text + (f" ({cell['speedup']:.2f}x)" if _is_number(cell.get("speedup")) else "")
+
+
+def _log_report(wandb, run, spec: dict, secrets: List[str]) -> None:
+    staging = Path(spec["staging_dir"])
+    report = json.loads((staging / "report.json").read_text())
+    logged = {}
+    for key, table in (report.get("tables") or {}).items():
+        if table:
+            names = [c["name"] for c in report["configurations"]]
+            rows = [[row["label"], *(report_cell(row["cells"].get(n, {})) for n in names)] for row in table["rows"]]
+            logged[f"report/{key}"] = wandb.Table(columns=["metric", *names], data=_redact(rows, secrets))
+    for chart in report.get("charts") or []:
+        if (staging / chart).is_file():
+            logged[f"report/{Path(chart).stem}"] = wandb.Image(str(staging / chart))
+    run.log(logged)
+    run.summary.update({"configurations_finished": sum(c["finished"] for c in report["configurations"]),
+                        "configurations": len(report["configurations"])})
+
+
 def log_stage_results(spec: dict, manifest_extra: dict) -> Optional[str]:
-    """Log a finished train_drafter or benchmark stage as a W&B run; return the run's local directory.
+    """Log a finished train_drafter, benchmark or report stage as a W&B run; return the run's local directory.
 
     Returns None (having logged why) when wandb is absent or disabled, for other stage kinds, and when
     logging fails: W&B is a view of the results, the artifact and its manifest are the record.
@@ -209,6 +237,8 @@ def log_stage_results(spec: dict, manifest_extra: dict) -> Optional[str]:
             try:
                 if kind == "train_drafter":
                     run.summary.update(_drafter_summary(manifest_extra))
+                elif kind == "report":
+                    _log_report(wandb, run, spec, secrets)
                 else:
                     _log_benchmark(wandb, run, spec, manifest_extra, secrets)
             finally:

@@ -313,7 +313,8 @@ def report_inputs(experiment: str, benchmarks: Dict[str, Stage], baselines: List
     return {
         "experiment": experiment,
         "baseline": baseline,
-        "variants": {name: {"stages": {s.kind: {"name": s.name, "artifact": s.artifact} for s in _chain(bench)}}
+        "variants": {name: {"stages": {s.name: {"kind": s.kind, "name": s.name, "artifact": s.artifact}
+                                       for s in _chain(bench)}}
                      for name, bench in benchmarks.items()},
     }
 

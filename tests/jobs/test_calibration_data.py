@@ -123,6 +123,14 @@ def test_no_budget_is_exceeded_where_characters_are_several_tokens(tokenizer, sa
         assert budget - 3 <= n <= budget, (budget, n)  # at most one 4-byte character's tokens short
 
 
+def test_a_text_of_exactly_the_budget_is_kept_whole_and_one_token_more_is_cut(tokenizer):
+    whole = full_text(*SHORT[0])
+    n = tokens(tokenizer, whole)
+    assert truncate(tokenizer, whole, n) == (whole, n)
+    cut, kept = truncate(tokenizer, whole, n - 1)
+    assert whole.startswith(cut) and cut != whole and kept == tokens(tokenizer, cut) == n - 1
+
+
 def test_tensorrt_llm_reads_the_same_texts(made):
     import pyarrow.parquet as pq
     from datasets import load_dataset

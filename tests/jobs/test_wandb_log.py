@@ -270,3 +270,30 @@ def test_run_stage_logs_before_the_manifest_is_written(tmp_path, monkeypatch):
     run_stage.run(str(spec_path))
     assert calls == [("benchmark", {"benchmark_summary": SUMMARY}, False, False)]
     assert (artifact / run_stage.MANIFEST).is_file()
+
+
+def test_report_run_has_every_table_and_the_charts(storage, monkeypatch):
+    spec = stage_spec(storage, "report", "report", monkeypatch)
+    staging = Path(spec["staging_dir"])
+    report = {
+        "configurations": [{"name": "bf16", "finished": True}, {"name": "fp8_redrafter", "finished": False}],
+        "tables": {"speed": {"title": "Speed", "columns": ["bf16", "fp8_redrafter"], "rows": [
+            {"key": "total_generation_time_s", "label": "total generation time (s)",
+             "cells": {"bf16": {"value": 144.2, "speedup": 1.0},
+                       "fp8_redrafter": {"value": None, "failed_at": "train_drafter"}}}]},
+            "drafter": None},
+        "charts": ["throughput.png"],
+    }
+    (staging / "report.json").write_text(json.dumps(report))
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(staging / "throughput.png")
+    run_dir = Path(wandb_log.log_stage_results(spec, {}))
+    run = read_offline_run(run_dir)
+    summary = run["summary"]
+    assert (summary["configurations"], summary["configurations_finished"]) == (2, 1)
+    table = json.loads((run_dir / "files" / summary["report/speed"]["path"]).read_text())
+    assert table["columns"] == ["metric", "bf16", "fp8_redrafter"]
+    assert table["data"] == [["total generation time (s)", "144.2 (1.00x)", "failed at train_drafter"]]
+    assert summary["report/throughput"]["_type"] == "image-file"
+    assert "report/drafter" not in summary
