@@ -31,10 +31,6 @@ DATA_EXTENSIONS = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv", ".tx
 PARQUET_MAGIC = b"PAR1"
 
 
-class IncompleteDownload(Exception):
-    pass
-
-
 def _files(root: Path) -> List[Path]:
     """Every file of the download, relative to `root`, without hf's own `.cache` bookkeeping."""
     return sorted(p.relative_to(root) for p in root.rglob("*")
@@ -42,10 +38,10 @@ def _files(root: Path) -> List[Path]:
 
 
 def _unfinished(root: Path) -> List[str]:
+    """Problems for the partial files `hf download --local-dir` keeps while a file downloads (their names are
+    hashed: `.cache/huggingface/download/<hash>.<etag>.incomplete`, renamed into place once complete)."""
     pending = root / ".cache" / "huggingface" / "download"
-    if not pending.is_dir():
-        return []
-    return sorted(str(p.relative_to(pending)).removesuffix(".incomplete") for p in pending.rglob("*.incomplete"))
+    return [f"{p.relative_to(root)}: a download that did not finish" for p in sorted(pending.rglob("*.incomplete"))]
 
 
 def _safetensors_problem(path: Path, label: str) -> Optional[str]:
@@ -112,7 +108,7 @@ def check_model(model_dir: str) -> List[str]:
     root = Path(model_dir)
     if not root.is_dir():
         return [f"{model_dir}: no such directory"]
-    problems = [f"{name}: download not finished (.incomplete)" for name in _unfinished(root)]
+    problems = _unfinished(root)
     names = _files(root)
     top = {str(n) for n in names if str(n.parent) == "."}
 
@@ -146,7 +142,6 @@ def check_model(model_dir: str) -> List[str]:
     for suffix, files in weights.items():
         if suffix not in indexes and any(SHARD.match(f) for f in files):
             problems.append(f"{WEIGHT_INDEXES[suffix]}: missing (the weights are sharded: {', '.join(files)})")
-    problems += [f"{name}: missing (its shard set is incomplete)" for name in _missing_shards(names)]
     problems += _file_problems(root, [n for n in names if str(n) in top])
     return problems
 
@@ -210,7 +205,7 @@ def check_dataset(dataset_dir: str, splits: Sequence[str]) -> List[str]:
     root = Path(dataset_dir)
     if not root.is_dir():
         return [f"{dataset_dir}: no such directory"]
-    problems = [f"{name}: download not finished (.incomplete)" for name in _unfinished(root)]
+    problems = _unfinished(root)
     names = [n for n in _files(root) if any(str(n).endswith(ext) for ext in DATA_EXTENSIONS)
              and n.name != "README.md"]
     card = _readme_split_patterns(root)

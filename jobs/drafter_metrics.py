@@ -63,7 +63,10 @@ def check_trained_drafter(spec: dict, staging: Path, train_log: Path) -> dict:
     from jobs.run_stage import StageFailed, log
 
     gate = spec["drafter"]
-    drafter_dir = find_drafter_dir(staging)
+    try:
+        drafter_dir = find_drafter_dir(staging)
+    except FileNotFoundError as missing:  # the trainer exited 0 without saving: a failed stage, said plainly
+        raise StageFailed(str(missing)) from None
     history = read_metrics(train_log.read_text(errors="replace"))
     if not history:
         raise StageFailed(f"no redrafter metrics in the trainer's log {train_log}")

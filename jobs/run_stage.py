@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,7 +99,10 @@ def run(spec_path: str) -> dict:
     started = time.time()
     log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
     extra = run_kind(spec, staging)
-    if not extra.pop("publish", True):
+    publish = extra.pop("publish", True)
+    # Drafter metrics, benchmark results and the report as W&B runs (a report with failed points too).
+    wandb_log.log_stage_results(spec, extra)  # never fails the stage
+    if not publish:
         return extra
     manifest = {
         "stage": spec["kind"], "name": spec["name"], "experiment": spec["experiment"],
@@ -108,7 +110,6 @@ def run(spec_path: str) -> dict:
         "job_id": os.environ.get("SLURM_JOB_ID"), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
         "started": started, "ended": time.time(), "size_bytes": _dir_size(staging), "versions": _versions(), **extra,
     }
-    wandb_log.log_stage_results(spec, extra)  # train_drafter and benchmark results as a W&B run; never fails
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     try:
         os.rename(staging, artifact)

@@ -28,6 +28,12 @@ def download_command(repo_id: str, local_dir: str, repo_type: str = "model", rev
     return argv + ["--local-dir", local_dir]
 
 
+def check_download_command(cfg: DictConfig, repo_type: str, local_dir: str) -> List[str]:
+    """Fail the download stage, not a later one, when files a later stage needs are missing or partial.
+    (A dataset's splits are checked by the stages that read them: one download serves several.)"""
+    return [cfg.cluster.python, "-m", "jobs.check_download", repo_type, local_dir]
+
+
 def calibration_data_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out_dir: str) -> List[str]:
     q = cfg.quantization
     return [

@@ -190,12 +190,14 @@ def _add_experiment(b: _Builder, cfg: DictConfig, variant: str) -> Stage:
 
     model_values = {"hf_id": m.hf_id, "revision": m.revision}
     model = b.add(cfg, variant, "download_model", model_values, [], 0, lambda out: {
-        "download": commands.download_command(m.hf_id, f"{out}/{commands.model_dir_name(m.hf_id)}", revision=m.revision)})
+        "download": commands.download_command(m.hf_id, f"{out}/{commands.model_dir_name(m.hf_id)}", revision=m.revision),
+        "check": commands.check_download_command(cfg, "model", f"{out}/{commands.model_dir_name(m.hf_id)}")})
     model_dir = f"{model.artifact}/{commands.model_dir_name(m.hf_id)}"
 
     def download_dataset(repo_id: str) -> Tuple[Stage, str]:
         stage = b.add(cfg, variant, "download_dataset", {"repo_id": repo_id}, [], 0, lambda out: {
-            "download": commands.download_command(repo_id, f"{out}/{commands.model_dir_name(repo_id)}", "dataset")})
+            "download": commands.download_command(repo_id, f"{out}/{commands.model_dir_name(repo_id)}", "dataset"),
+            "check": commands.check_download_command(cfg, "dataset", f"{out}/{commands.model_dir_name(repo_id)}")})
         return stage, f"{stage.artifact}/{commands.model_dir_name(repo_id)}"
 
     quantize_deps, calib_dir = [model], None

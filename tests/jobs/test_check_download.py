@@ -111,11 +111,12 @@ def test_truncated_unfinished_and_broken_files_are_errors(model):
     safetensors(model / "model-00002-of-00002.safetensors", truncate=5)
     pending = model / ".cache" / "huggingface" / "download"
     pending.mkdir(parents=True)
-    (pending / "model-00003.safetensors.incomplete").write_bytes(b"x")
+    (pending / "8d4c1e2b.9f86d081884c7d65.incomplete").write_bytes(b"x")
     (model / "config.json").write_text("{not json")
     problems = "\n".join(cd.check_model(str(model)))
     assert "model-00002-of-00002.safetensors: truncated" in problems
-    assert "model-00003.safetensors: download not finished" in problems
+    assert ".cache/huggingface/download/8d4c1e2b.9f86d081884c7d65.incomplete: a download that did not finish" \
+        in problems
     assert "config.json: not valid JSON" in problems
 
 

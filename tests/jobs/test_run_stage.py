@@ -162,14 +162,14 @@ def test_a_missing_tool_is_a_stage_failure(tmp_path):
                                         ("train_drafter", True)])
 def test_only_resumable_kinds_keep_the_staging_dir_of_an_earlier_attempt(tmp_path, kind, kept):
     spec = simple_spec(tmp_path, kind)
-    listing = f"import os, json; open('seen.json', 'w').write(json.dumps(sorted(os.listdir('.'))))"
+    listing = "import os, json; open('seen.json', 'w').write(json.dumps(sorted(os.listdir('.'))))"
     spec["commands"] = {"train" if kind == "train_drafter" else "work": [PY, "-c", listing]}
     staging = Path(spec["staging_dir"])
     staging.mkdir(parents=True)
     (staging / "earlier_attempt.bin").write_text("half done")
     path = write_spec(tmp_path / "spec.json", spec)
     if kind == "train_drafter":  # no drafter comes out of this command: the stage fails, after the command
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(StageFailed, match="expected one trained drafter"):
             run_stage.run(path)
         seen_in = staging
     else:

@@ -4,10 +4,8 @@ benchmark stage end to end with the stand-in trtllm-serve, the stand-in NeMo-Ski
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 
