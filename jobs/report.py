@@ -182,8 +182,8 @@ def read_inputs(path: Path) -> dict:
     for name, variant in variants.items():
         stages = variant.get("stages") if isinstance(variant, dict) else None
         if not isinstance(stages, dict) or not all(isinstance(s, dict) and s.get("artifact") for s in stages.values()):
-            raise BadInput(f"{path}: variant {name!r} needs 'stages': {{kind: {{'name', 'artifact'}}}}")
-        if "benchmark" not in stages:
+            raise BadInput(f"{path}: variant {name!r} needs 'stages': {{name: {{'kind', 'name', 'artifact'}}}}")
+        if not any(entry.get("kind", key) == "benchmark" for key, entry in stages.items()):
             raise BadInput(f"{path}: variant {name!r} has no benchmark stage")
     if inputs.get("baseline") is not None and inputs["baseline"] not in variants:
         raise BadInput(f"{path}: baseline {inputs['baseline']!r} is not one of the variants {list(variants)}")

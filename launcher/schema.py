@@ -6,7 +6,7 @@ ConfigStore makes an unknown key or a wrong type fail at compose time, naming th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import sys
 from pathlib import Path

@@ -161,9 +161,11 @@ def accounting_argv(job_ids: Sequence[str]) -> List[str]:
 
 
 def accounting_line(plan: Plan, job_ids: Sequence[str]) -> str:
-    """The report job records its experiment's accounting on the host: containers cannot see Slurm."""
-    path = os.path.join(plan.storage_root, "experiments", plan.experiment, ACCOUNTING)
-    return shlex.join(accounting_argv(job_ids)) + f" > {shlex.quote(path)} 2>/dev/null || true"
+    """The report job records its experiment's accounting on the host: containers cannot see Slurm.
+    Accounting lags the controller by a few seconds, so it waits (up to a minute) for no job to be live."""
+    path = shlex.quote(os.path.join(plan.storage_root, "experiments", plan.experiment, ACCOUNTING))
+    return (f"for attempt in $(seq 30); do {shlex.join(accounting_argv(job_ids))} > {path} 2>/dev/null || true; "
+            f"grep -qE '[|](PENDING|RUNNING|COMPLETING|REQUEUED)[|]' {path} || break; sleep 2; done")
 
 
 def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequence[str] = ()) -> List[str]:

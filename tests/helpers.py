@@ -26,6 +26,15 @@ def plan_for(*overrides: str) -> Plan:
         return validated_plan(cfg, list(overrides))
 
 
+NGC_IMAGE = "nvcr.io#nvidia/pytorch:25.05-py3"  # a registry image: pyxis needs its `#` kept
+
+
+def example_slurm_plan(storage_root) -> Plan:
+    """fp8_redrafter on the example pyxis cluster, its stage image given as an NGC registry image."""
+    return plan_for("cluster=example_slurm", "+experiment=fp8_redrafter", f"cluster.storage_root={storage_root}",
+                    f"cluster.containers.trtllm='{NGC_IMAGE}'")
+
+
 def parse_command(command) -> Tuple[List[str], Dict[str, str]]:
     """Split a command into its positional words and {flag: value}; `--a=b` and `--a b` are the same flag,
     numbers compare by value (the seed writes `0.`, Python `0.0`)."""

@@ -7,16 +7,11 @@ import pytest
 from launcher.launch import dry_run
 from launcher.scripts import ExperimentDir, format_time_limit, render_script
 from rich.console import Console
-from tests.helpers import plan_for
-
-NGC_IMAGE = "nvcr.io#nvidia/pytorch:25.05-py3"
-
+from tests.helpers import NGC_IMAGE, example_slurm_plan, plan_for
 
 @pytest.fixture(scope="module")
 def slurm_plan(tmp_path_factory):
-    root = tmp_path_factory.mktemp("storage")
-    return plan_for("cluster=example_slurm", "+experiment=fp8_redrafter", f"cluster.storage_root={root}",
-                    f"cluster.containers.trtllm='{NGC_IMAGE}'")
+    return example_slurm_plan(tmp_path_factory.mktemp("storage"))
 
 
 def _script(plan, name, dependency=None):

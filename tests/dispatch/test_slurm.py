@@ -7,16 +7,11 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from launcher.dispatch.slurm import job_states, submitit_parameters
 from launcher.dispatch.storage import code_snapshot_dir
-from tests.helpers import plan_for
-
-NGC_IMAGE = "nvcr.io#nvidia/pytorch:25.05-py3"
-
+from tests.helpers import NGC_IMAGE, example_slurm_plan
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
-    root = tmp_path_factory.mktemp("storage")
-    return plan_for("cluster=example_slurm", "+experiment=fp8_redrafter", f"cluster.storage_root={root}",
-                    f"cluster.containers.trtllm='{NGC_IMAGE}'")
+    return example_slurm_plan(tmp_path_factory.mktemp("storage"))
 
 
 def sbatch_for(plan, name, deps=("11", "12")):

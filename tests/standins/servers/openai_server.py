@@ -29,13 +29,14 @@ import argparse
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 import uuid
 from typing import Any, Dict, List, Optional
 
 from aiohttp import web
+
+from tests.standins.servers.threaded import ThreadedServer
 
 STANDIN_LABEL = "TEST STAND-IN (scripted, not a model server)"
 TOOL_END = "</tool_call>"
@@ -84,22 +85,20 @@ class _Disconnected(Exception):
     pass
 
 
-class OpenAIStandinServer:
+class OpenAIStandinServer(ThreadedServer):
     """TEST STAND-IN OpenAI completions server (aiohttp), usable in-process (thread) or from the CLI."""
+
+    thread_name = "openai-standin"
 
     def __init__(self, script: Optional[Dict[str, Any]] = None, host: str = "127.0.0.1", port: int = 0,
                  model: str = "standin-model"):
         script = script or {}
         self.default = _behaviour(script.get("default"))
         self.seeds = {int(k): _behaviour(v) for k, v in (script.get("seeds") or {}).items()}
-        self.host, self.port, self.model = host, port, model
+        super().__init__(host, port)
+        self.model = model
         self.requests: List[Dict[str, Any]] = []  # one dict per /v1/completions request
         self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._ready = threading.Event()
-        self._start_error: Optional[BaseException] = None
 
     # ---- app -------------------------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -261,56 +260,6 @@ class OpenAIStandinServer:
                 return True
             time.sleep(0.01)
         return False
-
-    # ---- lifecycle ---------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def _astart(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._astart())
-        except BaseException as exc:  # noqa: BLE001
-            self._start_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-    def start(self) -> "OpenAIStandinServer":
-        self._thread = threading.Thread(target=self._thread_main, name="openai-standin", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        if self._start_error is not None:
-            raise RuntimeError(f"stand-in server failed to start: {self._start_error}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> "OpenAIStandinServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv=None) -> None:

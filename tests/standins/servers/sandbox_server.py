@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
 
 from aiohttp import web
+
+from tests.standins.servers.threaded import ThreadedServer
 
 STANDIN_LABEL = "TEST STAND-IN sandbox (not secure, no state between calls)"
 
@@ -62,20 +63,17 @@ def _cut(text: str, limit: Optional[int]) -> str:
     return text
 
 
-class SandboxStandinServer:
+class SandboxStandinServer(ThreadedServer):
     """TEST STAND-IN NeMo-Skills sandbox (aiohttp), usable in-process (thread) or from the CLI."""
 
+    thread_name = "sandbox-standin"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.calls: List[Dict[str, Any]] = []
         self.sessions: Dict[str, int] = {}  # session id -> number of calls
         self.deleted_sessions: List[str] = []
         self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._ready = threading.Event()
-        self._start_error: Optional[BaseException] = None
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -147,56 +145,6 @@ class SandboxStandinServer:
         status = "completed" if proc.returncode == 0 else "error"
         return {"process_status": status, "stdout": out.decode("utf-8", "replace"),
                 "stderr": err.decode("utf-8", "replace")}
-
-    # ---- lifecycle ---------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def _astart(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._astart())
-        except BaseException as exc:  # noqa: BLE001
-            self._start_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-    def start(self) -> "SandboxStandinServer":
-        self._thread = threading.Thread(target=self._thread_main, name="sandbox-standin", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        if self._start_error is not None:
-            raise RuntimeError(f"stand-in sandbox failed to start: {self._start_error}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> "SandboxStandinServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv=None) -> None:
