@@ -7,6 +7,7 @@ in Slurm's accounting, GPU-hours = allocated GPUs x elapsed per job. The sequent
 `cluster=local` (dependency order, one stage at a time); its GPU-hours hold the tutorial's 2 GPUs for the
 whole wall time. Both are scaled back to hours. Usage (as root): python benchmarks/campaign_makespan.py
 """
+import argparse
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.test_e2e_slurm import STANDINS, cluster_overrides  # noqa: E402
 
-SCALE = 4.0  # seconds of stand-in sleep per hour of real work
+SCALE = 4.0  # seconds of stand-in sleep per hour of real work (--scale)
 COST_MODEL_HOURS = {  # OpenMath-Nemotron-14B on 2x H100 80GB
     "hf": 0.4,  # each download (30 GB model; the dataset's tir split)
     "hf_to_trtllm_quantize": 0.5,  # FP8 calibration on 4096 samples (BF16 full_prec export: same tool)
@@ -79,6 +80,11 @@ def one_after_another(root: Path) -> float:
 
 
 def main() -> None:
+    global SCALE
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=SCALE, help="seconds of sleep per hour of the cost model: "
+                        "larger values make per-job start-up (about 2 s) matter less")
+    SCALE = parser.parse_args().scale
     subprocess.run(["bash", str(REPO / "tests/cluster/slurm_cluster.sh"), "start"], check=True, capture_output=True)
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         makespan, gpu_seconds, jobs = launcher_on_slurm(Path(a))

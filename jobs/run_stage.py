@@ -96,6 +96,8 @@ def run(spec_path: str) -> dict:
         log(f"{spec['name']}: removing the unfinished staging directory of an earlier attempt")
         shutil.rmtree(staging)
     staging.mkdir(parents=True, exist_ok=True)
+    # The stage's W&B run name (the trainer's runs and ours); an array job's elements share their batch script.
+    os.environ["WANDB_NAME"] = f"{spec['experiment']}/{spec['name']}"
     started = time.time()
     log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
     extra = run_kind(spec, staging)

@@ -68,14 +68,14 @@ def partition(stage: Stage) -> Optional[str]:
 
 
 def stage_env(plan: Plan, stage: Stage, code_dir: Path) -> Dict[str, str]:
-    """Non-secret environment of a stage job (W&B grouping, caches on shared storage)."""
+    """Non-secret environment of a stage job (W&B grouping, caches on shared storage): the same for every
+    stage of a kind, so that similar stages can share one array job (the job names its own W&B run)."""
     cfg = stage.cfg
     env = {
         "PYTHONPATH": str(code_dir),
         "HF_HOME": os.path.join(plan.storage_root, "hf_home"),
         "WANDB_PROJECT": cfg.launcher.wandb_project,
         "WANDB_RUN_GROUP": plan.experiment,
-        "WANDB_NAME": f"{plan.experiment}/{stage.name}",
         "WANDB_JOB_TYPE": stage.kind,
         "WANDB_DIR": os.path.join(plan.storage_root, "experiments", plan.experiment, "wandb"),
     }

@@ -230,3 +230,17 @@ exec {real} "$@"
     assert not list(Path(tmp_path).glob("artifacts/*/*.job"))
     out = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING", "-o", "%j"], capture_output=True, text=True).stdout
     assert "launcher:fp8_redrafter:" not in out
+
+
+def test_similar_benchmark_points_go_out_as_one_array(slurm_cluster, tmp_path):
+    launcher(tmp_path, "-m", "+experiment=fp8", "serving.max_batch_size=8,12,16")
+    sweep_dir = next((Path(tmp_path) / "sweeps").iterdir())
+    name = (sweep_dir / "experiment.txt").read_text().split()[0]
+    ids = job_ids(state(tmp_path, name))
+    benchmarks = sorted(job for stage, job in ids.items() if stage.startswith("benchmark["))
+    assert len(benchmarks) == 3 and len({job.split("_")[0] for job in benchmarks}) == 1  # one array: <id>_<i>
+    assert sorted(job.split("_")[1] for job in benchmarks) == ["0", "1", "2"]
+    rows = slurm_cluster.wait_all_done(ids.values(), timeout=300)
+    assert {r["State"] for r in rows} == {"COMPLETED"}, rows
+    report = (Path(tmp_path) / "experiments" / name / "report.md").read_text()
+    assert report.count("max_batch_size=") >= 3 and "failed at" not in report

@@ -69,21 +69,39 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                 record.update(action="submitted", job_id=None, log=None)
         to_submit = [name for name, record in records.items() if record["action"] == "submitted"]
 
-        def submit_one(name: str) -> None:
-            stage = plan.stages[name]
-            deps = [str(records[d]["job_id"]) for d in stage.deps if records[d]["action"] != "complete"]
+        def dependency_ids(name: str) -> List[str]:
+            return [str(records[d]["job_id"]) for d in plan.stages[name].deps if records[d]["action"] != "complete"]
+
+        def submit_group(names: List[str]) -> None:
+            stages = [plan.stages[n] for n in names]
+            deps = dependency_ids(names[0])
             # The report is submitted last: it records the accounting of every job of the experiment.
-            accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] if stage.kind == "report" else []
-            write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
-            job_id, log = backend.submit(stage, deps, accounting)
-            records[name].update(job_id=job_id, log=log)
-            write_claim(stage, job_id, plan.experiment, log)
+            accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] \
+                if stages[0].kind == "report" else []
+            for stage in stages:
+                write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
+            submitted = backend.submit_array(stages, deps) if len(stages) > 1 else \
+                [backend.submit(stages[0], deps, accounting)]
+            for stage, (job_id, log) in zip(stages, submitted):
+                records[stage.name].update(job_id=job_id, log=log)
+                write_claim(stage, job_id, plan.experiment, log)
+
+        def groups(wave: List[str]) -> List[List[str]]:
+            """On Slurm, stages of one kind with the same resources and dependencies go out as one array."""
+            if executor != "slurm":
+                return [[name] for name in wave]
+            similar: Dict[tuple, List[str]] = {}
+            for name in wave:
+                stage = plan.stages[name]
+                key = (stage.kind, stage.resources, stage.containers, stage.after_any, tuple(dependency_ids(name)))
+                similar.setdefault(key, []).append(name)
+            return list(similar.values())
 
         try:
             # sbatch calls of a wave go out together: hundreds of sweep points submit in seconds.
             with ThreadPoolExecutor(max_workers=PARALLEL_SUBMISSIONS if executor == "slurm" else 1) as pool:
                 for wave in _waves(plan, to_submit):
-                    list(pool.map(submit_one, wave))
+                    list(pool.map(submit_group, groups(wave)))
         except Exception:
             submitted = [str(records[n]["job_id"]) for n in to_submit if records[n]["job_id"]]
             if executor == "slurm":

@@ -51,6 +51,22 @@ class SlurmBackend:
         job = executor.submit(StageJob(str(self.exp.spec(stage.name))))
         return str(job.job_id), str(job.paths.stdout)
 
+    def submit_array(self, stages: List[Stage], dependency_ids: List[str]) -> List[Tuple[str, str]]:
+        """Similar stages (one kind, same resources, same dependencies) as one array job: one sbatch call,
+        one entry in the queue, elements `<array id>_<i>`."""
+        import submitit
+
+        from jobs.run_stage import StageJob
+
+        first = stages[0]
+        executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=first.cfg.cluster.python)
+        params = submitit_parameters(self.plan, first, dependency_ids, self.code_dir)
+        params["job_name"] = job_name(self.plan.experiment, first).rsplit("[", 1)[0] + f"[array of {len(stages)}]"
+        executor.update_parameters(**params, array_parallelism=len(stages))
+        with executor.batch():
+            jobs = [executor.submit(StageJob(str(self.exp.spec(stage.name)))) for stage in stages]
+        return [(str(job.job_id), str(job.paths.stdout)) for job in jobs]
+
 
 def _run(argv: List[str]) -> str | None:
     if not shutil.which(argv[0]):
@@ -69,13 +85,14 @@ def job_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
     if not job_ids:
         return {}
     states: Dict[str, Tuple[str, str]] = {}
-    out = _run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "--format=JobIDRaw,State,Elapsed"])
+    # JobID, not JobIDRaw: array elements are known as <array id>_<index>.
+    out = _run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "--format=JobID,State,Elapsed"])
     for line in (out or "").splitlines():
         job_id, state, elapsed = (line.split("|") + ["", ""])[:3]
         states[job_id] = (state.split()[0] if state else "UNKNOWN", elapsed)
     missing = [j for j in job_ids if j not in states]
     if missing:
-        out = _run(["squeue", "-h", "-j", ",".join(missing), "-o", "%i|%T|%M"])
+        out = _run(["squeue", "-h", "-r", "-j", ",".join(missing), "-o", "%i|%T|%M"])
         for line in (out or "").splitlines():
             job_id, state, elapsed = line.split("|")
             states[job_id] = (state, elapsed)
