@@ -6,7 +6,7 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from rich.console import Console
+from launcher.preview import make_console
 
 from launcher.schema import CONF_DIR, register_configs
 from launcher.validation import InvalidConfig
@@ -18,7 +18,7 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     from launcher.launch import dry_run, validated_plan
 
-    console = Console()
+    console = make_console()
     try:
         plan = validated_plan(cfg, list(HydraConfig.get().overrides.task))
     except InvalidConfig as invalid:

@@ -10,6 +10,15 @@ from launcher.plan import COMPLETE_MARKER, Plan
 from launcher.scripts import format_time_limit
 
 
+# Where output goes to a file or a pipe (CI logs, `| tee`), tables keep their width instead of rich's 80 columns.
+LOG_WIDTH = 200
+
+
+def make_console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=LOG_WIDTH)
+
+
 def is_complete(artifact: str) -> bool:
     return os.path.isfile(os.path.join(artifact, COMPLETE_MARKER))
 

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
-from launcher.preview import is_complete
+from launcher.preview import is_complete, make_console
 from launcher.scripts import ExperimentDir
 
 ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -132,7 +132,7 @@ def main(command: str, argv: List[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     names = [n for n in args.names if "=" not in n]
     overrides += [n for n in args.names if "=" in n]
-    console = Console()
+    console = make_console()
     root = storage_root_from(overrides)
     if command == "logs":
         if not names:

@@ -18,7 +18,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
-from rich.console import Console
+from launcher.preview import make_console
 
 from launcher.launch import EXPERIMENT_OVERRIDE, compose_variants, dry_run, validate_variants
 from launcher.plan import build_plan
@@ -59,7 +59,7 @@ def point_name(base: str, varying: Sequence[str]) -> str:
 
 def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequence[str]],
                  initial_job_idx: int) -> List[JobReturn]:
-    console = Console()
+    console = make_console()
     started = time.perf_counter()
     points = [list(o) for o in job_overrides]
     common = [o for o in points[0] if all(o in p for p in points)]
