@@ -99,12 +99,6 @@ class Plan:
     storage_root: str
     stages: Dict[str, Stage]  # topological order
 
-    def order(self) -> List[str]:
-        return list(self.stages)
-
-    def dependents(self, name: str) -> List[str]:
-        return [s.name for s in self.stages.values() if name in s.deps]
-
     @property
     def gpu_hours(self) -> float:
         return sum(s.resources.gpu_hours for s in self.stages.values())
