@@ -39,8 +39,13 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def print_plan(plan: Plan, console: Console) -> None:
-    console.print(plan_table(plan))
+def print_requests(plan: Plan, console: Console) -> None:
+    """What the plan asks of the cluster, shared stages counted once."""
     path, minutes = plan.critical_path()
     console.print(f"GPU-hours requested: {plan.gpu_hours:.1f} (GPUs x time limit, each stage counted once)")
     console.print(f"critical path: {' -> '.join(path)} ({format_time_limit(minutes)} of time limits)")
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    console.print(plan_table(plan))
+    print_requests(plan, console)

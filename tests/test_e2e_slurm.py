@@ -114,6 +114,16 @@ def test_status_and_logs(happy):
     assert "redrafter2_top1" in logs and "published" in logs
 
 
+def test_status_without_accounting_falls_back_to_the_controller_and_the_artifacts(happy, tmp_path):
+    root, _, ids, _, _, _ = happy
+    shim = tmp_path / "no_accounting"
+    shim.mkdir()
+    (shim / "sacct").write_text("#!/bin/sh\necho 'sacct: error: Problem talking to the database' >&2\nexit 1\n")
+    (shim / "sacct").chmod(0o755)
+    status = launcher(root, "status", env={"PATH": f"{shim}:{os.environ['PATH']}"}).stdout
+    assert status.count("COMPLETED") == 9 and ids["benchmark"] in status
+
+
 def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_cluster, tmp_path):
     launcher(tmp_path, "+experiment=fp8_redrafter", env={"STANDIN_FAIL": "train_redrafter"})
     ids = job_ids(state(tmp_path))

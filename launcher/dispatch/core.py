@@ -19,7 +19,7 @@ from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import (claim_path, latest_pointer, read_claim, snapshot_code, storage_lock,
                                        write_claim, write_json)
 from launcher.plan import Plan
-from launcher.preview import is_complete
+from launcher.preview import is_complete, print_requests
 from launcher.scripts import ExperimentDir, write_stage_files
 
 PARALLEL_SUBMISSIONS = 8
@@ -46,6 +46,7 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
     first = next(iter(plan.stages.values())).cfg
     executor = first.cluster.executor
     exp = ExperimentDir(plan.storage_root, plan.experiment)
+    print_requests(plan, console)
     started = time.perf_counter()
     with storage_lock(plan.storage_root):
         code_dir = snapshot_code(plan.storage_root)
