@@ -141,6 +141,7 @@ def train_drafter_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out
         "--rnn", str(d.rnn),
         "--phase", "train",
         "--report_to", d.report_to,
+        *(["--save_steps", str(d.save_steps)] if d.save_strategy == "steps" else []),
     ]
 
 

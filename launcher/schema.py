@@ -73,7 +73,8 @@ class DrafterConfig:
     num_train_epochs: int = 1
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 4
-    save_strategy: str = "no"
+    save_strategy: str = "no"  # `steps` makes training resumable after a requeue (checkpoint-* every save_steps)
+    save_steps: int = 500
     learning_rate: float = 0.001
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1

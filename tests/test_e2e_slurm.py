@@ -254,3 +254,23 @@ def test_similar_benchmark_points_go_out_as_one_array(slurm_cluster, tmp_path):
     assert {r["State"] for r in rows} == {"COMPLETED"}, rows
     report = (Path(tmp_path) / "experiments" / name / "report.md").read_text()
     assert report.count("max_batch_size=") >= 3 and "failed at" not in report
+
+
+def test_drafter_training_signalled_at_its_time_limit_is_requeued_and_resumes(slurm_cluster, tmp_path):
+    """Slurm signals USR2 before the time limit (`--signal=USR2@90`) and on preemption; submitit then calls
+    StageJob.checkpoint, which requeues the stage instead of letting it end FAILED. The next attempt resumes
+    from the trainer's last checkpoint and publishes the drafter. (The signal is sent here with scancel: a real
+    time limit would make the test wait minutes.)"""
+    launcher(tmp_path, "+experiment=fp8_redrafter", "drafter.save_strategy=steps", "drafter.save_steps=2",
+             env={"STANDIN_SLEEP_S": "train_redrafter=24"})
+    train = job_ids(state(tmp_path))["train_drafter"]
+    _wait_for(train, "RUNNING", timeout=120)
+    time.sleep(12)  # a few of the 8 training steps, and their checkpoints
+    subprocess.run(["scancel", "--signal=USR2", train], check=True)
+    _wait_for(train, "PENDING", timeout=60)  # requeued by submitit
+    time.sleep(1.5)
+    subprocess.run(["scontrol", "update", f"JobId={train}", "StartTime=now"], check=True)
+    rows = slurm_cluster.wait_all_done([train], timeout=240)
+    assert rows[0]["State"] == "COMPLETED", rows
+    manifest = json.loads(Path(state(tmp_path)["stages"]["train_drafter"]["artifact"], "manifest.json").read_text())
+    assert manifest["restart_count"] >= 1 and manifest["resumed_from_checkpoint"]
