@@ -28,6 +28,7 @@ CHOICES = {
     "quantization.qformat": ("full_prec", "fp8", "int8_wo"),
     "quantization.kv_cache_dtype": (None, "fp8", "int8"),
     "drafter.on_low_quality": ("fail", "warn"),
+    "drafter.save_strategy": ("no", "steps", "epoch"),
     "drafter.engine_gemm_plugin": (None, "auto", "fp8", "bfloat16", "float16"),
     "cluster.executor": ("local", "slurm"),
     "cluster.container_runtime": ("pyxis", "none"),

@@ -114,6 +114,12 @@ def test_status_and_logs(happy):
     assert "redrafter2_top1" in logs and "published" in logs
 
 
+def test_status_watch_returns_once_every_stage_has_ended(happy):
+    root, _, _, _, _, _ = happy
+    watched = launcher(root, "status", "--watch", "--interval", "0.5")
+    assert watched.stdout.count("COMPLETED") >= 9
+
+
 def test_status_without_accounting_falls_back_to_the_controller_and_the_artifacts(happy, tmp_path):
     root, _, ids, _, _, _ = happy
     shim = tmp_path / "no_accounting"

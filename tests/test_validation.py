@@ -36,6 +36,7 @@ CASES = [
     (("+experiment=fp8", "quantization.qformat=int4"), "quantization.qformat", "full_prec, fp8, int8_wo"),
     (("+experiment=fp8", "cluster.executor=kubernetes"), "cluster.executor", "local, slurm"),
     (("+experiment=fp8_redrafter", "drafter.num_gpus=4"), "drafter.num_gpus", "1..2"),
+    (("+experiment=fp8_redrafter", "drafter.save_strategy=always"), "drafter.save_strategy", "no, steps, epoch"),
     (("+experiment=fp8_redrafter", "cluster.gpu_type=v100", "quantization=int8_wo"), "drafter", "8.0"),
 ]
 
