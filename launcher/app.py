@@ -6,8 +6,8 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from launcher.preview import make_console
 
+from launcher.preview import make_console
 from launcher.schema import CONF_DIR, register_configs
 from launcher.validation import InvalidConfig
 

@@ -34,6 +34,12 @@ def test_local_runs_every_stage_in_order_then_reuses_them(tmp_path):
     assert "batch throughput" in (tmp_path / "experiments" / "fp8" / "report.md").read_text()
     again = run_local(tmp_path)
     assert "0 job(s) submitted" in again.stdout
+    report = tmp_path / "experiments" / "fp8" / "report.md"
+    report.unlink()
+    regenerated = subprocess.run([sys.executable, "-m", "launcher", "report", "fp8", f"cluster.storage_root={tmp_path}"],
+                                 capture_output=True, text=True, timeout=120)
+    assert regenerated.returncode == 0, regenerated.stdout + regenerated.stderr
+    assert "batch throughput" in report.read_text()
 
 
 def test_a_local_failure_cancels_what_depends_on_it(tmp_path):
