@@ -81,9 +81,7 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                 if stages[0].kind == "report" else []
             for stage in stages:
                 write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
-            submitted = backend.submit_array(stages, deps) if len(stages) > 1 else \
-                [backend.submit(stages[0], deps, accounting)]
-            for stage, (job_id, log) in zip(stages, submitted):
+            for stage, (job_id, log) in zip(stages, backend.submit(stages, deps, accounting)):
                 records[stage.name].update(job_id=job_id, log=log)
                 write_claim(stage, job_id, plan.experiment, log)
 

@@ -21,12 +21,16 @@ class LocalBackend:
         self.plan, self.exp, self.code_dir = plan, exp, code_dir
         self.queue: List[Tuple[Stage, str, List[str]]] = []
 
-    def submit(self, stage: Stage, dependency_ids: List[str], accounting_ids: Sequence[str] = ()) -> Tuple[str, str]:
-        """Queue the stage; this machine keeps no accounting, so `accounting_ids` are not used."""
-        job_id = f"local-{os.getpid()}-{len(self.queue) + 1}"
-        self.queue.append((stage, job_id, [] if stage.after_any else dependency_ids))
-        set_local_state(self.exp, job_id, "PENDING")
-        return job_id, str(self.exp.log(stage.name))
+    def submit(self, stages: List[Stage], dependency_ids: List[str],
+               accounting_ids: Sequence[str] = ()) -> List[Tuple[str, str]]:
+        """Queue the stages; this machine keeps no accounting, so `accounting_ids` are not used."""
+        submitted = []
+        for stage in stages:
+            job_id = f"local-{os.getpid()}-{len(self.queue) + 1}"
+            self.queue.append((stage, job_id, [] if stage.after_any else dependency_ids))
+            set_local_state(self.exp, job_id, "PENDING")
+            submitted.append((job_id, str(self.exp.log(stage.name))))
+        return submitted
 
     def run_all(self, on_change) -> Dict[str, str]:
         outcome: Dict[str, str] = {}

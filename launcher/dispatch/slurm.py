@@ -5,6 +5,7 @@ only jobs the controller still holds; status falls back to artifacts' completion
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,33 +41,24 @@ class SlurmBackend:
     def __init__(self, plan: Plan, exp: ExperimentDir, code_dir: Path):
         self.plan, self.exp, self.code_dir = plan, exp, code_dir
 
-    def submit(self, stage: Stage, dependency_ids: List[str], accounting_ids: Sequence[str] = ()) -> Tuple[str, str]:
-        import submitit
-
-        from jobs.run_stage import StageJob
-
-        executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=stage.cfg.cluster.python)
-        executor.update_parameters(**submitit_parameters(self.plan, stage, dependency_ids, self.code_dir,
-                                                         accounting_ids))
-        job = executor.submit(StageJob(str(self.exp.spec(stage.name))))
-        return str(job.job_id), str(job.paths.stdout)
-
-    def submit_array(self, stages: List[Stage], dependency_ids: List[str]) -> List[Tuple[str, str]]:
-        """Similar stages (one kind, same resources, same dependencies) as one array job: one sbatch call,
-        one entry in the queue, elements `<array id>_<i>`."""
+    def submit(self, stages: List[Stage], dependency_ids: List[str],
+               accounting_ids: Sequence[str] = ()) -> List[Tuple[str, str]]:
+        """One sbatch call: a job for one stage, or one array job (elements `<array id>_<i>`) for several
+        similar stages (one kind, same resources, same dependencies). Returns (job id, log) per stage."""
         import submitit
 
         from jobs.run_stage import StageJob
 
         first = stages[0]
         executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=first.cfg.cluster.python)
-        params = submitit_parameters(self.plan, first, dependency_ids, self.code_dir)
-        params["job_name"] = job_name(self.plan.experiment, first).rsplit("[", 1)[0] + f"[array of {len(stages)}]"
-        executor.update_parameters(**params, array_parallelism=len(stages))
-        with executor.batch():
+        params = submitit_parameters(self.plan, first, dependency_ids, self.code_dir, accounting_ids)
+        if len(stages) > 1:
+            params.update(job_name=job_name(self.plan.experiment, first).rsplit("[", 1)[0]
+                          + f"[array of {len(stages)}]", array_parallelism=len(stages))
+        executor.update_parameters(**params)
+        with executor.batch() if len(stages) > 1 else contextlib.nullcontext():
             jobs = [executor.submit(StageJob(str(self.exp.spec(stage.name)))) for stage in stages]
         return [(str(job.job_id), str(job.paths.stdout)) for job in jobs]
-
 
 def _run(argv: List[str]) -> str | None:
     if not shutil.which(argv[0]):
