@@ -19,6 +19,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from jobs.services import log_tail
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
 from launcher.preview import is_complete, make_console
@@ -74,14 +75,7 @@ def stage_states(state: dict) -> Dict[str, Tuple[str, str]]:
     return result
 
 
-def log_tail(path: str | None, lines: int = LOG_TAIL) -> str:
-    if not path or not Path(path).is_file():
-        return f"(no log at {path})"
-    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-
-
-def status_view(state: dict) -> Group:
-    states = stage_states(state)
+def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
     table = Table(title=f"{state['experiment']} ({state['executor']})", title_justify="left")
     for column in ("stage", "job", "state", "elapsed", "artifact"):
         table.add_column(column, overflow="fold")
@@ -92,8 +86,9 @@ def status_view(state: dict) -> Group:
         table.add_row(name, str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
                       os.path.relpath(record["artifact"], state["storage_root"]))
         if job_state.split()[0] in ERRORS:
-            failures.append(f"[bold]{name}[/bold] {job_state}: last lines of {record.get('log')}\n"
-                            f"{log_tail(record.get('log'))}")
+            log = record.get("log")
+            failures.append(f"[bold]{name}[/bold] {job_state}: last lines of {log}\n"
+                            + (log_tail(Path(log), LOG_TAIL) if log else "(no log)"))
     return Group(table, *failures)
 
 
@@ -118,8 +113,8 @@ def regenerate_report(state: dict, console: Console) -> int:
     return 0 if code in (0, 3) else code
 
 
-def _all_ended(state: dict) -> bool:
-    return all(s.split()[0] in TERMINAL_FAILURES or s.startswith("COMPLETED") for s, _ in stage_states(state).values())
+def _all_ended(states: Dict[str, Tuple[str, str]]) -> bool:
+    return all(s.split()[0] in TERMINAL_FAILURES or s.startswith("COMPLETED") for s, _ in states.values())
 
 
 def main(command: str, argv: List[str]) -> int:
@@ -154,11 +149,13 @@ def main(command: str, argv: List[str]) -> int:
             slurm.cancel(ids)
         console.print(f"cancelled {len(ids)} job(s) of {state['experiment']}: {' '.join(ids)}")
         return 0
-    if args.watch:
-        with Live(status_view(state), console=console, refresh_per_second=1) as live:
-            while not _all_ended(state):
+    states = stage_states(state)
+    if args.watch:  # one query of Slurm per refresh, shown and tested for the end
+        with Live(status_view(state, states), console=console, refresh_per_second=1) as live:
+            while not _all_ended(states):
                 time.sleep(args.interval)
-                live.update(status_view(state))
+                states = stage_states(state)
+                live.update(status_view(state, states))
     else:
-        console.print(status_view(state))
+        console.print(status_view(state, states))
     return 0
