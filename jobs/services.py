@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,13 +19,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 STOP_GRACE_S = 15  # seconds between SIGTERM and SIGKILL
 KILL_WAIT_S = 5  # seconds to wait for the group to go after SIGKILL
-# Benchmarks sharing a node must not share ports: each shifts its base ports by SLURM_JOB_ID % PORT_SPREAD
-# (the batch script does the same for the sandbox it starts).
+# Benchmarks sharing a node must not share ports, and nothing may land on a port a daemon holds (slurmd's 6818
+# is 6000 + 818): each benchmark starts looking at its base port + SLURM_JOB_ID % PORT_SPREAD and takes the first
+# free one. The batch script does the same for the sandbox it starts and passes its choice in SANDBOX_PORT_ENV.
 PORT_SPREAD = 1000
+PORT_SEARCH = 100  # ports tried after the starting one
+SANDBOX_PORT_ENV = "LAUNCHER_SANDBOX_PORT"
 LOG_TAIL_LINES = 40
 OUTPUT_TAIL_LINES = 12
 HEALTH_POLL_S = 1.0
@@ -184,25 +188,56 @@ def port_offset() -> int:
     return int(os.environ.get("SLURM_JOB_ID", "0")) % PORT_SPREAD
 
 
-def with_port_offset(argv: List[str], offset: int) -> List[str]:
-    """Shift `--port N` and the ports of `http://host:N` URLs by `offset`."""
-    shifted = list(argv)
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (as servers do, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def first_free_port(host: str, start: int, taken: Sequence[int] = ()) -> int:
+    for port in range(start, start + PORT_SEARCH + 1):
+        if port not in taken and port_is_free(host, port):
+            return port
+    raise StageFailed(f"no free port on {host} in {start}-{start + PORT_SEARCH}: every one is in use on this node")
+
+
+def with_ports(argv: List[str], ports: Dict[int, int]) -> List[str]:
+    """Replace the configured ports (`--port N`, `http://host:N`) by the ones this job listens on."""
+    moved = list(argv)
     for i, word in enumerate(argv):
-        if i and argv[i - 1] == "--port":
-            shifted[i] = str(int(word) + offset)
+        if i and argv[i - 1] == "--port" and word.isdigit():
+            moved[i] = str(ports.get(int(word), int(word)))
         elif word.startswith("http://") and word.rsplit(":", 1)[-1].isdigit():
             base, port = word.rsplit(":", 1)
-            shifted[i] = f"{base}:{int(port) + offset}"
-    return shifted
+            moved[i] = f"{base}:{ports.get(int(port), int(port))}"
+    return moved
+
+
+def benchmark_ports(bench: dict) -> Dict[int, int]:
+    """{configured port: port this job uses} for the LLM server and the sandbox."""
+    offset = port_offset()
+    server_host, server_port = bench["server_url"][len("http://"):].rsplit(":", 1)
+    sandbox_host, sandbox_port = bench["sandbox_url"][len("http://"):].rsplit(":", 1)
+    if os.environ.get(SANDBOX_PORT_ENV):  # the batch script started the sandbox there
+        sandbox = int(os.environ[SANDBOX_PORT_ENV])
+    else:
+        sandbox = first_free_port(sandbox_host, int(sandbox_port) + offset)
+    server = first_free_port(server_host, int(server_port) + offset, taken=[sandbox])
+    return {int(server_port): server, int(sandbox_port): sandbox}
 
 
 def run_benchmark(spec: dict, staging: Path) -> dict:
     """Server (and, when the batch script did not start it, the sandbox), then the client; always stop both."""
     from jobs.run_stage import run_command
 
-    offset = port_offset()
-    bench = {k: with_port_offset([v], offset)[0] if k.endswith("_url") else v for k, v in spec["benchmark"].items()}
-    commands = {name: with_port_offset(argv, offset) for name, argv in spec["commands"].items()}
+    ports = benchmark_ports(spec["benchmark"])
+    bench = {k: with_ports([v], ports)[0] if k.endswith("_url") else v for k, v in spec["benchmark"].items()}
+    commands = {name: with_ports(argv, ports) for name, argv in spec["commands"].items()}
     timeout_s = bench["health_timeout_s"]
     with contextlib.ExitStack() as stack:
         started = {}

@@ -1,13 +1,11 @@
 """The Hydra application: `python -m launcher [overrides]`."""
 from __future__ import annotations
 
-import sys
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from launcher.preview import make_console
+from launcher.preview import exit_invalid, make_console
 from launcher.schema import CONF_DIR, register_configs
 from launcher.validation import InvalidConfig
 
@@ -22,8 +20,7 @@ def main(cfg: DictConfig) -> None:
     try:
         plan = validated_plan(cfg, list(HydraConfig.get().overrides.task))
     except InvalidConfig as invalid:
-        console.print(f"[red]error:[/red] {invalid}", highlight=False)
-        sys.exit(2)
+        exit_invalid(invalid, console)
     if cfg.launcher.dry_run:
         dry_run(plan, console)
     else:

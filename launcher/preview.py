@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from launcher.plan import COMPLETE_MARKER, Plan
@@ -19,6 +21,12 @@ def make_console() -> Console:
     return console if console.is_terminal else Console(width=LOG_WIDTH)
 
 
+def exit_invalid(invalid: Exception, console: Console) -> None:
+    """A config error is the user's to fix: the message alone, no traceback, exit code 2 (as argparse)."""
+    console.print(f"[red]error:[/red] {escape(str(invalid))}", highlight=False)
+    sys.exit(2)
+
+
 def is_complete(artifact: str) -> bool:
     return os.path.isfile(os.path.join(artifact, COMPLETE_MARKER))
 
@@ -30,8 +38,8 @@ def plan_table(plan: Plan) -> Table:
     for stage in plan.stages.values():
         r = stage.resources
         complete = is_complete(stage.artifact)
-        table.add_row(
-            stage.name, ", ".join(stage.deps) or "-", f"{r.gpus_per_node} x {r.nodes}",
+        table.add_row(  # names such as quantize[qformat=fp8] would read as rich markup: escaped
+            escape(stage.name), escape(", ".join(stage.deps)) or "-", f"{r.gpus_per_node} x {r.nodes}",
             format_time_limit(r.time_min), "+".join(stage.containers),
             os.path.relpath(stage.artifact, plan.storage_root),
             "[green]complete[/green]" if complete else "to run",
@@ -43,7 +51,7 @@ def print_requests(plan: Plan, console: Console) -> None:
     """What the plan asks of the cluster, shared stages counted once."""
     path, minutes = plan.critical_path()
     console.print(f"GPU-hours requested: {plan.gpu_hours:.1f} (GPUs x time limit, each stage counted once)")
-    console.print(f"critical path: {' -> '.join(path)} ({format_time_limit(minutes)} of time limits)")
+    console.print(f"critical path: {escape(' -> '.join(path))} ({format_time_limit(minutes)} of time limits)")
 
 
 def print_plan(plan: Plan, console: Console) -> None:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import jinja2
 from omegaconf import DictConfig
 
-from jobs.services import PORT_SPREAD
+from jobs.services import PORT_SPREAD, SANDBOX_PORT_ENV
 from launcher.plan import ACCOUNTING, Plan, Stage
 
 TEMPLATES = jinja2.Environment(
@@ -183,11 +183,17 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
     if "sandbox" in stage.commands and cfg.cluster.executor == "slurm":
         argv = sandbox_argv(stage)
         assert argv[-2] == "--port", argv
-        port = f'"$(({argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}))"'  # as the job shifts its own ports
+        host = cfg.serving.sandbox.host
+        lines.append(f"# the code sandbox's port: the first free one from {argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}, as "
+                     f"the job chooses its own (it reads this one from {SANDBOX_PORT_ENV})")
+        lines.append(f"sandbox_port=$(({argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}))")
+        lines.append(f"while (exec 3<>/dev/tcp/{host}/$sandbox_port) 2>/dev/null; do "
+                     f"sandbox_port=$((sandbox_port + 1)); done")
+        lines.append(f"export {SANDBOX_PORT_ENV}=$sandbox_port")
         lines.append("# the code sandbox runs beside the stage, in its own container, without the storage or the")
         lines.append("# secrets; Slurm ends it with the job")
         lines.append(shlex.join(["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]])
-                     + f" {port} &")
+                     + ' "$sandbox_port" &')
     return lines
 
 

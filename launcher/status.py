@@ -17,6 +17,7 @@ from typing import Dict, List, Tuple
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from jobs.services import log_tail
@@ -83,12 +84,12 @@ def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
     for name, record in state["stages"].items():
         job_state, elapsed = states[name]
         color = "green" if job_state == "COMPLETED" else "red" if job_state.split()[0] in TERMINAL_FAILURES else "yellow"
-        table.add_row(name, str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
+        table.add_row(escape(name), str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
                       os.path.relpath(record["artifact"], state["storage_root"]))
         if job_state.split()[0] in ERRORS:
             log = record.get("log")
-            failures.append(f"[bold]{name}[/bold] {job_state}: last lines of {log}\n"
-                            + (log_tail(Path(log), LOG_TAIL) if log else "(no log)"))
+            failures.append(f"[bold]{escape(name)}[/bold] {job_state}: last lines of {escape(str(log))}\n"
+                            + escape(log_tail(Path(log), LOG_TAIL) if log else "(no log)"))
     return Group(table, *failures)
 
 

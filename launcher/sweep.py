@@ -18,11 +18,12 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
-from launcher.preview import make_console
 
 from launcher.launch import EXPERIMENT_OVERRIDE, compose_variants, dry_run, validate_variants
 from launcher.plan import build_plan
+from launcher.preview import exit_invalid, make_console
 from launcher.schema import GROUPS
+from launcher.validation import InvalidConfig
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: hundreds of points' configs
@@ -85,7 +86,10 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
     base = [o for o in common if not EXPERIMENT_OVERRIDE.match(o)]
     for baseline in first.launcher.baselines:
         variants.setdefault(baseline, composer.compose([*base, f"+experiment={baseline}"]))
-    validate_variants(variants)
+    try:
+        validate_variants(variants)
+    except InvalidConfig as invalid:
+        exit_invalid(invalid, console)
     sweep_name = f"{master.launcher.experiment_name}-sweep-{sweep_dir.name}"
     plan = build_plan(sweep_name, variants)
     (sweep_dir / "experiment.txt").write_text(f"{sweep_name}\n{plan.storage_root}/experiments/{sweep_name}\n")

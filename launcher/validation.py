@@ -13,6 +13,8 @@ from typing import Any, Iterator, List, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from jobs.services import PORT_SEARCH, PORT_SPREAD
+
 # Compute capability per GPU type (cluster.gpu_type); cluster.gpu_compute_capability overrides it.
 GPU_COMPUTE_CAPABILITY = {
     "v100": 7.0, "t4": 7.5, "a100": 8.0, "a30": 8.0, "a10": 8.6, "a10g": 8.6, "a40": 8.6, "a6000": 8.6,
@@ -21,6 +23,7 @@ GPU_COMPUTE_CAPABILITY = {
 }
 FP8_MIN_CC = 8.9  # E4M3 FP8: Ada, Hopper, Blackwell
 REDRAFTER_MIN_CC = 8.0
+MAX_BASE_PORT = 65535 - PORT_SPREAD - PORT_SEARCH
 
 CHOICES = {
     "model.family": ("qwen2", "llama", "nemotron_nas"),
@@ -188,6 +191,15 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
         errors.append(ConfigError("benchmark.max_code_executions", b.max_code_executions, "negative", ">= 0"))
     if not os.path.isfile(b.problems_file):
         errors.append(ConfigError("benchmark.problems_file", b.problems_file, "no such file", "a JSONL file of problems"))
+
+    s = cfg.serving
+    for key, port in (("serving.port", s.port), ("serving.sandbox.port", s.sandbox.port)):
+        if not 1024 <= port <= MAX_BASE_PORT:
+            errors.append(ConfigError(key, port, "a job looks for a free port from here up to "
+                                      f"{PORT_SPREAD + PORT_SEARCH} above it", f"1024..{MAX_BASE_PORT}"))
+    if s.port == s.sandbox.port:
+        errors.append(ConfigError("serving.sandbox.port", s.sandbox.port, "the LLM server and the sandbox cannot "
+                                  "start from the same port", f"any other than serving.port={s.port}"))
 
     if c.executor == "slurm" and not posixpath.isabs(c.storage_root):
         errors.append(ConfigError("cluster.storage_root", c.storage_root, "a Slurm cluster's storage must be an "

@@ -1,5 +1,7 @@
 """Rendered batch scripts: #SBATCH resources, pyxis flags, secrets by name only, valid bash."""
+import contextlib
 import re
+import socket
 import subprocess
 
 import pytest
@@ -57,7 +59,35 @@ def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
     assert "--container-mounts" not in sandbox_line and "--container-workdir=/tmp" in sandbox_line
     assert ("env -u HF_TOKEN -u WANDB_API_KEY python -m flask --app "
             "nemo_skills.code_execution.local_sandbox.local_sandbox_server run --host 127.0.0.1 --port "
-            '"$((6000 + SLURM_JOB_ID % 1000))" &') in script
+            '"$sandbox_port" &') in script
+
+
+def _hold_two_ports(stack) -> int:
+    """Listen on 6000 + k and 6001 + k for the first k where both are free; return a job id with that k."""
+    for k in range(100, 990):
+        try:
+            for port in (6000 + k, 6001 + k):
+                listener = stack.enter_context(socket.socket())
+                listener.bind(("127.0.0.1", port))
+                listener.listen()
+            return 4000 + k
+        except OSError:
+            stack.close()
+    pytest.skip("no two free ports in 6100-6990")
+
+
+def test_the_sandbox_port_skips_ports_in_use(slurm_plan):
+    """Slurm's own daemons hold 6817-6819, which 6000 + SLURM_JOB_ID % 1000 reaches: the script moves on."""
+    lines = _script(slurm_plan, "benchmark").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("sandbox_port="))
+    choose = "\n".join(lines[start:start + 3])
+    assert "export LAUNCHER_SANDBOX_PORT=$sandbox_port" in choose
+    with contextlib.ExitStack() as stack:
+        job_id = _hold_two_ports(stack)  # 6000 + job_id % 1000 and the port after it now listen
+        chosen = subprocess.run(["bash", "-c", f"set -euo pipefail; SLURM_JOB_ID={job_id}; {choose}; "
+                                 "echo $LAUNCHER_SANDBOX_PORT"], capture_output=True, text=True, check=True)
+    port = 6000 + job_id % 1000
+    assert int(chosen.stdout) >= port + 2  # past both (and past anything else listening there)
 
 
 def test_offline_compute_nodes_get_offline_wandb(slurm_plan):

@@ -38,6 +38,9 @@ CASES = [
     (("+experiment=fp8_redrafter", "drafter.num_gpus=4"), "drafter.num_gpus", "1..2"),
     (("+experiment=fp8_redrafter", "drafter.save_strategy=always"), "drafter.save_strategy", "no, steps, epoch"),
     (("+experiment=fp8_redrafter", "cluster.gpu_type=v100", "quantization=int8_wo"), "drafter", "8.0"),
+    (("+experiment=fp8", "serving.port=80"), "serving.port", "1024..64435"),
+    (("+experiment=fp8", "serving.sandbox.port=65000"), "serving.sandbox.port", "1024..64435"),
+    (("+experiment=fp8", "serving.sandbox.port=5000"), "serving.sandbox.port", "other than serving.port=5000"),
 ]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from launcher.dispatch import local, slurm
@@ -117,7 +118,7 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
     console.print(f"{len(to_submit)} job(s) submitted in {elapsed:.2f} s; "
                   f"follow with: python -m launcher status {plan.experiment} cluster.storage_root={plan.storage_root}")
     if executor == "local" and to_submit:
-        backend.run_all(lambda name, state: console.print(f"{name}: {state}"))
+        backend.run_all(lambda name, state: console.print(f"{escape(name)}: {state}"))
     return records
 
 
@@ -126,6 +127,6 @@ def _submission_table(plan: Plan, records: Dict[str, dict]) -> Table:
     for column in ("stage", "job", "action", "artifact"):
         table.add_column(column, overflow="fold")
     for name, record in records.items():
-        table.add_row(name, str(record["job_id"] or "-"), record["action"],
+        table.add_row(escape(name), str(record["job_id"] or "-"), record["action"],
                       os.path.relpath(record["artifact"], plan.storage_root))
     return table

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -144,8 +145,21 @@ class SlurmCluster:
             if done:
                 return rows
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"jobs {ids} not all done after {timeout}s; last sacct rows: {rows}")
+                live = [r["JobID"] for r in rows if base_state(r["State"]) not in TERMINAL_STATES]
+                raise TimeoutError(f"jobs {ids} not all done after {timeout}s; last sacct rows: {rows}"
+                                   + "".join(self._log_tail(job) for job in live))
             time.sleep(poll)
+
+
+    @staticmethod
+    def _log_tail(job_id: str, lines: int = 30) -> str:
+        """The end of a live job's output file (scontrol knows it; sacct 22.05 does not), for the failure message."""
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
+        match = re.search(r"\bStdOut=(\S+)", shown.stdout)
+        if not match or not Path(match.group(1)).is_file():
+            return f"\n--- job {job_id}: no output file ({shown.stderr.strip()})"
+        tail = Path(match.group(1)).read_text(errors="replace").splitlines()[-lines:]
+        return f"\n--- job {job_id}, last lines of {match.group(1)}:\n" + "\n".join(tail)
 
 
 def _skip_reason() -> str | None:

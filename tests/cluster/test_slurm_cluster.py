@@ -109,3 +109,24 @@ def test_scontrol_requeue_runs_the_job_again(slurm_cluster, tmp_path):
     assert j.result() == ["0", "1"]  # second run saw SLURM_RESTART_COUNT=1
     rows = slurm_cluster.wait_all_done([j.job_id], timeout=30)
     assert rows[0]["State"] == "COMPLETED", rows
+
+
+def test_a_wait_that_times_out_shows_the_live_jobs_output(slurm_cluster, tmp_path):
+    def job():
+        import time
+
+        print("stuck waiting for something", flush=True)
+        time.sleep(120)
+
+    j = _executor(tmp_path, slurm_cluster).submit(job)
+    try:
+        deadline = time.monotonic() + 30
+        while "stuck waiting" not in (Path(j.paths.stdout).read_text() if Path(j.paths.stdout).exists() else ""):
+            assert time.monotonic() < deadline, f"job {j.job_id} never printed: {j.state}"
+            time.sleep(0.2)
+        with pytest.raises(TimeoutError) as timed_out:
+            slurm_cluster.wait_all_done([j.job_id], timeout=1)
+        assert f"--- job {j.job_id}, last lines of" in str(timed_out.value)
+        assert "stuck waiting for something" in str(timed_out.value)
+    finally:
+        j.cancel(check=False)

@@ -172,23 +172,48 @@ def test_wait_for_health_goes_straight_to_loopback_whatever_the_proxy(tmp_path, 
     assert not listening(port)
 
 
-def test_with_port_offset():
+def test_with_ports():
     argv = ["trtllm-serve", "serve", "/e/5000", "--tp_size", "2", "--max_batch_size", "12", "--host", "127.0.0.1",
             "--port", "5000"]
-    assert services.with_port_offset(argv, 345) == argv[:-1] + ["5345"]
+    assert services.with_ports(argv, {5000: 5345, 6000: 6345}) == argv[:-1] + ["5345"]
     client = ["python", "-m", "jobs.benchmark_client", "--server-url", "http://127.0.0.1:5000",
               "--sandbox-url", "http://localhost:6000", "--num-generations", "12", "--output", "/x/5000/results.json"]
-    assert services.with_port_offset(client, 7) == ["python", "-m", "jobs.benchmark_client", "--server-url",
-                                                    "http://127.0.0.1:5007", "--sandbox-url", "http://localhost:6007",
-                                                    "--num-generations", "12", "--output", "/x/5000/results.json"]
-    assert services.with_port_offset(argv, 0) == argv
-    assert services.with_port_offset(["--port"], 3) == ["--port"]
+    assert services.with_ports(client, {5000: 5007, 6000: 6009}) == [
+        "python", "-m", "jobs.benchmark_client", "--server-url", "http://127.0.0.1:5007", "--sandbox-url",
+        "http://localhost:6009", "--num-generations", "12", "--output", "/x/5000/results.json"]
+    assert services.with_ports(argv, {}) == argv
+    assert services.with_ports(["--port"], {5000: 1}) == ["--port"]
 
 
 def test_port_offset_follows_the_slurm_job_id(monkeypatch):
     assert services.port_offset() == 0
     monkeypatch.setenv("SLURM_JOB_ID", "123456")
     assert services.port_offset() == 456
+
+
+def test_the_first_free_port_skips_listening_and_taken_ports():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert not services.port_is_free("127.0.0.1", port)
+        chosen = services.first_free_port("127.0.0.1", port, taken=[port + 1])
+        assert chosen >= port + 2 and services.port_is_free("127.0.0.1", chosen)
+    assert services.first_free_port("127.0.0.1", port) == port  # free again once closed
+
+
+def test_no_free_port_is_a_clear_failure(monkeypatch):
+    monkeypatch.setattr(services, "port_is_free", lambda host, port: False)
+    with pytest.raises(StageFailed, match=r"no free port on 127.0.0.1 in 5000-5100"):
+        services.first_free_port("127.0.0.1", 5000)
+
+
+def test_benchmark_ports_take_the_sandbox_port_the_batch_script_chose(monkeypatch):
+    bench = {"server_url": "http://127.0.0.1:5000", "sandbox_url": "http://127.0.0.1:6000"}
+    monkeypatch.setenv("SLURM_JOB_ID", "2818")  # 6000 + 818: slurmd's port on a real node
+    monkeypatch.setenv(services.SANDBOX_PORT_ENV, "6820")
+    monkeypatch.setattr(services, "port_is_free", lambda host, port: port != 5818)
+    assert services.benchmark_ports(bench) == {5000: 5819, 6000: 6820}
 
 
 # --------------------------------------------------------------------------------------------------
