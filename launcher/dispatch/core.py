@@ -87,14 +87,10 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                 write_claim(stage, job_id, plan.experiment, log)
 
         def groups(wave: List[str]) -> List[List[str]]:
-            """On Slurm, stages of one kind with the same resources and dependencies go out as one array."""
-            if executor != "slurm":
-                return [[name] for name in wave]
-            similar: Dict[tuple, List[str]] = {}
+            """Stages the backend can send in one call (on Slurm: one array, for identical batch scripts)."""
+            similar: Dict[str, List[str]] = {}
             for name in wave:
-                stage = plan.stages[name]
-                key = (stage.kind, stage.resources, stage.containers, stage.after_any, tuple(dependency_ids(name)))
-                similar.setdefault(key, []).append(name)
+                similar.setdefault(backend.batch_key(plan.stages[name], dependency_ids(name)), []).append(name)
             return list(similar.values())
 
         try:

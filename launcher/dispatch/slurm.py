@@ -6,6 +6,7 @@ only jobs the controller still holds; status falls back to artifacts' completion
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,6 +41,16 @@ def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], cod
 class SlurmBackend:
     def __init__(self, plan: Plan, exp: ExperimentDir, code_dir: Path):
         self.plan, self.exp, self.code_dir = plan, exp, code_dir
+
+    def batch_key(self, stage: Stage, dependency_ids: List[str]) -> str:
+        """Stages with equal keys have the same batch script but for the job they run: one array can carry
+        them. Everything sbatch sees counts (image, partition, time limit, the sandbox it starts), so points
+        of a sweep over a cluster setting never share an array. The report (own accounting) goes alone."""
+        if stage.kind == "report":
+            return stage.name
+        params = submitit_parameters(self.plan, stage, dependency_ids, self.code_dir)
+        params.pop("job_name")
+        return json.dumps([stage.kind, params], sort_keys=True, default=str)
 
     def submit(self, stages: List[Stage], dependency_ids: List[str],
                accounting_ids: Sequence[str] = ()) -> List[Tuple[str, str]]:

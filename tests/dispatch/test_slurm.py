@@ -5,9 +5,11 @@ import shlex
 import pytest
 from submitit.slurm.slurm import _make_sbatch_string
 
-from launcher.dispatch.slurm import job_states, submitit_parameters
+from launcher.dispatch.slurm import SlurmBackend, job_states, submitit_parameters
 from launcher.dispatch.storage import code_snapshot_dir
-from tests.helpers import NGC_IMAGE, example_slurm_plan
+from launcher.plan import build_plan
+from launcher.scripts import ExperimentDir
+from tests.helpers import NGC_IMAGE, compose_config, example_slurm_plan
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
@@ -61,3 +63,36 @@ def test_benchmark_starts_the_sandbox_step_without_secrets(plan):
 def test_job_states_without_slurm_is_empty(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert job_states(["1", "2"]) == {}
+
+
+def _sweep_plan(storage, *points):
+    """A plan over several points, as a sweep builds it: each point's config composed on its own."""
+    common = ("cluster=example_slurm", f"cluster.storage_root={storage}", "+experiment=fp8",
+              f"cluster.containers.trtllm='{NGC_IMAGE}'")
+    return build_plan("sweep", {f"point{i}": compose_config(*common, *p) for i, p in enumerate(points)})
+
+
+def _benchmark_keys(sweep):
+    backend = SlurmBackend(sweep, ExperimentDir(sweep.storage_root, "sweep"), code_snapshot_dir(sweep.storage_root))
+    return [backend.batch_key(s, ["11"]) for s in sweep.stages.values() if s.kind == "benchmark"]
+
+
+def test_points_with_the_same_batch_script_share_an_array(tmp_path):
+    keys = _benchmark_keys(_sweep_plan(tmp_path, ["serving.max_batch_size=8"], ["serving.max_batch_size=16"]))
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+@pytest.mark.parametrize("override", [
+    "cluster.containers.sandbox=/images/other-sandbox.sqsh",  # a different image in the srun of the sandbox
+    "serving.sandbox.port=7000",  # the sandbox the batch script starts
+    "cluster.containers.trtllm=/images/trtllm-other.sqsh",  # the stage's own image (a TRT-LLM version sweep)
+])
+def test_points_whose_batch_scripts_differ_never_share_an_array(tmp_path, override):
+    keys = _benchmark_keys(_sweep_plan(tmp_path, [], [override]))
+    assert len(keys) == 2 and keys[0] != keys[1]
+
+
+def test_the_report_goes_alone(plan):
+    backend = SlurmBackend(plan, ExperimentDir(plan.storage_root, plan.experiment),
+                           code_snapshot_dir(plan.storage_root))
+    assert backend.batch_key(plan.stages["report"], ["1"]) == "report"
