@@ -29,6 +29,9 @@ KILL_WAIT_S = 5  # seconds to wait for the group to go after SIGKILL
 PORT_SPREAD = 1000
 PORT_SEARCH = 100  # ports tried after the starting one
 SANDBOX_PORT_ENV = "LAUNCHER_SANDBOX_PORT"
+# The file where the batch script writes the sandbox step's exit code when it ends: a sandbox that cannot
+# start (a wrong image, a port taken meanwhile) fails the benchmark at once instead of after the health timeout.
+SANDBOX_EXIT_ENV = "LAUNCHER_SANDBOX_EXIT"
 LOG_TAIL_LINES = 40
 OUTPUT_TAIL_LINES = 12
 HEALTH_POLL_S = 1.0
@@ -146,6 +149,22 @@ def process_group(argv: List[str], log_file: Optional[Path] = None, echo: bool =
             process.stdout.close()
 
 
+class ExitFile:
+    """A step the batch script started, seen through the exit code it writes to `path` when it ends.
+
+    Polled as a Popen is (`poll()`, `returncode`), so wait_for_health can fail early on it too."""
+
+    def __init__(self, path: Optional[str]):
+        self.path = Path(path) if path else None
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None and self.path is not None and self.path.is_file():
+            written = self.path.read_text().strip()
+            self.returncode = int(written) if written.lstrip("-").isdigit() else None
+        return self.returncode
+
+
 def failure_message(argv: List[str], process: subprocess.Popen) -> str:
     return (f"{argv[0]} exited with code {process.returncode}; its last lines:\n  "
             + "\n  ".join(process.output_tail))
@@ -161,9 +180,9 @@ def _with_log(message: str, log_file: Optional[Path]) -> str:
     return f"{message}; last lines of {log_file}:\n{log_tail(log_file)}" if log_file else message
 
 
-def wait_for_health(url: str, timeout_s: float, process: Optional[subprocess.Popen], log_file: Optional[Path],
-                    what: str, since: Optional[float] = None) -> float:
-    """Poll `url` until it answers 200; fail early if `process` (when we started it) dies.
+def wait_for_health(url: str, timeout_s: float, process: "subprocess.Popen | ExitFile",
+                    log_file: Optional[Path], what: str, since: Optional[float] = None) -> float:
+    """Poll `url` until it answers 200; fail early if `process` (ours, or a step we see the end of) ends.
 
     Returns the seconds from `since` (a time.monotonic() value, e.g. when the process started; default: now)
     until it was healthy. Raises StageFailed with the tail of `log_file`.
@@ -171,7 +190,7 @@ def wait_for_health(url: str, timeout_s: float, process: Optional[subprocess.Pop
     start = time.monotonic()
     since = start if since is None else since
     while True:
-        if process is not None and process.poll() is not None:
+        if process.poll() is not None:
             raise StageFailed(_with_log(f"{what} exited with code {process.returncode} before it was healthy",
                                         log_file))
         with contextlib.suppress(OSError, http.client.HTTPException):  # refused, reset, 503 while loading
@@ -253,8 +272,9 @@ def run_benchmark(spec: dict, staging: Path) -> dict:
         if "sandbox" in commands and "sandbox" not in started:
             # Started beside this job by the batch script: a sandbox that is not there would turn every tool
             # call of the benchmark into an error message instead of failing it.
-            wait_for_health(bench["sandbox_url"] + "/health", min(timeout_s, EXTERNAL_SANDBOX_WAIT_S), None, None,
-                            "the sandbox (started by the batch script)")
+            wait_for_health(bench["sandbox_url"] + "/health", min(timeout_s, EXTERNAL_SANDBOX_WAIT_S),
+                            ExitFile(os.environ.get(SANDBOX_EXIT_ENV)), None,
+                            "the sandbox (started by the batch script; its output is in this job's log)")
         run_command(commands["client"])
     results_file = staging / "results.json"
     if not results_file.is_file():

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import jinja2
 from omegaconf import DictConfig
 
-from jobs.services import PORT_SPREAD, SANDBOX_PORT_ENV
+from jobs.services import PORT_SPREAD, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV
 from launcher.plan import ACCOUNTING, Plan, Stage
 
 TEMPLATES = jinja2.Environment(
@@ -190,10 +190,13 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
         lines.append(f"while (exec 3<>/dev/tcp/{host}/$sandbox_port) 2>/dev/null; do "
                      f"sandbox_port=$((sandbox_port + 1)); done")
         lines.append(f"export {SANDBOX_PORT_ENV}=$sandbox_port")
+        exit_file = shlex.quote(str(ExperimentDir(plan.storage_root, plan.experiment).root / "logs" / "sandbox-exit"))
+        lines.append(f"export {SANDBOX_EXIT_ENV}={exit_file}.$SLURM_JOB_ID")
+        lines.append(f'rm -f "${SANDBOX_EXIT_ENV}"  # a requeued job starts afresh')
         lines.append("# the code sandbox runs beside the stage, in its own container, without the storage or the")
-        lines.append("# secrets; Slurm ends it with the job")
-        lines.append(shlex.join(["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]])
-                     + ' "$sandbox_port" &')
+        lines.append("# secrets; Slurm ends it with the job. Its exit code tells the job it is gone.")
+        lines.append("(set +e; " + shlex.join(["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]])
+                     + f' "$sandbox_port"; echo $? > "${SANDBOX_EXIT_ENV}") &')
     return lines
 
 

@@ -149,6 +149,21 @@ def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_
     assert {r["State"] for r in rows} == {"COMPLETED"}
 
 
+def test_a_sandbox_that_cannot_start_fails_the_benchmark_at_once(slurm_cluster, tmp_path):
+    """The sandbox is a second srun step of the benchmark job: when it ends (here the stand-in exits at start, as
+    with a wrong image), the job fails with that instead of waiting out the 300 s health wait."""
+    launcher(tmp_path, "+experiment=fp8", env={"STANDIN_FAIL": "sandbox"})
+    ids = job_ids(state(tmp_path, "fp8"))
+    rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
+    benchmark = rows[ids["benchmark"]]
+    assert benchmark["State"] == "FAILED", rows
+    assert (when(benchmark["End"]) - when(benchmark["Start"])).total_seconds() < 120, benchmark
+    status = launcher(tmp_path, "status").stdout
+    assert "exited with code 1 before it was healthy" in status, status
+    log = launcher(tmp_path, "logs", "fp8", "benchmark").stdout  # the sandbox step wrote its own reason there
+    assert "[STAND-IN] sandbox: simulated failure (STANDIN_FAIL) at start" in log, log
+
+
 def _wait_for(job_id, wanted, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

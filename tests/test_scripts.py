@@ -53,13 +53,15 @@ def test_pyxis_flags(slurm_plan):
 
 def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
     script = _script(slurm_plan, "benchmark")
-    sandbox_line = next(line for line in script.splitlines() if line.startswith("srun --overlap"))
+    sandbox_line = next(line for line in script.splitlines() if line.startswith("(set +e; srun --overlap"))
     assert "--container-image=/lustre/fsw/my_account/images/nemo-skills-sandbox.sqsh" in sandbox_line
     assert "--container-env" not in sandbox_line
     assert "--container-mounts" not in sandbox_line and "--container-workdir=/tmp" in sandbox_line
     assert ("env -u HF_TOKEN -u WANDB_API_KEY python -m flask --app "
             "nemo_skills.code_execution.local_sandbox.local_sandbox_server run --host 127.0.0.1 --port "
-            '"$sandbox_port" &') in script
+            '"$sandbox_port"; echo $? > "$LAUNCHER_SANDBOX_EXIT") &') in script
+    assert (f"export LAUNCHER_SANDBOX_EXIT={slurm_plan.storage_root}/experiments/fp8_redrafter/logs/sandbox-exit."
+            "$SLURM_JOB_ID") in script
 
 
 def _hold_two_ports(stack) -> int:

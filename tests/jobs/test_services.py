@@ -327,7 +327,31 @@ def test_a_sandbox_the_batch_script_should_have_started_is_checked(bench, monkey
     monkeypatch.setattr(services, "EXTERNAL_SANDBOX_WAIT_S", 1)
     spec = bench["spec"]
     spec["benchmark"]["start_sandbox"] = False  # as on Slurm: started beside the job, here by nobody
-    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script\) was not healthy"):
+    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; .*\) was not healthy"):
         services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
     assert [argv[0] for argv, _ in bench["started"]] == ["trtllm-serve"]
     assert_all_stopped(bench)
+
+
+def test_a_sandbox_step_that_ended_fails_the_benchmark_at_once(bench, monkeypatch, tmp_path):
+    exit_file = tmp_path / "sandbox-exit.4242"
+    exit_file.write_text("1\n")  # what the batch script writes when the sandbox's srun step ends
+    monkeypatch.setenv(services.SANDBOX_EXIT_ENV, str(exit_file))
+    spec = bench["spec"]
+    spec["benchmark"]["start_sandbox"] = False
+    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; its output is in this job's "
+                                          r"log\) exited with code 1 before it was healthy"):
+        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)  # EXTERNAL_SANDBOX_WAIT_S is 300 s
+    assert_all_stopped(bench)
+
+
+def test_an_exit_file_reads_as_a_process():
+    assert services.ExitFile(None).poll() is None
+
+
+def test_an_exit_file_not_yet_written(tmp_path):
+    missing, empty = services.ExitFile(str(tmp_path / "none")), services.ExitFile(str(tmp_path / "empty"))
+    (tmp_path / "empty").write_text("")
+    assert missing.poll() is None and empty.poll() is None
+    (tmp_path / "none").write_text("0\n")
+    assert missing.poll() == 0 and missing.returncode == 0

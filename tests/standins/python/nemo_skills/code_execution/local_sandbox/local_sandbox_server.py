@@ -4,6 +4,7 @@ The real module is a Flask `app` (`POST /execute`, `GET /health`, `DELETE /sessi
 serves it with Flask's own CLI, `python -m flask --app <this module> run --host 127.0.0.1 --port P`, so this
 stand-in is a Flask `app` with the same API. Each call runs the code in a fresh Python subprocess with the
 TEST STAND-IN runner of tests/standins/servers/sandbox_server.py (no state between calls).
+STANDIN_FAIL=sandbox makes it exit at start.
 """
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from flask import Flask, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[6]))
 
+from standin_tools.common import maybe_fail  # noqa: E402
 from tests.standins.servers.sandbox_server import _RUNNER, STANDIN_LABEL, _cut  # noqa: E402
 
+maybe_fail("sandbox", "at start")  # STANDIN_FAIL=sandbox: a sandbox that cannot start (e.g. a wrong image)
 app = Flask(__name__)
 sessions = set()
 
