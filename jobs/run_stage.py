@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import drafter_metrics, services, wandb_log
+from jobs import drafter_metrics, gpu_check, services, wandb_log
 from jobs.services import StageFailed  # defined there: services raises it too
 
 MANIFEST = "manifest.json"
@@ -100,7 +100,8 @@ def run(spec_path: str) -> dict:
     os.environ["WANDB_NAME"] = f"{spec['experiment']}/{spec['name']}"
     started = time.time()
     log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
-    extra = run_kind(spec, staging)
+    gpus = gpu_check.check(spec.get("gpu_check"))  # before any tool: wrong GPUs fail in seconds
+    extra = {**run_kind(spec, staging), **gpus}
     publish = extra.pop("publish", True)
     # Drafter metrics, benchmark results and the report as W&B runs (a report with failed points too).
     wandb_log.log_stage_results(spec, extra)  # never fails the stage

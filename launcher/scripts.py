@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from jobs.services import PORT_SPREAD, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV
 from launcher.plan import ACCOUNTING, Plan, Stage
+from launcher.validation import FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("launcher", "templates"),
@@ -142,7 +143,31 @@ def stage_spec(plan: Plan, stage: Stage) -> dict:
         "drafter": {"min_top1": cfg.drafter.min_top1, "on_low_quality": cfg.drafter.on_low_quality,
                     "predict_n_tokens": cfg.drafter.predict_n_tokens} if stage.kind == "train_drafter" else None,
         "benchmark": benchmark_settings(cfg) if stage.kind == "benchmark" else None,
+        "gpu_check": gpu_requirement(plan, stage),
     }
+
+
+FP8_KINDS = ("quantize", "build_engine", "build_drafter_engine", "benchmark")
+DRAFTER_KINDS = ("train_drafter", "convert_drafter", "build_drafter_engine", "benchmark")
+
+
+def gpu_requirement(plan: Plan, stage: Stage) -> Optional[dict]:
+    """What the job checks of its GPUs before running its tools (jobs.gpu_check), from the config's promises."""
+    if not stage.resources.gpus_per_node:
+        return None
+    cfg, kind = stage.cfg, stage.kind
+    needs = [(0.0, "")]
+    q = cfg.quantization
+    if kind in FP8_KINDS and "fp8" in (q.qformat, q.kv_cache_dtype):
+        key = "quantization.qformat" if q.qformat == "fp8" else "quantization.kv_cache_dtype"
+        needs.append((FP8_MIN_CC, f"{key}=fp8"))
+    if kind in DRAFTER_KINDS and cfg.drafter.enabled:
+        needs.append((REDRAFTER_MIN_CC, f"drafter={cfg.drafter.name}"))
+    minimum, why = max(needs)
+    engine = stage.inputs[0].artifact if kind == "benchmark" else None
+    return {"count": stage.resources.gpus_per_node, "min_compute_capability": minimum or None, "why": why,
+            "gpu_type": cfg.cluster.gpu_type, "expected_compute_capability": compute_capability(cfg),
+            "engine_manifest": os.path.join(engine, "manifest.json") if engine else None}
 
 
 def benchmark_settings(cfg: DictConfig) -> dict:

@@ -90,6 +90,9 @@ def test_every_artifact_is_published_with_its_manifest(happy):
         manifest = json.loads(Path(record["artifact"], "manifest.json").read_text())
         assert manifest["fingerprint"] == record["fingerprint"] and manifest["job_id"] == str(record["job_id"])
         assert not Path(record["artifact"] + ".partial").exists()
+        # GPU stages checked and recorded the GPUs Slurm gave them (nvidia-smi's stand-in lists 8 of the node).
+        assert [g["index"] for g in manifest.get("gpus", [])] == sorted(g["index"] for g in manifest.get("gpus", []))
+        assert len(manifest.get("gpus", [])) == GPU_STAGES.get(record["kind"], 0), (name, manifest.get("gpus"))
     drafter = json.loads(Path(st["stages"]["train_drafter"]["artifact"], "manifest.json").read_text())
     assert drafter["drafter_metrics"]["redrafter2_top1"] == pytest.approx(0.65)
     assert drafter["drafter_dir"] == "redrafter_output_redrafter_OpenMath-Nemotron-14B-kaggle_n_3_lr_0.001_layers_2"
@@ -162,6 +165,19 @@ def test_a_sandbox_that_cannot_start_fails_the_benchmark_at_once(slurm_cluster, 
     assert "exited with code 1 before it was healthy" in status, status
     log = launcher(tmp_path, "logs", "fp8", "benchmark").stdout  # the sandbox step wrote its own reason there
     assert "[STAND-IN] sandbox: simulated failure (STANDIN_FAIL) at start" in log, log
+
+
+def test_a_stage_on_gpus_below_what_the_config_promised_fails_at_once(slurm_cluster, tmp_path):
+    """The config says H100s; the partition's nodes have A100s (here nvidia-smi's stand-in says so)."""
+    launcher(tmp_path, "+experiment=fp8", env={"STANDIN_GPUS": "NVIDIA A100-SXM4-80GB:8.0:81920"})
+    ids = job_ids(state(tmp_path, "fp8"))
+    rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
+    by_stage = {name: rows[job] for name, job in ids.items()}
+    assert by_stage["quantize"] == "FAILED" and by_stage["build_engine"] == "CANCELLED", by_stage
+    status = " ".join(launcher(tmp_path, "status").stdout.split())  # as read: rich wraps long log lines
+    assert "wrong GPUs for this stage: quantization.qformat=fp8 needs compute capability 8.9+" in status, status
+    assert "cluster.gpu_type=h100 promised 9.0: check cluster.partition" in status, status
+    assert "[STAND-IN]" not in launcher(tmp_path, "logs", "fp8", "quantize").stdout  # no tool ran
 
 
 def _wait_for(job_id, wanted, timeout=60):
