@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -24,6 +25,9 @@ from jobs.services import StageFailed  # defined there: services raises it too
 MANIFEST = "manifest.json"
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
 REPORT_INCOMPLETE = 3  # jobs.report's exit code when some results are missing
+# Calibration memory grows with batch size x calib_max_seq_length (a trap the seeds name); the calibration
+# statistics (per-tensor amax) do not depend on the batch size, so an out-of-memory quantize retries at half.
+CUDA_OOM = re.compile(r"CUDA out of memory|OutOfMemoryError")
 
 
 def log(message: str) -> None:
@@ -69,6 +73,8 @@ def run_kind(spec: dict, staging: Path) -> dict:
         return {**result, "resumed_from_checkpoint": resumed.name if resumed else None}
     if kind == "benchmark":
         return services.run_benchmark(spec, staging)
+    if kind == "quantize" and "--batch_size" in commands["quantize"]:
+        return quantize_halving_batch_on_oom(commands["quantize"], staging)
     if kind == "report":
         with services.process_group(commands["report"], cwd=staging) as process:
             process.wait()
@@ -84,6 +90,29 @@ def run_kind(spec: dict, staging: Path) -> dict:
     if kind in ("build_engine", "build_drafter_engine"):
         return {"engine_size_bytes": sum(p.stat().st_size for p in staging.glob("*.engine"))}
     return {}
+
+
+def quantize_halving_batch_on_oom(argv: list, staging: Path) -> dict:
+    """Run the quantizer; when calibration runs out of GPU memory, again from scratch at half the batch size."""
+    at = argv.index("--batch_size") + 1
+    batch_size = int(argv[at])
+    while True:
+        try:
+            run_command(argv, cwd=staging)
+            return {"calib_batch_size_used": batch_size}
+        except StageFailed as failure:
+            if not CUDA_OOM.search(str(failure)):
+                raise
+            if batch_size == 1:
+                raise StageFailed(f"{failure}\ncalibration ran out of GPU memory even at batch size 1: lower "
+                                  "quantization.calib_max_seq_length or spread the model over more GPUs "
+                                  "(model.tensor_parallel)") from None
+        log(f"calibration ran out of GPU memory at batch size {batch_size} (quantization.calib_batch_size); "
+            f"retrying at {batch_size // 2}")
+        batch_size //= 2
+        argv = [*argv[:at], str(batch_size), *argv[at + 1:]]
+        for leftover in staging.iterdir():  # the failed attempt's partial checkpoint
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
 def run(spec_path: str) -> dict:

@@ -330,3 +330,46 @@ def test_a_failing_report_fails_the_stage(tmp_path):
     with pytest.raises(StageFailed, match="exited with code 1; its last lines:\n  report written"):
         run_stage.run(write_spec(tmp_path / "report.json", spec))
     assert not Path(spec["artifact"]).exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Quantization: calibration out of GPU memory
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fp8_calibrated(downloads, storage):
+    """The fp8 plan (16 calibration samples, batch size 4) with its calibration data made by its own stage."""
+    with pytest.MonkeyPatch.context() as mp:
+        standin_env(mp)
+        the_plan = plan(storage, "+experiment=fp8", "quantization.calib_size=16")
+        run_stage.run(stage_spec_file(the_plan, "calibration_data", storage / "specs"))
+    return the_plan
+
+
+def test_calibration_out_of_memory_retries_at_half_the_batch_size(fp8_calibrated, tmp_path, monkeypatch, capsys):
+    # The stand-in quantizer runs out of memory above 1024 tokens per batch: 4 x 512 does, 2 x 512 does not.
+    monkeypatch.setenv("STANDIN_CALIB_MAX_TOKENS", "1024")
+    spec = json.loads(Path(stage_spec_file(fp8_calibrated, "quantize", tmp_path)).read_text())
+    assert spec["commands"]["quantize"][spec["commands"]["quantize"].index("--batch_size") + 1] == "4"
+    result = run_stage.run(write_spec(tmp_path / "q.json", relocated(spec, tmp_path / "quantized")))
+    assert result["calib_batch_size_used"] == 2
+    config = json.loads((tmp_path / "quantized" / "config.json").read_text())
+    assert config["standin_calibration"]["batch_size"] == 2 and config["standin_calibration"]["num_samples"] == 16
+    out = capsys.readouterr().out
+    assert "calibration ran out of GPU memory at batch size 4 (quantization.calib_batch_size); retrying at 2" in out
+    assert "torch.OutOfMemoryError: CUDA out of memory" in out
+
+
+def test_calibration_out_of_memory_at_batch_size_1_says_what_to_change(fp8_calibrated, tmp_path, monkeypatch):
+    monkeypatch.setenv("STANDIN_CALIB_MAX_TOKENS", "100")
+    spec = json.loads(Path(stage_spec_file(fp8_calibrated, "quantize", tmp_path)).read_text())
+    with pytest.raises(StageFailed, match=r"even at batch size 1: lower quantization.calib_max_seq_length"):
+        run_stage.run(write_spec(tmp_path / "q.json", relocated(spec, tmp_path / "quantized")))
+    assert not (tmp_path / "quantized").exists()
+
+
+def test_other_quantizer_failures_are_not_retried(fp8_calibrated, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STANDIN_FAIL", "hf_to_trtllm_quantize")
+    spec = json.loads(Path(stage_spec_file(fp8_calibrated, "quantize", tmp_path)).read_text())
+    with pytest.raises(StageFailed, match="simulated failure"):
+        run_stage.run(write_spec(tmp_path / "q.json", relocated(spec, tmp_path / "quantized")))
+    assert "retrying" not in capsys.readouterr().out

@@ -17,6 +17,7 @@ import argparse
 import copy
 import math
 import os
+import sys
 from pathlib import Path
 
 from .common import (StandinError, check_hf_model_dir, hf_architecture, infer_dtype, log,
@@ -185,6 +186,26 @@ def load_calibration(name: str, calib_size: int, column: str = "text") -> list:
 # ====================================================================== quantize
 
 
+# torch 2.x's message, as a real out-of-memory allocation printed it on an H200 (the sizes here are made up).
+CUDA_OOM_MESSAGE = (
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {need:.2f} GiB. GPU 0 has a total capacity of "
+    "79.11 GiB of which 1.02 GiB is free. Including non-PyTorch memory, this process has 78.07 GiB memory in use. "
+    "Of the allocated memory 76.50 GiB is allocated by PyTorch, and 1.05 GiB is reserved by PyTorch but "
+    "unallocated. If reserved but unallocated memory is large try setting "
+    "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See documentation for Memory "
+    "Management  (https://docs.pytorch.org/docs/stable/notes/cuda.html#optimizing-memory-usage-with-pytorch-cuda-alloc-conf)")
+
+
+def simulate_calibration_memory(batch_size: int, calib_max_seq_length: int) -> None:
+    """STANDIN_CALIB_MAX_TOKENS: calibration batches above that many tokens (batch x max length) run out of
+    GPU memory, as a real calibration forward pass does, and the quantizer dies with torch's error."""
+    limit = os.environ.get("STANDIN_CALIB_MAX_TOKENS")
+    if limit and batch_size * calib_max_seq_length > int(limit):
+        print("Traceback (most recent call last):\n  (stand-in calibration forward pass)\n"
+              + CUDA_OOM_MESSAGE.format(need=batch_size * calib_max_seq_length / 2048), file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 def quantize_parser(variant: str) -> argparse.ArgumentParser:
     """variant: 'trtllm' (examples/quantization/quantize.py @ v1.1.0rc0) or 'nemo_skills'."""
     p = argparse.ArgumentParser(description=(
@@ -263,6 +284,7 @@ def _quantize(args, tool: str) -> int:
                  "num_batches": math.ceil(len(texts) / args.batch_size),
                  "calib_max_seq_length": args.calib_max_seq_length}
         log(tool, f"calibrating with {len(texts)} sample(s) from {args.calib_dataset}")
+        simulate_calibration_memory(args.batch_size, args.calib_max_seq_length)
     else:
         log(tool, f"No quantization applied, export {dtype} model")
 
