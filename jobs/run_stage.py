@@ -73,7 +73,7 @@ def run_kind(spec: dict, staging: Path) -> dict:
         return {**result, "resumed_from_checkpoint": resumed.name if resumed else None}
     if kind == "benchmark":
         return services.run_benchmark(spec, staging)
-    if kind == "quantize" and "--batch_size" in commands["quantize"]:
+    if kind == "quantize" and "--batch_size" in commands.get("quantize", ()):
         return quantize_halving_batch_on_oom(commands["quantize"], staging)
     if kind == "report":
         with services.process_group(commands["report"], cwd=staging) as process:
