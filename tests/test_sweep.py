@@ -108,3 +108,18 @@ def test_cheap_composition_equals_hydras(tmp_path):
         assert len(composer.compositions) == 2
         with pytest.raises(Exception, match="num_layers"):
             composer.compose(["+experiment=fp8_redrafter", "drafter.num_layers=many"])
+
+
+def test_a_campaign_swept_plans_every_variant_of_every_point_once(tmp_path):
+    result = run_launcher(tmp_path, "-m", "+experiment=aimo2_campaign", "serving.max_batch_size=8,16",
+                          "launcher.dry_run=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = next((tmp_path / "launcher_storage" / "sweeps").iterdir())
+    scripts = sorted(p.stem for p in (Path((sweep_dir / "experiment.txt").read_text().split()[1]) / "scripts").iterdir())
+    benchmarks = [s for s in scripts if s.startswith("benchmark[")]
+    assert benchmarks == [f"benchmark[aimo2_campaign.max_batch_size={b}.{v}]" for b in (16, 8)
+                          for v in ("bf16", "fp8", "fp8_redrafter")]
+    # The serving setting changes neither checkpoints nor the drafter: those are planned once for both points.
+    kinds = [s.split("[")[0] for s in scripts]
+    assert kinds.count("quantize") == 2 and kinds.count("train_drafter") == 1 and kinds.count("download_model") == 1
+    assert "2 point(s) and 0 baseline(s) planned" in result.stdout and "17 distinct stages" in result.stdout
