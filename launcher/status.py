@@ -158,5 +158,5 @@ def main(command: str, argv: List[str]) -> int:
                 states = stage_states(state)
                 live.update(status_view(state, states))
     else:
-        console.print(status_view(state, states))
+        console.print(status_view(state, states), soft_wrap=True)  # log lines stay whole, for copying
     return 0

@@ -174,9 +174,11 @@ def test_a_stage_on_gpus_below_what_the_config_promised_fails_at_once(slurm_clus
     rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
     by_stage = {name: rows[job] for name, job in ids.items()}
     assert by_stage["quantize"] == "FAILED" and by_stage["build_engine"] == "CANCELLED", by_stage
-    status = " ".join(launcher(tmp_path, "status").stdout.split())  # as read: rich wraps long log lines
-    assert "wrong GPUs for this stage: quantization.qformat=fp8 needs compute capability 8.9+" in status, status
-    assert "cluster.gpu_type=h100 promised 9.0: check cluster.partition" in status, status
+    status = launcher(tmp_path, "status").stdout
+    failure = next(line for line in status.splitlines() if line.startswith("jobs.services.StageFailed"))
+    assert failure == ("jobs.services.StageFailed: wrong GPUs for this stage: quantization.qformat=fp8 needs compute "
+                       "capability 8.9+, this node has 2 x NVIDIA A100-SXM4-80GB (8.0); cluster.gpu_type=h100 "
+                       "promised 9.0: check cluster.partition")  # one line, not wrapped: the job's 2 GPUs of 8
     assert "[STAND-IN]" not in launcher(tmp_path, "logs", "fp8", "quantize").stdout  # no tool ran
 
 
