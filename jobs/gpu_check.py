@@ -51,10 +51,8 @@ def visible(gpus: List[Gpu], cuda_visible_devices: Optional[str]) -> List[Gpu]:
     wanted = [d.strip() for d in cuda_visible_devices.split(",") if d.strip()]
     chosen = []
     for device in wanted:
-        for gpu in gpus:
-            if (device.isdigit() and gpu.index == int(device)) or (not device.isdigit() and gpu.uuid.startswith(device)):
-                chosen.append(gpu)
-                break
+        named = [g for g in gpus if (g.index == int(device) if device.isdigit() else g.uuid.startswith(device))]
+        chosen += named[:1]
     # Slurm renumbers when cgroups constrain devices: nvidia-smi then shows only ours, numbered from 0.
     return chosen if len(chosen) == len(wanted) else gpus[:len(wanted)]
 

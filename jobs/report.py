@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from jobs.gpu_check import Gpu, describe
+
 MANIFEST = "manifest.json"
 RESULTS = "results.json"
 REPORT_COMPLETE, BAD_INPUT, REPORT_INCOMPLETE = 0, 1, 3  # REPORT_INCOMPLETE: the same as jobs.run_stage's
@@ -118,6 +120,13 @@ class Configuration:
     def stage(self, kind: str) -> Optional[StageState]:
         return next((s for s in self.stages if s.kind == kind), None)
 
+    @property
+    def benchmark_gpus(self) -> Optional[str]:
+        """`2 x NVIDIA H100 80GB HBM3 (9.0)`: what the benchmark ran on, from its manifest (None: unknown)."""
+        stage = self.stage("benchmark")
+        gpus = (stage.manifest or {}).get("gpus") if stage else None
+        return describe([Gpu(**g) for g in gpus]) if gpus else None
+
 
 @dataclass(frozen=True)
 class UsageRow:
@@ -157,6 +166,11 @@ class Report:
     @property
     def complete(self) -> bool:
         return all(c.finished for c in self.configurations)
+
+    @property
+    def benchmark_gpus(self) -> List[str]:
+        """The distinct GPUs the finished benchmarks ran on: more than one and the speed-ups mix hardware."""
+        return sorted({c.benchmark_gpus for c in self.configurations if c.finished and c.benchmark_gpus})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,11 +419,12 @@ def report_json(report: Report, charts: Sequence[str]) -> dict:
         "requested_baseline": report.requested_baseline,
         "baseline": report.baseline,
         "configurations": [{
-            "name": c.name, "finished": c.finished,
+            "name": c.name, "finished": c.finished, "benchmark_gpus": c.benchmark_gpus,
             "failed_at": c.failed_at and {"kind": c.failed_at.kind, "name": c.failed_at.name,
                                           "artifact": c.failed_at.artifact},
             "stages": {s.kind: {"name": s.name, "artifact": s.artifact, "complete": s.complete} for s in c.stages},
         } for c in report.configurations],
+        "benchmark_gpus": report.benchmark_gpus,
         "tables": {key: table_json(table) for key, table in report.tables.items()},
         "gpu_usage": {"source": usage.source, "note": usage.note, "stages": [vars(r) for r in usage.rows],
                       "total_hours": usage.total_hours, "total_gpu_hours": usage.total_gpu_hours},
@@ -457,7 +472,7 @@ def usage_markdown(usage: Usage) -> str:
 
 def status_line(c: Configuration) -> str:
     if c.finished:
-        return f"- `{c.name}`: finished"
+        return f"- `{c.name}`: finished" + (f" on {c.benchmark_gpus}" if c.benchmark_gpus else "")
     stage = c.failed_at
     return (f"- `{c.name}`: **failed at {stage.kind}** "
             f"(stage `{stage.name}`, no complete artifact at `{stage.artifact}`)")
@@ -478,6 +493,10 @@ def report_markdown(report: Report, charts: Sequence[str], charts_note: str = ""
         f"{sum(c.finished for c in configs)} of {len(configs)} configuration(s) finished. {against}",
         "\n".join(status_line(c) for c in configs),
     ]
+    if len(report.benchmark_gpus) > 1:
+        parts.append("**Not like for like:** the benchmarks ran on different GPUs "
+                     f"({'; '.join(report.benchmark_gpus)}), "
+                     "so speed-ups mix hardware with configuration. Pin them with `cluster.partition` or a constraint.")
     sections = [("speed", ["throughput.png", "generation_time.png"]), ("latency", ["latency.png"]),
                 ("drafter", []), ("engines", [])]
     for key, chart_names in sections:

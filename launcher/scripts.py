@@ -209,8 +209,8 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
         argv = sandbox_argv(stage)
         assert argv[-2] == "--port", argv
         host = cfg.serving.sandbox.host
-        lines.append(f"# the code sandbox's port: the first free one from {argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}, as "
-                     f"the job chooses its own (it reads this one from {SANDBOX_PORT_ENV})")
+        lines.append(f"# the code sandbox's port: the first free one from {argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD},")
+        lines.append(f"# as the job chooses its own (it reads this one from {SANDBOX_PORT_ENV})")
         lines.append(f"sandbox_port=$(({argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}))")
         lines.append(f"while (exec 3<>/dev/tcp/{host}/$sandbox_port) 2>/dev/null; do "
                      f"sandbox_port=$((sandbox_port + 1)); done")
@@ -220,8 +220,8 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
         lines.append(f'rm -f "${SANDBOX_EXIT_ENV}"  # a requeued job starts afresh')
         lines.append("# the code sandbox runs beside the stage, in its own container, without the storage or the")
         lines.append("# secrets; Slurm ends it with the job. Its exit code tells the job it is gone.")
-        lines.append("(set +e; " + shlex.join(["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]])
-                     + f' "$sandbox_port"; echo $? > "${SANDBOX_EXIT_ENV}") &')
+        srun = ["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]]
+        lines.append(f'(set +e; {shlex.join(srun)} "$sandbox_port"; echo $? > "${SANDBOX_EXIT_ENV}") &')
     return lines
 
 

@@ -83,7 +83,8 @@ def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
     failures = []
     for name, record in state["stages"].items():
         job_state, elapsed = states[name]
-        color = "green" if job_state == "COMPLETED" else "red" if job_state.split()[0] in TERMINAL_FAILURES else "yellow"
+        failed = job_state.split()[0] in TERMINAL_FAILURES
+        color = "green" if job_state == "COMPLETED" else "red" if failed else "yellow"
         table.add_row(escape(name), str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
                       os.path.relpath(record["artifact"], state["storage_root"]))
         if job_state.split()[0] in ERRORS:

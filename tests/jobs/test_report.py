@@ -110,8 +110,16 @@ def artifact_of(root: Path, stage: str) -> Path:
     return root / "artifacts" / kind / (stage.replace("[", "-").replace("]", "").replace("=", "-") or kind)
 
 
-def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLISHED), baseline=None) -> Path:
-    """Manifests (and results) of the `published` stages; returns the INPUTS.json the launcher would write."""
+def gpus_of(name: str, cc: float, count: int = 2) -> list:
+    """A manifest's `gpus`, as jobs.gpu_check records them."""
+    return [{"index": i, "uuid": f"GPU-{i}", "name": name, "compute_capability": cc, "memory_mib": 81559}
+            for i in range(count)]
+
+
+def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLISHED), baseline=None,
+                 benchmark_gpus=None) -> Path:
+    """Manifests (and results) of the `published` stages; returns the INPUTS.json the launcher would write.
+    `benchmark_gpus`: {configuration: the GPUs its benchmark's manifest records}."""
     for stage in published:
         wall_s, job_id = PUBLISHED[stage]
         artifact = artifact_of(root, stage)
@@ -126,6 +134,8 @@ def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLI
             name = stage[len("benchmark["):-1]
             (artifact / "results.json").write_text(json.dumps(
                 {"config": {"model": name}, "summary": summary(name), "batches": [], "records": []}))
+            if benchmark_gpus and name in benchmark_gpus:
+                manifest["gpus"] = benchmark_gpus[name]
         (artifact / "manifest.json").write_text(json.dumps(manifest))
     inputs = {"experiment": EXPERIMENT, "baseline": baseline or configurations[0], "variants": {
         name: {"stages": {s.split("[")[0]: {"name": s, "artifact": str(artifact_of(root, s))} for s in CHAINS[name]}}
@@ -427,3 +437,29 @@ def test_exit_code_1_on_bad_input(tmp_path, problem):
     code, out, _ = run_report(tmp_path, inputs, accounting)
     assert code == report.BAD_INPUT == 1
     assert not (out / "report.md").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# The GPUs the benchmarks ran on
+# --------------------------------------------------------------------------------------------------
+def test_each_configuration_says_what_it_ran_on(tmp_path):
+    h100 = gpus_of("NVIDIA H100 80GB HBM3", 9.0)
+    inputs = make_storage(tmp_path, configurations=("bf16", "fp8", "fp8_redrafter"),
+                          benchmark_gpus={"bf16": h100, "fp8": h100, "fp8_redrafter": h100})
+    _, out, _ = run_report(tmp_path, inputs)
+    md = (out / "report.md").read_text()
+    assert "- `fp8`: finished on 2 x NVIDIA H100 80GB HBM3 (9.0)" in md and "Not like for like" not in md
+    assert json.loads((out / "report.json").read_text())["benchmark_gpus"] == ["2 x NVIDIA H100 80GB HBM3 (9.0)"]
+
+
+def test_benchmarks_on_different_gpus_are_flagged(tmp_path):
+    h100, h200 = gpus_of("NVIDIA H100 80GB HBM3", 9.0), gpus_of("NVIDIA H200", 9.0)
+    inputs = make_storage(tmp_path, configurations=("bf16", "fp8", "fp8_redrafter"),
+                          benchmark_gpus={"bf16": h100, "fp8": h200, "fp8_redrafter": h100})
+    _, out, _ = run_report(tmp_path, inputs)
+    md = (out / "report.md").read_text()
+    assert ("**Not like for like:** the benchmarks ran on different GPUs (2 x NVIDIA H100 80GB HBM3 (9.0); "
+            "2 x NVIDIA H200 (9.0)), so speed-ups mix hardware with configuration.") in md
+    configurations = json.loads((out / "report.json").read_text())["configurations"]
+    assert [c["benchmark_gpus"] for c in configurations] == [
+        "2 x NVIDIA H100 80GB HBM3 (9.0)", "2 x NVIDIA H200 (9.0)", "2 x NVIDIA H100 80GB HBM3 (9.0)"]
