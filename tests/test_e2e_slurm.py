@@ -261,20 +261,25 @@ def test_a_drafter_sweep_runs_shared_stages_once_and_reports_every_point(slurm_c
     assert "quantize[qformat=fp8]" in report  # GPU-hours per stage, from Slurm's accounting
 
 
-def test_a_submission_failing_midway_leaves_nothing_submitted(slurm_cluster, tmp_path):
-    """The fifth sbatch call fails: the four jobs already submitted are cancelled, no claim or state is left."""
+@pytest.mark.parametrize("fifth_call", ["fails", "interrupted"])
+def test_a_submission_failing_midway_leaves_nothing_submitted(slurm_cluster, tmp_path, fifth_call):
+    """The fifth sbatch call fails, or the user presses Ctrl-C during it (SIGINT to the launcher; that job is
+    submitted): every job already submitted is cancelled, no claim or state is left."""
     shim, counter = tmp_path / "shim", tmp_path / "sbatch_calls"
     shim.mkdir()
     real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
+    fifth = {"fails": 'echo "sbatch: error: Batch job submission failed" >&2; exit 1',
+             "interrupted": "kill -INT $PPID"}[fifth_call]
     (shim / "sbatch").write_text(f"""#!/bin/sh
 echo call >> {counter}
-[ "$(wc -l < {counter})" -ge 5 ] && {{ echo "sbatch: error: Batch job submission failed" >&2; exit 1; }}
+[ "$(wc -l < {counter})" -eq 5 ] && {{ {fifth}; }}
 exec {real} "$@"
 """)
     (shim / "sbatch").chmod(0o755)
     result = launcher(tmp_path, "+experiment=fp8_redrafter", env={"PATH": f"{shim}:{STANDINS / 'bin'}:{os.environ['PATH']}"},
                       check=False)
-    assert result.returncode != 0 and "cancelled the 4 job(s)" in result.stdout
+    expected = "cancelled the 4 job(s)" if fifth_call == "fails" else "cancelled the "
+    assert result.returncode != 0 and expected in result.stdout, result.stdout + result.stderr
     assert not (Path(tmp_path) / "experiments" / "fp8_redrafter" / "state.json").exists()
     assert not list(Path(tmp_path).glob("artifacts/*/*.job"))
     out = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING", "-o", "%j"], capture_output=True, text=True).stdout

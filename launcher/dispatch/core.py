@@ -98,7 +98,7 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
             with ThreadPoolExecutor(max_workers=PARALLEL_SUBMISSIONS if executor == "slurm" else 1) as pool:
                 for wave in _waves(plan, to_submit):
                     list(pool.map(submit_group, groups(wave)))
-        except Exception:
+        except BaseException:  # Ctrl-C too: never a half-submitted pipeline
             submitted = [str(records[n]["job_id"]) for n in to_submit if records[n]["job_id"]]
             if executor == "slurm":
                 slurm.cancel(submitted)
