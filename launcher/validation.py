@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shutil
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Tuple
 
@@ -105,16 +106,35 @@ def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
     return errors
 
 
-def environment_errors(cfg: DictConfig) -> List[ConfigError]:
-    """Variables the cluster requires must be set in the submitting shell (jobs inherit them by name)."""
-    return [ConfigError(f"cluster.required_env_vars[{i}]", name, "is not set in this shell; jobs read it from "
-                        "the environment of the submission", f"export {name}=... before launching")
-            for i, name in enumerate(cfg.cluster.required_env_vars) if not os.environ.get(name)]
+def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> List[ConfigError]:
+    """What a submission needs of this (login) machine, checked before anything is submitted: a job that
+    would wait hours in the queue to fail on a missing image or variable fails here instead."""
+    c = cfg.cluster
+    errors = [ConfigError(f"cluster.required_env_vars[{i}]", name, "is not set in this shell; jobs read it from "
+                          "the environment of the submission", f"export {name}=... before launching")
+              for i, name in enumerate(c.required_env_vars) if not os.environ.get(name)]
+    if c.executor == "slurm" and shutil.which("sbatch") is None:
+        errors.append(ConfigError("cluster.executor", "slurm", "sbatch is not on this machine's PATH",
+                                  "submit from a Slurm login node, or cluster=local"))
+    root = os.path.abspath(c.storage_root)
+    if not os.path.isdir(root) and not os.path.isdir(os.path.dirname(root)):
+        errors.append(ConfigError("cluster.storage_root", c.storage_root, "neither it nor its parent exists on this "
+                                  "machine: is the shared filesystem mounted here?",
+                                  "an existing directory, or a new one inside an existing directory"))
+    if c.container_runtime == "pyxis":
+        for key in needed_containers:
+            image = c.containers.get(key) or ""
+            # Only where this machine mounts the image's directory: a login node that sees the shared
+            # storage sees a missing image; one that does not mount it cannot tell.
+            if image.endswith(".sqsh") and os.path.isdir(os.path.dirname(image)) and not os.path.isfile(image):
+                errors.append(ConfigError(f"cluster.containers.{key}", image, "no such image file",
+                                          "an enroot image (enroot import -o ... docker://...) that exists"))
+    return errors
 
 
 def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), submitting: bool = False) -> None:
     """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting)."""
-    errors = _secret_errors(cfg) + (environment_errors(cfg) if submitting else [])
+    errors = _secret_errors(cfg) + (environment_errors(cfg, needed_containers) if submitting else [])
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

@@ -1,4 +1,6 @@
 """Bad input fails early, naming the key, the bad value and what is allowed."""
+import os
+
 import pytest
 from hydra.errors import ConfigCompositionException
 
@@ -53,13 +55,66 @@ def test_bad_config_is_rejected_naming_the_key(overrides, key, words):
     assert any(words in str(e) for e in matching), str(raised.value)
 
 
-def test_required_variables_must_be_set_when_submitting(monkeypatch):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    plan_for("cluster=example_slurm", "+experiment=fp8", "launcher.dry_run=true")  # a dry run needs no secret
+def _submitting(tmp_path, *overrides):
+    """The example Slurm cluster, submitting for real (not a dry run), its storage and images under tmp_path."""
+    images = tmp_path / "images"
+    return plan_for("cluster=example_slurm", "+experiment=fp8", "launcher.dry_run=false",
+                    f"cluster.storage_root={tmp_path / 'storage'}", f"cluster.containers.trtllm={images}/trtllm.sqsh",
+                    f"cluster.containers.sandbox={images}/sandbox.sqsh", *overrides)
+
+
+@pytest.fixture
+def login_node(tmp_path, monkeypatch):
+    """This shell as a login node's: the required variables set, an `sbatch` on PATH, the images there."""
+    (tmp_path / "images").mkdir()
+    for name in ("trtllm.sqsh", "sandbox.sqsh"):
+        (tmp_path / "images" / name).touch()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("HF_TOKEN", "set")
+    return tmp_path
+
+
+def _environment_errors(tmp_path, *overrides):
     with pytest.raises(InvalidConfig) as raised:
-        plan_for("cluster=example_slurm", "+experiment=fp8", "launcher.dry_run=false")
-    assert [e.key for e in raised.value.errors] == ["cluster.required_env_vars[0]"]
-    assert "export HF_TOKEN" in str(raised.value)
+        _submitting(tmp_path, *overrides)
+    return raised.value.errors
+
+
+def test_a_good_submission_environment_passes(login_node):
+    _submitting(login_node)
+
+
+def test_required_variables_must_be_set_when_submitting(login_node, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    plan_for("cluster=example_slurm", "+experiment=fp8", "launcher.dry_run=true")  # a dry run needs no secret
+    errors = _environment_errors(login_node)
+    assert [e.key for e in errors] == ["cluster.required_env_vars[0]"] and "export HF_TOKEN" in str(errors[0])
+
+
+def test_submitting_to_slurm_needs_sbatch(login_node, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    errors = _environment_errors(login_node)
+    assert [(e.key, e.problem) for e in errors] == [("cluster.executor", "sbatch is not on this machine's PATH")]
+
+
+def test_a_missing_image_fails_before_the_queue(login_node):
+    (login_node / "images" / "sandbox.sqsh").unlink()
+    errors = _environment_errors(login_node)
+    assert [(e.key, e.problem) for e in errors] == [("cluster.containers.sandbox", "no such image file")]
+    assert "enroot import" in str(errors[0])
+
+
+def test_an_image_directory_this_machine_does_not_mount_is_not_judged(login_node):
+    _submitting(login_node, "cluster.containers.trtllm=/not/mounted/here/trtllm.sqsh")
+
+
+def test_a_storage_root_whose_filesystem_is_not_here(login_node):
+    errors = _environment_errors(login_node, "cluster.storage_root=/lustre-typo/fsw/me/launcher")
+    assert [e.key for e in errors] == ["cluster.storage_root"] and "mounted here" in str(errors[0])
 
 
 def test_secret_values_are_redacted_in_the_error():
