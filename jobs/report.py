@@ -62,6 +62,10 @@ LATENCY_METRICS = (
     *(Metric(f"{p}_ttft_s", f"{p} TTFT (s)", ".3f") for p in ("avg", "p50", "p90", "p99")),
     Metric("requests_per_s", "requests/s", ".3f"),
     Metric("output_tokens_per_s", "output tokens/s", ".1f"),
+    # The rest of seed 004's (Triton identity_test) table.
+    Metric("avg_input_tokens", "avg input tokens per request", ".1f"),
+    Metric("avg_output_tokens", "avg output tokens per request", ".1f"),
+    Metric("avg_inflight_requests", "avg in-flight requests", ".2f"),
 )
 ACCURACY = Metric("majority_vote_accuracy", "accuracy (majority vote)", ".1%")
 GATE = Metric("drafter_gate_passed", "quality gate", "")

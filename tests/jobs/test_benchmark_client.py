@@ -314,6 +314,8 @@ def test_summarize_against_hand_computed_values():
     assert s["output_tokens_per_s"] == pytest.approx(106.0)
     assert s["avg_output_tokens"] == pytest.approx(200.0)
     assert s["avg_input_tokens"] == pytest.approx(10.0)
+    # every request in flight, cancelled and failed ones too: (4 + 6 + 8 + 9 + 0.2 + 10 + 2) s over 10 s
+    assert s["avg_inflight_requests"] == pytest.approx(3.92)
     # latencies of finished gens: 2, 4, 6, 8, 10
     assert s["avg_latency_s"] == pytest.approx(6.0) and s["p50_latency_s"] == pytest.approx(6.0)
     assert s["p90_latency_s"] == pytest.approx(9.2) and s["p99_latency_s"] == pytest.approx(9.92)

@@ -102,7 +102,8 @@ def summary(name: str) -> dict:
                     "p90_ttft_s", "p99_ttft_s", "requests_per_s", "output_tokens_per_s"], LATENCY[name]))
     return {"num_generations": 12, "num_finished": 10, "num_cancelled": 2, "num_errors": 0,
             "total_generation_time_s": time_s, "batch_throughput_tok_s": batch, "avg_sample_throughput_tok_s": sample,
-            "majority_vote_accuracy": 1.0, **lat}
+            "majority_vote_accuracy": 1.0, **lat,
+            "avg_input_tokens": 799.66, "avg_output_tokens": 41.49, "avg_inflight_requests": 53.86}  # seed 004's
 
 
 def artifact_of(root: Path, stage: str) -> Path:
@@ -221,6 +222,10 @@ def test_latency_table_shows_every_percentile_and_the_failure(sweep):
     assert table_row(md, "requests/s") == ["0.069", "0.155", "0.328", "failed at train_drafter"]
     assert table_row(md, "output tokens/s") == ["400.1", "850.2", "1500.9", "failed at train_drafter"]
     assert table_row(md, "accuracy (majority vote)") == ["100.0%", "100.0%", "100.0%", "failed at train_drafter"]
+    # The rest of seed 004's table (Triton's identity_test): per-request tokens and requests in flight.
+    assert table_row(md, "avg input tokens per request") == ["799.7", "799.7", "799.7", "failed at train_drafter"]
+    assert table_row(md, "avg output tokens per request") == ["41.5", "41.5", "41.5", "failed at train_drafter"]
+    assert table_row(md, "avg in-flight requests") == ["53.86", "53.86", "53.86", "failed at train_drafter"]
 
 
 def test_accuracy_row_only_when_some_accuracy_is_known(tmp_path, monkeypatch):
