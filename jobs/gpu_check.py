@@ -84,6 +84,11 @@ def describe(gpus: List[Gpu]) -> str:
     return ", ".join(f"{count} x {kind}" for kind, count in sorted(kinds.items()))
 
 
+def describe_recorded(gpus: List[dict]) -> str:
+    """`describe` of the GPUs a manifest records (as `check` returns them)."""
+    return describe([Gpu(**g) for g in gpus])
+
+
 def engine_build_gpus(requirement: dict) -> dict:
     """The requirement with the GPUs the input engine was built on, from its manifest."""
     manifest = requirement.get("engine_manifest")
@@ -93,7 +98,7 @@ def engine_build_gpus(requirement: dict) -> dict:
     if not gpus:
         return requirement
     return {**requirement, "engine_compute_capability": gpus[0]["compute_capability"],
-            "engine_gpus": describe([Gpu(**g) for g in gpus])}
+            "engine_gpus": describe_recorded(gpus)}
 
 
 def detect() -> Optional[List[Gpu]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from jobs.gpu_check import Gpu, describe
+from jobs.gpu_check import describe_recorded
 
 MANIFEST = "manifest.json"
 RESULTS = "results.json"
@@ -129,7 +129,7 @@ class Configuration:
         """`2 x NVIDIA H100 80GB HBM3 (9.0)`: what the benchmark ran on, from its manifest (None: unknown)."""
         stage = self.stage("benchmark")
         gpus = (stage.manifest or {}).get("gpus") if stage else None
-        return describe([Gpu(**g) for g in gpus]) if gpus else None
+        return describe_recorded(gpus) if gpus else None
 
 
 @dataclass(frozen=True)
