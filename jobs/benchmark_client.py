@@ -11,6 +11,12 @@ closing their streams (the server sees the disconnect and stops). Tool calling: 
 ``"\\n```output\\n" + stdout + stderr + "```\\n"`` is appended before generating on, at most
 ``max_code_executions`` times.
 
+Lengths: TensorRT-LLM refuses (HTTP 400) a request whose prompt tokens + ``max_tokens`` exceed the
+served engine's ``build_config.max_seq_len`` (``--engine-dir``/config.json, or ``--max-seq-len``), so
+every request asks for ``min(max_new_tokens left, max_seq_len - prompt tokens of this round)``, the
+prompt of a round being the problem's prompt plus everything generated so far, tool outputs included;
+a generation with no room left ends with ``finish_reason="length"`` without another request.
+
 Metrics (see :func:`summarize`) follow the seeds' definitions: total generation time is the wall
 time of the whole batch; batch throughput = sum(tokens of finished gens) / total time; average
 sample throughput = mean over finished gens of tokens_i / total time.
@@ -20,7 +26,7 @@ Usage::
     python -m jobs.benchmark_client --server-url http://127.0.0.1:5000 --sandbox-url http://127.0.0.1:6000 \\
         --model NAME --tokenizer DIR --problems FILE.jsonl --num-generations 12 --cancel-after 10 \\
         --temperature 0.7 --max-new-tokens 20000 --max-code-executions 2 --sandbox-timeout 10 \\
-        --output results.json
+        --engine-dir ENGINE_DIR --output results.json
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, get_args
 
 import httpx
 
@@ -51,6 +57,11 @@ PROMPT_TEMPLATE = (
 )
 
 FINISHED, CANCELLED, ERROR = "finished", "cancelled", "error"
+
+# The NeMo-Skills sandbox hands `traceback_verbosity` to IPython's FormattedTB.set_mode, which knows these
+# modes only, capitalised (NeMo-Skills' own client sends `traceback_verbosity.capitalize()`).
+TracebackVerbosity = Literal["Plain", "Context", "Verbose", "Minimal"]
+TRACEBACK_VERBOSITIES: Tuple[str, ...] = get_args(TracebackVerbosity)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,9 +79,12 @@ class BenchmarkConfig:
     max_code_executions: int = 2
     sandbox_timeout: float = 10.0
     max_output_characters: int = 1000
-    traceback_verbosity: str = "plain"
+    traceback_verbosity: TracebackVerbosity = "Plain"
     request_timeout: float = 1800.0  # max seconds between two streamed chunks
     connect_timeout: float = 30.0
+    # The served engine's build_config.max_seq_len: a request's prompt tokens + max_tokens must fit in it
+    # (TensorRT-LLM answers 400 otherwise). None: no limit known, requests are not cut.
+    max_seq_len: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.num_generations < 1:
@@ -83,6 +97,12 @@ class BenchmarkConfig:
             raise ValueError("max_code_executions must be >= 0")
         if self.max_code_executions > 0 and not self.sandbox_url:
             raise ValueError("max_code_executions > 0 needs a sandbox_url")
+        if self.traceback_verbosity not in TRACEBACK_VERBOSITIES:
+            raise ValueError(f"traceback_verbosity={self.traceback_verbosity!r}: IPython's FormattedTB accepts "
+                             f"{', '.join(TRACEBACK_VERBOSITIES)}")
+        if self.max_seq_len is not None and self.max_seq_len < 2:
+            raise ValueError(f"max_seq_len={self.max_seq_len}: an engine's max_seq_len holds a prompt and at least "
+                             "one new token (>= 2)")
 
 
 @dataclasses.dataclass
@@ -277,6 +297,25 @@ def count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
+def prompt_tokens(tokenizer, prompt: str) -> int:
+    """Tokens of ``prompt`` as trtllm-serve counts them: a completion request's ``add_special_tokens``
+    defaults to true, so the tokenizer's BOS (Llama) is counted."""
+    return len(tokenizer.encode(prompt, add_special_tokens=True))
+
+
+def engine_max_seq_len(engine_dir: str) -> int:
+    """``build_config.max_seq_len`` of a TensorRT-LLM engine directory: what trtllm-serve checks every request
+    against (TensorRT-LLM 1.1 ``BaseLLM._check_arguments`` reads the same key of the same file). trtllm-build
+    has already added the draft length of a speculative-decoding engine to it."""
+    path = os.path.join(engine_dir, "config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    try:
+        return int(config["build_config"]["max_seq_len"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} has no build_config.max_seq_len: not a TensorRT-LLM engine config") from exc
+
+
 def has_unclosed_tool_call(text: str) -> bool:
     return text.rfind(TOOL_START) > text.rfind(TOOL_END)
 
@@ -408,15 +447,17 @@ async def generate_one(client: httpx.AsyncClient, sandbox: Optional[httpx.AsyncC
     used_sandbox = False
     try:
         while True:
-            remaining = cfg.max_new_tokens - rec.output_tokens
-            if remaining <= 0:
+            max_tokens = cfg.max_new_tokens - rec.output_tokens
+            if cfg.max_seq_len is not None:  # the engine refuses prompt + max_tokens > max_seq_len
+                max_tokens = min(max_tokens, cfg.max_seq_len - prompt_tokens(tokenizer, prompt + generated))
+            if max_tokens <= 0:
                 rec.finish_reason = "length"
                 break
             allow_tool = sandbox is not None and rec.num_code_executions < cfg.max_code_executions
             payload: Dict[str, Any] = {
                 "model": cfg.model,
                 "prompt": prompt + generated,
-                "max_tokens": remaining,
+                "max_tokens": max_tokens,
                 "temperature": cfg.temperature,
                 "seed": rec.seed,
                 "stream": True,
@@ -607,11 +648,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-code-executions", type=int, default=2)
     p.add_argument("--sandbox-timeout", type=float, default=10.0)
     p.add_argument("--max-output-characters", type=int, default=1000)
+    p.add_argument("--traceback-verbosity", choices=TRACEBACK_VERBOSITIES, default="Plain")
+    p.add_argument("--engine-dir", help="the served TensorRT-LLM engine: its config.json's build_config.max_seq_len "
+                   "bounds every request's prompt + max_tokens")
+    p.add_argument("--max-seq-len", type=int, help="that bound given directly (the lower one wins when the engine's "
+                   "config.json is read too); needed when there is no --engine-dir")
     p.add_argument("--request-timeout", type=float, default=1800.0, help="max seconds between streamed chunks")
     p.add_argument("--wait-timeout", type=float, default=0.0,
                    help="wait up to this many seconds for /health of the server (and sandbox) first")
     p.add_argument("--output", required=True)
     return p
+
+
+def resolve_max_seq_len(engine_dir: Optional[str], explicit: Optional[int]) -> int:
+    """The engine's build_config.max_seq_len, or ``explicit`` (the lower of both when both are there).
+    An unreadable engine config is an error unless ``explicit`` is given."""
+    if engine_dir is None and explicit is None:
+        raise ValueError("the request length bound is unknown: give --engine-dir (the served engine) or --max-seq-len")
+    if engine_dir is None:
+        return explicit
+    try:
+        engine = engine_max_seq_len(engine_dir)
+    except (OSError, ValueError) as exc:
+        if explicit is None:
+            raise ValueError(f"--engine-dir {engine_dir}: {exc}; give --max-seq-len to run without it") from exc
+        print(f"[benchmark_client] {exc}; using --max-seq-len {explicit}", file=sys.stderr, flush=True)
+        return explicit
+    return engine if explicit is None else min(engine, explicit)
 
 
 async def _amain(args: argparse.Namespace) -> Dict[str, Any]:
@@ -620,7 +683,8 @@ async def _amain(args: argparse.Namespace) -> Dict[str, Any]:
         num_generations=args.num_generations, cancel_after=args.cancel_after, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, max_code_executions=args.max_code_executions,
         sandbox_timeout=args.sandbox_timeout, max_output_characters=args.max_output_characters,
-        request_timeout=args.request_timeout,
+        traceback_verbosity=args.traceback_verbosity, request_timeout=args.request_timeout,
+        max_seq_len=args.max_seq_len,
     )
     if args.wait_timeout > 0:
         await wait_for_health(cfg.server_url, args.wait_timeout)
@@ -629,11 +693,17 @@ async def _amain(args: argparse.Namespace) -> Dict[str, Any]:
     results = await run_benchmark(cfg, load_problems(args.problems), args.tokenizer)
     results["config"]["tokenizer"] = args.tokenizer
     results["config"]["problems_file"] = args.problems
+    results["config"]["engine_dir"] = args.engine_dir
     return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.max_seq_len = resolve_max_seq_len(args.engine_dir, args.max_seq_len)
+    except ValueError as exc:
+        parser.error(str(exc))
     results = asyncio.run(_amain(args))
     write_results(results, args.output)
     s = results["summary"]

@@ -286,7 +286,15 @@ def drafter_table(configurations: Sequence[Configuration]) -> Optional[Table]:
                             for c in drafted})
 
     rows = [row(Metric(k, f"{k} (final)", ".3f"), lambda m, k=k: m.get("drafter_metrics", {}).get(k)) for k in keys]
-    rows.append(row(GATE, lambda m: m.get(GATE.key)))
+    # The gate is decided where the drafter is used, by convert_drafter (older train manifests recorded it).
+    def gate(c: Configuration) -> Cell:
+        convert = c.stage("convert_drafter")
+        decided = (convert.manifest or {}) if convert else {}
+        if GATE.key in decided or GATE.key in (manifests[c.name] or {}):
+            return Cell(value=decided.get(GATE.key, (manifests[c.name] or {}).get(GATE.key)))
+        return failed_cell(c) if c.failed_at else Cell()
+
+    rows.append(Row(GATE, {c.name: gate(c) for c in drafted}))
     return Table("Drafter", [c.name for c in drafted], rows)
 
 

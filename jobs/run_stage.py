@@ -19,11 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import drafter_metrics, gpu_check, services, wandb_log
-from jobs.services import StageFailed  # defined there: services raises it too
+from jobs import artifacts, drafter_metrics, gpu_check, services, wandb_log
+from jobs.services import StageFailed, StageStopped  # defined there: services raises them too
 
-MANIFEST = "manifest.json"
+MANIFEST = artifacts.MANIFEST
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
+# Any other kind starts afresh at every requeue: if its time limit is what signals it, every attempt ends the
+# same way (submitit requeues a checkpointable job on each signal). It is requeued this many times (after a
+# preemption or a node failure), then fails naming the time limit to raise.
+MAX_RESTARTS_NOT_RESUMABLE = 2
 REPORT_INCOMPLETE = 3  # jobs.report's exit code when some results are missing
 # Calibration memory grows with batch size x calib_max_seq_length (a trap the seeds name); the calibration
 # statistics (per-tensor amax) do not depend on the batch size, so an out-of-memory quantize retries at half.
@@ -34,20 +38,23 @@ def log(message: str) -> None:
     print(f"[launcher {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_command(argv, log_file: Path | None = None, cwd: Path | None = None) -> None:
-    """Run one tool in its own process group, its output to ours (and to `log_file`), failing loudly."""
+def run_command(argv, log_file: Path | None = None, cwd: Path | None = None, env: dict | None = None) -> None:
+    """Run one tool in its own process group, its output to ours (and to `log_file`), failing loudly.
+    `env`: its whole environment (default: ours)."""
     log("$ " + " ".join(argv))
-    with services.process_group(argv, log_file, cwd=cwd) as process:
+    with services.process_group(argv, log_file, cwd=cwd, env=env) as process:
         process.wait()
     if process.returncode:
-        raise StageFailed(services.failure_message(argv, process))
+        raise services.tool_failure(argv, process)
 
 
 def _versions() -> dict:
     from importlib import metadata
 
     found = {"python": sys.version.split()[0]}
-    for dist in ("tensorrt_llm", "nemo_skills", "recurrent_drafting", "transformers", "torch", "submitit"):
+    # The trainer's stack too (it breaks on datasets >= 4, transformers 5, huggingface_hub 1.0, a missing fschat).
+    for dist in ("tensorrt_llm", "nemo_skills", "recurrent_drafting", "transformers", "torch", "submitit",
+                 "datasets", "tokenizers", "huggingface_hub", "accelerate", "wandb", "fschat"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -55,22 +62,21 @@ def _versions() -> dict:
     return found
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def run_kind(spec: dict, staging: Path) -> dict:
     """Run the stage's commands; return what the manifest should record beyond the basics."""
     kind, commands = spec["kind"], spec["commands"]
     if kind == "train_drafter":
-        train_log = staging / "train.log"  # appended to by every attempt: a resumed one may log no metrics
+        train_log = drafter_metrics.attempt_log(staging)  # one log per attempt: train.attempt-<n>.log
         resumed = drafter_metrics.last_checkpoint(staging)
         if resumed:
             log(f"training resumes from {resumed.parent.name}/{resumed.name} of an earlier attempt")
-        run_command(commands["train"], train_log, cwd=staging)
-        result = drafter_metrics.check_trained_drafter(spec, staging, train_log)
+        # The trainer's own W&B run (WandbCallback) records no host, argv, hardware, system stats or console.
+        run_command(commands["train"], train_log, cwd=staging, env={**os.environ, **wandb_log.TRAINER_ENV})
+        # Always published with its measurements: the quality gate is decided where the drafter is used.
+        result = drafter_metrics.measure_trained_drafter(spec, staging, train_log, resumed)
         drafter_metrics.remove_checkpoints(staging / result["drafter_dir"])
-        return {**result, "resumed_from_checkpoint": resumed.name if resumed else None}
+        return {**result, "resumed_from_checkpoint": resumed.name if resumed else None,
+                "train_log": train_log.name, "train_logs": [p.name for _, p in drafter_metrics.train_logs(staging)]}
     if kind == "benchmark":
         return services.run_benchmark(spec, staging)
     if kind == "quantize" and "--batch_size" in commands.get("quantize", ()):
@@ -82,7 +88,7 @@ def run_kind(spec: dict, staging: Path) -> dict:
             log("report written with failed points; it is not published, the next launch regenerates it")
             return {"publish": False}
         if process.returncode:
-            raise StageFailed(services.failure_message(commands["report"], process))
+            raise services.tool_failure(commands["report"], process)
         return {}
     for name, argv in commands.items():
         # In the staging directory: trtllm-build leaves its timing cache (model.cache) in the working directory.
@@ -119,28 +125,38 @@ def run(spec_path: str) -> dict:
     spec = json.loads(Path(spec_path).read_text())
     artifact, staging = Path(spec["artifact"]), Path(spec["staging_dir"])
     if (artifact / MANIFEST).is_file():
+        damage = artifacts.problem(artifact, spec["kind"], spec["fingerprint"])
+        if damage:  # never overwritten here: moving it aside is the launch's, under its storage lock
+            raise StageFailed(f"{spec['name']}: its artifact {artifact} is published but damaged: {damage}; "
+                              "launch again: the launch moves it aside and rebuilds it")
         log(f"{spec['name']}: artifact already complete at {artifact}")
         return json.loads((artifact / MANIFEST).read_text())
+    verify_inputs(spec)  # before any tool: a damaged input fails in seconds, naming it
     if staging.exists() and spec["kind"] not in RESUMABLE_KINDS:
         log(f"{spec['name']}: removing the unfinished staging directory of an earlier attempt")
         shutil.rmtree(staging)
+    # Before any tool, and before the staging dir exists (a wrong node leaves nothing): wrong GPUs fail in
+    # seconds; a drafter below the quality gate is not converted.
+    gpus = gpu_check.check(spec.get("gpu_check"))
+    gate = drafter_metrics.check_gate(spec) if spec["kind"] == "convert_drafter" else {}
     staging.mkdir(parents=True, exist_ok=True)
     # The stage's W&B run name (the trainer's runs and ours); an array job's elements share their batch script.
     os.environ["WANDB_NAME"] = f"{spec['experiment']}/{spec['name']}"
     started = time.time()
     log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
-    gpus = gpu_check.check(spec.get("gpu_check"))  # before any tool: wrong GPUs fail in seconds
-    extra = {**run_kind(spec, staging), **gpus}
+    extra = {**gate, **run_kind(spec, staging), **gpus}
     publish = extra.pop("publish", True)
     # Drafter metrics, benchmark results and the report as W&B runs (a report with failed points too).
     wandb_log.log_stage_results(spec, extra)  # never fails the stage
     if not publish:
         return extra
+    files = artifacts.list_files(staging)  # what launches and consumers verify the artifact against
     manifest = {
         "stage": spec["kind"], "name": spec["name"], "experiment": spec["experiment"],
         "fingerprint": spec["fingerprint"], "config": spec["config"], "inputs": spec["inputs"],
         "job_id": os.environ.get("SLURM_JOB_ID"), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
-        "started": started, "ended": time.time(), "size_bytes": _dir_size(staging), "versions": _versions(), **extra,
+        "started": started, "ended": time.time(), "size_bytes": sum(files.values()), "versions": _versions(), **extra,
+        artifacts.FILES: files,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     try:
@@ -154,11 +170,39 @@ def run(spec_path: str) -> dict:
     return manifest
 
 
+def verify_inputs(spec: dict) -> None:
+    """Every input artifact is whole (jobs.artifacts), else the stage fails naming it: a file deleted or
+    truncated on the shared storage would otherwise fail a tool deep inside, the same way at every rerun."""
+    for name, path in spec["inputs"].items():
+        if not (Path(path) / MANIFEST).is_file():
+            if spec["kind"] == "report":  # runs after failed benchmarks too (afterany), to show them failed
+                continue
+            raise StageFailed(f"input {name} has no published artifact at {path}")
+        damage = artifacts.problem(path)
+        if damage:
+            raise StageFailed(f"input {name} is damaged: {path}: {damage}; launch again: the launch moves a damaged "
+                              "artifact aside and rebuilds it")
+
+
+def requeue_refusal(spec: dict, restarts: int) -> str | None:
+    """Why a signalled stage must not be requeued again, or None to requeue it (see StageJob.checkpoint)."""
+    kind = spec["kind"]
+    if kind in RESUMABLE_KINDS or restarts < MAX_RESTARTS_NOT_RESUMABLE:
+        return None
+    limit = (spec.get("resources") or {}).get("time_min")
+    return (f"{spec['name']} was signalled by Slurm {restarts + 1} times (its time limit, or a preemption) and a "
+            f"{kind} stage starts afresh at every requeue: not requeued again. The time limit is too short for "
+            f"the stage if it ran out of time: raise cluster.time_limits.{kind}"
+            + (f" (now {limit} min)" if limit else ""))
+
+
 class StageJob:
     """What dispatch submits through submitit: picklable by reference, checkpointable.
 
     On the time-limit signal (or preemption) submitit calls `checkpoint`, which requeues the same stage:
-    the next attempt resumes from the staging directory where the stage kind allows it.
+    the next attempt resumes from the staging directory where the stage kind allows it. A kind that cannot
+    resume is requeued at most MAX_RESTARTS_NOT_RESUMABLE times, so that a time limit too short for it fails
+    the stage, saying so, instead of requeueing it until submitit gives up ("timed-out too many times").
     """
 
     def __init__(self, spec_path: str):
@@ -167,20 +211,30 @@ class StageJob:
     def __call__(self) -> dict:
         try:
             return run(self.spec_path)
-        except StageFailed as failure:  # the reason is the log's last lines, where `status` looks
+        except StageStopped as stopped:  # Slurm ends this attempt (a requeue runs it again): no FAILED line
+            log(str(stopped))
+            raise
+        except StageFailed as failure:  # `status` shows this line (launcher.status.failure_cause)
             log(f"FAILED: {failure}")
             raise
 
     def checkpoint(self, *args, **kwargs):
+        """Called by submitit's USR2 handler (SignalHandler.checkpoint_and_try_requeue) in the main thread:
+        what it returns is requeued; what it raises unwinds the stage from wherever the signal interrupted it
+        (stopping its tools) up to __call__, which logs it, and the job ends FAILED with it as the reason."""
         import submitit
 
+        spec = json.loads(Path(self.spec_path).read_text())
+        refusal = requeue_refusal(spec, int(os.environ.get("SLURM_RESTART_COUNT") or 0))
+        if refusal:
+            raise StageFailed(refusal)
         return submitit.helpers.DelayedSubmission(StageJob(self.spec_path))
 
 
 def _stop_on_sigterm(signum, frame) -> None:
     """scancel, a local cancel or a time limit: unwind, so that every tool's process group is stopped."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the stopping
-    log(f"terminated by signal {signum}: stopping the stage's tools")
+    log(f"{services.stopped_by(signum)}: stopping the stage's tools")
     raise SystemExit(128 + signum)
 
 
@@ -192,6 +246,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         run(sys.argv[1])
+    except StageStopped as stopped:
+        log(str(stopped))
+        sys.exit(128 + signal.SIGTERM)
     except StageFailed as failure:
         log(f"FAILED: {failure}")
         sys.exit(1)

@@ -45,6 +45,15 @@ class StageFailed(RuntimeError):
     """The stage cannot complete; the message says why (a tool's last output lines, a failed check)."""
 
 
+class StageStopped(StageFailed):
+    """A tool was ended by SIGTERM from outside: Slurm stopping the job at its time limit, a preemption, a
+    requeue or scancel. Not the stage's failure (a requeued attempt runs it again), and logged as such."""
+
+
+def stopped_by(signum: int) -> str:
+    return f"stopped by signal {signum} (time limit/preemption/requeue)"
+
+
 def _tee(stream, log_file: Optional[Path], echo: bool, tail: collections.deque) -> None:
     """Copy the tool's output to our stdout, its log file and `tail` until it closes its end.
 
@@ -130,11 +139,12 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def process_group(argv: List[str], log_file: Optional[Path] = None, echo: bool = True,
-                  cwd: Optional[Path] = None) -> Iterator[subprocess.Popen]:
-    """Start `argv` as the leader of a new process group; its output goes to our stdout and `log_file`."""
+                  cwd: Optional[Path] = None, env: Optional[dict] = None) -> Iterator[subprocess.Popen]:
+    """Start `argv` as the leader of a new process group; its output goes to our stdout and `log_file`.
+    `env`: its whole environment (default: ours)."""
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                   cwd=cwd)
+                                   cwd=cwd, env=env)
     except OSError as error:  # not installed, not executable: as much a failed tool as a non-zero exit
         raise StageFailed(f"cannot start {argv[0]}: {error}") from None
     process.output_tail = collections.deque(maxlen=OUTPUT_TAIL_LINES)  # for error messages
@@ -163,6 +173,13 @@ class ExitFile:
             written = self.path.read_text().strip()
             self.returncode = int(written) if written.lstrip("-").isdigit() else None
         return self.returncode
+
+
+def tool_failure(argv: List[str], process: subprocess.Popen) -> StageFailed:
+    """What a tool's non-zero exit means for the stage: a SIGTERM from outside stops it; the rest fail it."""
+    if process.returncode == -signal.SIGTERM:
+        return StageStopped(f"{argv[0]} {stopped_by(signal.SIGTERM)}")
+    return StageFailed(failure_message(argv, process))
 
 
 def failure_message(argv: List[str], process: subprocess.Popen) -> str:

@@ -1,7 +1,10 @@
 """A finished stage's results as a Weights & Biases run, beside the artifact (called by jobs.run_stage).
 
-    train_drafter: a run `<experiment>/<stage>/final` whose summary holds every final `redrafter*` metric
-                   (e.g. redrafter2_top1) and drafter_gate_passed.
+    train_drafter: a run `<experiment>/<stage>/final` whose summary holds every `redrafter*` metric as the mean
+                   of its last drafter.gate_window logged values (e.g. redrafter2_top1), the gated statistic
+                   with its window and spread (drafter_gate_value, _window, _min, _max, _std, _last) and
+                   drafter_gate_passed: whether it passes this launch's drafter.min_top1 (the decision itself
+                   is taken where the drafter is used: the convert_drafter job and the launcher).
     benchmark:     a run `<experiment>/<stage>` with every numeric field of the benchmark summary as summary
                    metrics, a `benchmark` table (one row: this configuration) and histograms of the finished
                    generations' end-to-end latency and time to first token (from <staging>/results.json).
@@ -15,8 +18,10 @@ experiment's `wandb/` on shared storage), and sets WANDB_MODE=offline where comp
 it, or with WANDB_MODE=disabled, nothing is logged. A failure to log never fails the stage.
 
 Nothing from the environment is recorded: wandb's system metadata (program, args, host details, executable),
-system metrics, console capture, requirements.txt, code and git state are all switched off, and every value
-of a secret the spec names (and WANDB_API_KEY) is redacted from what is logged.
+system metrics, console capture, requirements.txt, code and git state are all switched off, the host name
+left empty, and every value of a secret the spec names (and WANDB_API_KEY) is redacted from what is logged.
+The drafter trainer's own run (HF Trainer's WandbCallback calls wandb.init itself) gets the same settings as
+environment variables (TRAINER_ENV), set for its torchrun process only.
 """
 from __future__ import annotations
 
@@ -56,6 +61,30 @@ PRIVATE_SETTINGS = {
     "disable_git": True,
     "console": "off",
     "silent": True,
+    "host": "",  # else socket.gethostname(), recorded in the run record (wandb_settings.py, update_from_system_environment)
+}
+# The same for a run wandb.init starts from the environment (the trainer's WandbCallback): wandb 0.31
+# Settings.update_from_env_vars maps WANDB_<NAME> to the setting <name> and WANDB__<NAME> to x_<name> (older
+# wandb: _<name>, so the WANDB__ spelling of a private setting works on both; a name a version lacks is skipped).
+# WANDB_SAVE_CODE/WANDB_DISABLE_CODE also go through wandb/env.py should_save_code. WANDB_LOG_MODEL and
+# WANDB_WATCH are transformers' (integration_utils.py WandbCallback; "false" is their default, kept explicit:
+# "end" would upload the checkpoint).
+TRAINER_ENV = {
+    "WANDB_CONSOLE": "off",
+    "WANDB_DISABLE_CODE": "true",
+    "WANDB_SAVE_CODE": "false",
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB_HOST": "",
+    "WANDB__DISABLE_META": "true",
+    "WANDB__DISABLE_STATS": "true",
+    "WANDB__DISABLE_MACHINE_INFO": "true",
+    "WANDB__SAVE_REQUIREMENTS": "false",
+    "WANDB_X_DISABLE_META": "true",
+    "WANDB_X_DISABLE_STATS": "true",
+    "WANDB_X_DISABLE_MACHINE_INFO": "true",
+    "WANDB_X_SAVE_REQUIREMENTS": "false",
+    "WANDB_LOG_MODEL": "false",
+    "WANDB_WATCH": "false",
 }
 ALWAYS_SECRET = ("WANDB_API_KEY",)
 REDACTED = "<redacted>"
@@ -149,10 +178,20 @@ def _run_dir(run) -> Optional[str]:
     return str(sync_dir) if sync_dir else (str(Path(run.dir).parent) if getattr(run, "dir", None) else None)
 
 
-def _drafter_summary(manifest_extra: dict) -> Dict[str, object]:
+def _drafter_summary(spec: dict, manifest_extra: dict) -> Dict[str, object]:
     metrics = {k: float(v) for k, v in (manifest_extra.get("drafter_metrics") or {}).items()
                if str(k).startswith("redrafter") and _is_number(v)}
-    return {**metrics, "drafter_gate_passed": bool(manifest_extra.get("drafter_gate_passed"))}
+    gate = manifest_extra.get("drafter_gate") or {}
+    stats = {f"drafter_gate_{k}": gate[k] for k in ("value", "window", "min", "max", "std", "last")
+             if _is_number(gate.get(k))}
+    if gate.get("metric"):
+        stats["drafter_gate_metric"] = str(gate["metric"])
+    passed = manifest_extra.get("drafter_gate_passed")
+    settings = spec.get("drafter") or {}
+    if passed is None and _is_number(gate.get("value")) and _is_number(settings.get("min_top1")):
+        passed = gate["value"] >= settings["min_top1"]
+        stats["drafter_gate_min_top1"] = settings["min_top1"]
+    return {**metrics, **stats, "drafter_gate_passed": bool(passed)}
 
 
 def _log_benchmark(wandb, run, spec: dict, manifest_extra: dict, secrets: List[str]) -> None:
@@ -236,7 +275,7 @@ def log_stage_results(spec: dict, manifest_extra: dict) -> Optional[str]:
             run_dir = _run_dir(run)
             try:
                 if kind == "train_drafter":
-                    run.summary.update(_drafter_summary(manifest_extra))
+                    run.summary.update(_drafter_summary(spec, manifest_extra))
                 elif kind == "report":
                     _log_report(wandb, run, spec, secrets)
                 else:

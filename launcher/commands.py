@@ -142,6 +142,8 @@ def train_drafter_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out
         "--phase", "train",
         "--report_to", d.report_to,
         *(["--save_steps", str(d.save_steps)] if d.save_strategy == "steps" else []),
+        # Checkpoints (steps or epoch) each hold the frozen base model + optimizer state: keep the newest few.
+        *(["--save_total_limit", str(d.save_total_limit)] if d.save_strategy != "no" else []),
     ]
 
 
@@ -196,25 +198,32 @@ def serve_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str) -> List[
     ]
 
 
-SANDBOX_APP = "nemo_skills.code_execution.local_sandbox.local_sandbox_server"
-
-
-def sandbox_command(cfg: DictConfig) -> List[str]:
-    """NeMo-Skills' sandbox is a Flask app whose own `__main__` is fixed to port 6000: Flask's CLI serves it
-    on the configured loopback address and port instead."""
+def sandbox_command(cfg: DictConfig, pythonpath: str | None = None) -> List[str]:
+    """The code sandbox: jobs.sandbox_guard serves NeMo-Skills' sandbox API on loopback and runs each session in
+    a process of its own, with serving.sandbox's memory limit and wall-time cap (NeMo-Skills' own server runs
+    every session in one process, without either). It runs model-written code, so `env` starts it without the
+    secrets, and with serving.sandbox.env; `pythonpath` is set explicitly where it runs in a container whose
+    image's ENV would win. The port stays the last word: the batch script puts the free one it found there."""
     sb = cfg.serving.sandbox
-    return [cfg.cluster.python, "-m", "flask", "--app", SANDBOX_APP, "run", "--host", sb.host, "--port", str(sb.port)]
+    unset = [word for name in cfg.cluster.env_vars for word in ("-u", name)]
+    assignments = [f"{name}={value}" for name, value in sb.env.items()]
+    if pythonpath:
+        assignments.append(f"PYTHONPATH={pythonpath}")
+    return ["env", *unset, *assignments, cfg.cluster.python, "-m", "jobs.sandbox_guard", "--host", sb.host,
+            "--memory-limit-mb", str(sb.memory_limit_mb), "--timeout-s", str(sb.timeout_s), "--port", str(sb.port)]
 
 
 def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str, problems_file: str,
                              out_file: str) -> List[str]:
-    """trtllm-serve names the model after the path it serves; the client asks for that name."""
+    """trtllm-serve names the model after the path it serves; the client asks for that name. The client reads the
+    engine's max_seq_len from --engine-dir, to keep every request within it."""
     s, b = cfg.serving, cfg.benchmark
     return [
         cfg.cluster.python, "-m", "jobs.benchmark_client",
         "--server-url", f"http://{s.host}:{s.port}",
         "--sandbox-url", f"http://{s.sandbox.host}:{s.sandbox.port}",
         "--model", engine_dir,
+        "--engine-dir", engine_dir,
         "--tokenizer", tokenizer_dir,
         "--problems", problems_file,
         "--num-generations", str(b.num_generations),

@@ -7,8 +7,9 @@ from typing import Dict, List
 from hydra import compose
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 
-from launcher.dispatch.storage import code_snapshot_dir
+from launcher.dispatch.storage import damaged_artifacts, snapshot_code
 from launcher.plan import Plan, build_plan
 from launcher.scripts import ExperimentDir, write_stage_files
 from launcher.validation import ConfigError, InvalidConfig, validate
@@ -51,10 +52,16 @@ def dry_run(plan: Plan, console: Console) -> ExperimentDir:
     from launcher.preview import print_plan
 
     exp = ExperimentDir(plan.storage_root, plan.experiment)
-    code_dir = code_snapshot_dir(plan.storage_root)
+    # The scripts name the code snapshot as their workdir and PYTHONPATH: taking it (content-addressed, the
+    # same one the launch would take) makes each script submittable by hand; pyxis fails on a missing workdir.
+    code_dir = snapshot_code(plan.storage_root)
     for stage in plan.stages.values():
         write_stage_files(plan, stage, exp, stage.dependency([f"<{d}>" for d in stage.deps]), code_dir)
     print_plan(plan, console)
+    for name, problem in damaged_artifacts(plan).items():  # reported only: moving it is the launch's, under its lock
+        console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
+                      f"{escape(problem)}; a launch moves it aside and rebuilds it (this dry run leaves it)"
+                      "[/yellow]", highlight=False, soft_wrap=True)
     console.print(f"batch scripts: {exp.root / 'scripts'}")
     console.print("dry run: nothing was submitted")
     return exp

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from jobs import artifacts
 from launcher.plan import COMPLETE_MARKER, Plan
 from launcher.scripts import format_time_limit
 
@@ -38,11 +39,12 @@ def plan_table(plan: Plan) -> Table:
     for stage in plan.stages.values():
         r = stage.resources
         complete = is_complete(stage.artifact)
+        damaged = complete and artifacts.problem(stage.artifact, stage.kind, stage.fingerprint)
         table.add_row(  # names such as quantize[qformat=fp8] would read as rich markup: escaped
             escape(stage.name), escape(", ".join(stage.deps)) or "-", f"{r.gpus_per_node} x {r.nodes}",
             format_time_limit(r.time_min), "+".join(stage.containers),
             os.path.relpath(stage.artifact, plan.storage_root),
-            "[green]complete[/green]" if complete else "to run",
+            "[red]damaged: to rebuild[/red]" if damaged else "[green]complete[/green]" if complete else "to run",
         )
     return table
 

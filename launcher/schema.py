@@ -74,6 +74,9 @@ class DrafterConfig:
     gradient_accumulation_steps: int = 4
     save_strategy: str = "no"  # `steps` makes training resumable after a requeue (checkpoint-* every save_steps)
     save_steps: int = 500
+    # Checkpoints kept (the trainer's --save_total_limit, when it saves any): each holds the whole frozen base
+    # model and the optimizer state (tens of GB for a 14B model); only the newest is needed to resume.
+    save_total_limit: int = 2
     learning_rate: float = 0.001
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
@@ -92,9 +95,12 @@ class DrafterConfig:
     num_beams: int = 1
     draft_len_per_beam: int = 3
     greedy_search: bool = True
-    # Quality gate on the trainer's last redrafter{predict_n_tokens-1}_top1.
+    # Quality gate: the mean of the last gate_window logged redrafter{predict_n_tokens-1}_top1 (each logged value
+    # is one micro-batch's) >= min_top1. A decision taken where the drafter is used (convert_drafter, and the
+    # launcher when the drafter is published): these three keys never retrain it.
     min_top1: float = 0.6
     on_low_quality: str = "fail"  # fail | warn
+    gate_window: int = 5
     # Speculative engine build (trtllm-build --speculative_decoding_mode explicit_draft_tokens).
     engine_max_batch_size: int = 32
     engine_max_input_len: int = 32000
@@ -109,8 +115,19 @@ class SandboxConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 6000
+    # Wall-time cap of one tool call, enforced by the sandbox (jobs.sandbox_guard): a cell still running after
+    # it is killed with its session's process (the session's state is lost) and answered "Timed out". The
+    # benchmark client also sends it as each call's `timeout`.
     timeout_s: float = 10.0
     max_output_characters: int = 1000
+    # Address space (RLIMIT_AS) of each session's process, in MiB: a cell allocating more gets a MemoryError.
+    # A worker needs ~0.4 GiB after importing IPython, numpy, scipy and sympy.
+    memory_limit_mb: int = 4096
+    # Plain (non-secret) variables for the sandbox's processes, by value (OMP_NUM_THREADS, ...).
+    env: Dict[str, str] = field(default_factory=dict)
+    # Extra mounts of the sandbox step's container, SRC:DST[:FLAGS] (pyxis); besides them it sees only the
+    # launch's code snapshot, read-only.
+    mounts: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -159,6 +176,9 @@ class ClusterConfig:
     python: str = "python"  # the python that runs jobs (inside the container when there is one)
     trtllm_examples_dir: str = "/opt/TensorRT-LLM/examples"
     env_vars: List[str] = field(default_factory=list)  # names passed to jobs; values never stored
+    # Plain (non-secret) variables for every stage job, by value: exported by the batch script and named in
+    # --container-env, so the image's own ENV cannot override them (NCCL_DEBUG, TOKENIZERS_PARALLELISM, ...).
+    env: Dict[str, str] = field(default_factory=dict)
     required_env_vars: List[str] = field(default_factory=list)
     storage_root: str = MISSING
     compute_has_internet: bool = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from dataclasses import asdict
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Dict, List, Optional, Sequence
 import jinja2
 from omegaconf import DictConfig
 
+from jobs.drafter_metrics import gate_settings
 from jobs.services import PORT_SPREAD, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV
+from launcher import commands
 from launcher.plan import ACCOUNTING, Plan, Stage
-from launcher.validation import FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability
+from launcher.validation import FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, signal_lead_s
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("launcher", "templates"),
@@ -49,6 +52,10 @@ class ExperimentDir:
     def log(self, stage: str) -> Path:
         return self.root / "logs" / f"{stage}.log"
 
+
+# Lines the batch script writes into the job's log (launcher.status reads them).
+ATTEMPT_START = "launcher: starting job"
+SANDBOX_STOP = "launcher: the stage step has ended; stopping its code sandbox step"
 
 ACCOUNTING_FIELDS = "JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End"
 
@@ -83,7 +90,22 @@ def stage_env(plan: Plan, stage: Stage, code_dir: Path) -> Dict[str, str]:
     if not cfg.cluster.compute_has_internet:
         env["WANDB_MODE"] = "offline"
         env["HF_HUB_OFFLINE"] = "0" if stage.kind.startswith("download") else "1"
+    env.update(cfg.cluster.env)  # the site's plain variables; validation keeps them off the names above
     return env
+
+
+def starts_sandbox_step(stage: Stage) -> bool:
+    """On Slurm the batch script starts the benchmark's code sandbox as a step of its own (locally the job does)."""
+    return "sandbox" in stage.commands and stage.cfg.cluster.executor == "slurm"
+
+
+def container_env_names(plan: Plan, stage: Stage, extra: Sequence[str] = ()) -> List[str]:
+    """Every variable the job relies on, for --container-env: pyxis gives the image's own ENV precedence over
+    any variable of the batch script not named there (an image setting PYTHONPATH would run its own code,
+    not the launch's snapshot). The secrets, what setup_lines exports, and `extra` (what submitit exports)."""
+    names = [*stage.cfg.cluster.env_vars, *stage_env(plan, stage, Path("/")),
+             *((SANDBOX_PORT_ENV, SANDBOX_EXIT_ENV) if starts_sandbox_step(stage) else ()), *extra]
+    return list(dict.fromkeys(names))
 
 
 def container_image_flag(image: str) -> str:
@@ -91,38 +113,66 @@ def container_image_flag(image: str) -> str:
     return f"--container-image={image}"
 
 
-def pyxis_flags(cfg: DictConfig, plan: Plan, container_key: str, code_dir: Path) -> List[str]:
-    c = cfg.cluster
+def pyxis_flags(plan: Plan, stage: Stage, code_dir: Path, extra_env: Sequence[str] = ()) -> List[str]:
+    """The stage step's pyxis flags; `extra_env`: variables the batch script exports beyond setup_lines'."""
+    c = stage.cfg.cluster
     if c.container_runtime == "none":
         return []
     mounts = [f"{plan.storage_root}:{plan.storage_root}", *c.mounts]
-    flags = [
-        container_image_flag(c.containers[container_key]),
+    return [
+        container_image_flag(c.containers[stage.containers[0]]),
         f"--container-mounts={','.join(mounts)}",
         f"--container-workdir={code_dir}",
         "--no-container-mount-home",
+        f"--container-env={','.join(container_env_names(plan, stage, extra_env))}",
     ]
-    if c.env_vars:
-        flags.append(f"--container-env={','.join(c.env_vars)}")
-    return flags
 
 
-def sandbox_pyxis_flags(cfg: DictConfig) -> List[str]:
+def sandbox_pyxis_flags(cfg: DictConfig, code_dir: Path) -> List[str]:
+    """The sandbox runs model-written code: its container sees the launch's code snapshot (for
+    jobs.sandbox_guard), read-only, and serving.sandbox.mounts; never the storage root, nor the home."""
     if cfg.cluster.container_runtime == "none":
         return []
-    return [container_image_flag(cfg.cluster.containers["sandbox"]), "--container-workdir=/tmp",
-            "--no-container-mount-home"]
+    mounts = [f"{code_dir}:{code_dir}:ro", *cfg.serving.sandbox.mounts]
+    return [container_image_flag(cfg.cluster.containers["sandbox"]), f"--container-mounts={','.join(mounts)}",
+            "--container-workdir=/tmp", "--no-container-mount-home"]
 
 
-def sandbox_argv(stage: Stage) -> List[str]:
-    """The sandbox runs model-written code: it gets none of the secrets the job environment carries."""
-    unset = [arg for name in stage.cfg.cluster.env_vars for arg in ("-u", name)]
-    return ["env", *unset, *stage.commands["sandbox"]]
+def sandbox_argv(stage: Stage, code_dir: Path) -> List[str]:
+    """The sandbox step's command, without the secrets (commands.sandbox_command). The image does not hold our
+    code: in a container the command names the snapshot in PYTHONPATH itself, as pyxis gives the image's ENV
+    precedence over the batch script's exports; without one the step inherits the script's PYTHONPATH (the
+    snapshot first)."""
+    if stage.cfg.cluster.container_runtime == "none":
+        return list(stage.commands["sandbox"])
+    return commands.sandbox_command(stage.cfg, pythonpath=str(code_dir))
 
 
-def job_argv(cfg: DictConfig, spec_path: Path) -> List[str]:
-    """What runs inside the stage's container."""
-    return [cfg.cluster.python, "-u", "-m", "jobs.run_stage", str(spec_path)]
+def stage_image(stage: Stage) -> Optional[str]:
+    """The image the stage's step runs in, or None where it runs on the node itself."""
+    c = stage.cfg.cluster
+    return c.containers[stage.containers[0]] if c.executor == "slurm" and c.container_runtime == "pyxis" else None
+
+
+def _double_quoted(text: str) -> str:
+    return '"' + re.sub(r'([\\"$`])', r'\\\1', text) + '"'
+
+
+def python_command(cfg: DictConfig, image: Optional[str] = None) -> List[str]:
+    """The job's interpreter, checked in its first second: cluster.python must name the python inside the
+    image, and an image that only has `python3` would otherwise fail with a bare "not found". Its arguments
+    follow ("$@"); exec keeps the signals going to python itself."""
+    python = shlex.quote(cfg.cluster.python)
+    where = f"in the container image {image}" if image else "on the PATH where the job runs"
+    message = (f"launcher: error: cluster.python={cfg.cluster.python} is not {where}; "
+               "set cluster.python to its interpreter (e.g. python3)")
+    check = f'command -v {python} >/dev/null || {{ echo {_double_quoted(message)} >&2; exit 127; }}; exec {python} "$@"'
+    return ["sh", "-c", check, cfg.cluster.python]
+
+
+def job_argv(cfg: DictConfig, spec_path: Path, image: Optional[str] = None) -> List[str]:
+    """What runs inside the stage's container (`image`; None: on the node itself)."""
+    return [*python_command(cfg, image), "-u", "-m", "jobs.run_stage", str(spec_path)]
 
 
 def stage_spec(plan: Plan, stage: Stage) -> dict:
@@ -140,8 +190,8 @@ def stage_spec(plan: Plan, stage: Stage) -> dict:
         "inputs": {d: plan.stages[d].artifact for d in stage.deps},
         "resources": asdict(stage.resources),
         "secret_env_vars": list(cfg.cluster.env_vars),
-        "drafter": {"min_top1": cfg.drafter.min_top1, "on_low_quality": cfg.drafter.on_low_quality,
-                    "predict_n_tokens": cfg.drafter.predict_n_tokens} if stage.kind == "train_drafter" else None,
+        # The drafter quality gate: measured by train_drafter, decided by convert_drafter (never fingerprinted).
+        "drafter": gate_settings(cfg.drafter) if stage.kind in ("train_drafter", "convert_drafter") else None,
         "benchmark": benchmark_settings(cfg) if stage.kind == "benchmark" else None,
         "gpu_check": gpu_requirement(plan, stage),
     }
@@ -196,7 +246,10 @@ def accounting_line(plan: Plan, job_ids: Sequence[str]) -> str:
 def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequence[str] = ()) -> List[str]:
     """Batch-script lines that run on the node before the stage's srun (submitit's `setup`)."""
     cfg = stage.cfg
-    lines = ["set -euo pipefail"]
+    # The log is appended to by every attempt (a requeue): `status` reads the cause of a failure after the last
+    # of these lines, where a pyxis error of this attempt would be, before the job's own first line.
+    lines = ["set -euo pipefail",
+             f'echo "{ATTEMPT_START} ${{SLURM_JOB_ID:-?}} on ${{SLURMD_NODENAME:-?}} (restart ${{SLURM_RESTART_COUNT:-0}})"']
     if accounting_ids:
         lines.append(accounting_line(plan, accounting_ids))
     for name, value in stage_env(plan, stage, code_dir).items():
@@ -205,8 +258,8 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
         lines.append(f"export {name}={shlex.quote(value)}{suffix}")
     if cfg.cluster.env_vars:
         lines.append(f"# passed by name only, values come from the submitting shell: {', '.join(cfg.cluster.env_vars)}")
-    if "sandbox" in stage.commands and cfg.cluster.executor == "slurm":
-        argv = sandbox_argv(stage)
+    if starts_sandbox_step(stage):
+        argv = sandbox_argv(stage, code_dir)
         assert argv[-2] == "--port", argv
         host = cfg.serving.sandbox.host
         lines.append(f"# the code sandbox's port: the first free one from {argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD},")
@@ -215,25 +268,52 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
         lines.append(f"while (exec 3<>/dev/tcp/{host}/$sandbox_port) 2>/dev/null; do "
                      f"sandbox_port=$((sandbox_port + 1)); done")
         lines.append(f"export {SANDBOX_PORT_ENV}=$sandbox_port")
-        exit_file = shlex.quote(str(ExperimentDir(plan.storage_root, plan.experiment).root / "logs" / "sandbox-exit"))
+        logs = ExperimentDir(plan.storage_root, plan.experiment).root / "logs"
+        exit_file = shlex.quote(str(logs / "sandbox-exit"))
         lines.append(f"export {SANDBOX_EXIT_ENV}={exit_file}.$SLURM_JOB_ID")
         lines.append(f'rm -f "${SANDBOX_EXIT_ENV}"  # a requeued job starts afresh')
         lines.append("# the code sandbox runs beside the stage, in its own container, without the storage or the")
-        lines.append("# secrets; Slurm ends it with the job. Its exit code tells the job it is gone.")
-        srun = ["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg), *argv[:-1]]
-        lines.append(f'(set +e; {shlex.join(srun)} "$sandbox_port"; echo $? > "${SANDBOX_EXIT_ENV}") &')
+        lines.append("# secrets, its output in its own log. If it ends by itself (a wrong image, a crash), that output")
+        lines.append("# is copied here and its exit code tells the job it is gone.")
+        lines.append(f"sandbox_log={shlex.quote(str(logs / 'sandbox'))}.$SLURM_JOB_ID.log")
+        srun = ["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg, code_dir), *argv[:-1]]
+        lines += [
+            "(",
+            "  set +e",
+            "  srun_pid=",
+            '  trap \'kill "$srun_pid" 2>/dev/null; wait "$srun_pid" 2>/dev/null; exit 0\' TERM  # stopped below',
+            f'  {shlex.join(srun)} "$sandbox_port" > "$sandbox_log" 2>&1 &',
+            "  srun_pid=$!",
+            '  wait "$srun_pid"',
+            "  code=$?",
+            '  echo "launcher: the code sandbox step ended by itself with exit code $code; its output:"',
+            '  cat "$sandbox_log"',
+            f'  echo "$code" > "${SANDBOX_EXIT_ENV}"',
+            ") &",
+            "sandbox_step=$!",
+            "# When the stage's step ends, this script stops the sandbox itself: left to Slurm at the job's end, its",
+            "# `*** STEP ... CANCELLED ***` and `srun: error: ... Terminated` would end a successful stage's log.",
+            "stop_sandbox() {",
+            '  kill -0 "$sandbox_step" 2>/dev/null || return 0',
+            f'  echo "{SANDBOX_STOP} (its output: $sandbox_log)"',
+            '  kill "$sandbox_step" 2>/dev/null || return 0',
+            '  for _ in $(seq 50); do kill -0 "$sandbox_step" 2>/dev/null || return 0; sleep 0.2; done',
+            "}",
+            "trap stop_sandbox EXIT",
+        ]
     return lines
 
 
 def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
                   accounting_ids: Sequence[str] = ()) -> str:
     cfg = stage.cfg
-    inner = job_argv(cfg, exp.spec(stage.name))
-    flags = pyxis_flags(cfg, plan, stage.containers[0], code_dir)
+    inner = job_argv(cfg, exp.spec(stage.name), stage_image(stage))
+    flags = pyxis_flags(plan, stage, code_dir)
     launch = ["srun", *flags, inner] if cfg.cluster.executor == "slurm" else [inner]
     return TEMPLATES.get_template("stage.sbatch.j2").render(
         stage=stage, experiment=plan.experiment, cluster=cfg.cluster, partition=partition(stage),
         job_name=job_name(plan.experiment, stage), time_limit=format_time_limit(stage.resources.time_min),
+        signal_lead_s=signal_lead_s(stage.resources.time_min),
         log_file=str(exp.log(stage.name)), dependency=dependency,
         setup=setup_lines(plan, stage, code_dir, accounting_ids),
         launch=launch,

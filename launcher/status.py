@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -24,11 +25,24 @@ from jobs.services import log_tail
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
 from launcher.preview import is_complete, make_console
-from launcher.scripts import ExperimentDir
+from launcher.scripts import ATTEMPT_START, ExperimentDir
 
 ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 TERMINAL_FAILURES = ERRORS | {"CANCELLED", "PREEMPTED"}
 LOG_TAIL = 25
+MAX_CAUSE_LINES = 40
+# Lines of a failed stage's log that say why, wherever they are: a broken image fails the step before the job
+# writes anything (pyxis' errors at the top, then srun's), so the last lines alone miss the cause.
+CAUSE = re.compile(r"""
+    ^slurmstepd:\ error:                  # the node's: pyxis (couldn't chdir, image import), oom-kill, time limit
+  | ^srun:\ error:                        # a step that failed or never started
+  | ^(?:pyxis:\s*)?\[ERROR\]               # enroot's own (pyxis: [ERROR] Invalid image format: ...)
+  | ^pyxis:.*(?:error|fail|couldn't|invalid)
+  | ^launcher:\ error:                    # the batch script's checks (cluster.python not in the image)
+  | ^\[launcher\ [\d:]+\]\ (?:FAILED:|.*stopped\ by\ signal)   # jobs.run_stage: the stage's own reason
+""", re.VERBOSE | re.IGNORECASE)
+FAILED_LINE = re.compile(r"^\[launcher [\d:]+\] FAILED:")
+CONTINUATION = "  "  # a FAILED message's further lines (a tool's last output), indented by jobs.services
 
 
 def storage_root_from(overrides: List[str]) -> str:
@@ -76,6 +90,45 @@ def stage_states(state: dict) -> Dict[str, Tuple[str, str]]:
     return result
 
 
+def failure_cause(log_text: str) -> List[str]:
+    """The lines of a failed stage's log that say why, in log order, from its last attempt only (a requeued
+    job appends to the same log): pyxis/enroot and other node errors, srun's errors, the job's FAILED line
+    with the tool output it quotes, and the last line of a Python traceback. Empty when none is there."""
+    lines = log_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_START)]
+    lines = lines[starts[-1] + 1:] if starts else lines
+    picked: List[str] = []
+    in_traceback = quoting = False
+    for line in lines:
+        if quoting and line.startswith(CONTINUATION):
+            picked.append(line)
+            continue
+        quoting = False
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            if not line.startswith(("During handling", "The above exception")):
+                picked.append(line)  # the exception itself: the traceback's last unindented line
+                in_traceback = False
+        elif CAUSE.search(line):
+            picked.append(line)
+            quoting = bool(FAILED_LINE.match(line))
+    return list(dict.fromkeys(picked))[:MAX_CAUSE_LINES]  # a line repeated (two tracebacks) says nothing new
+
+
+def failure_report(name: str, job_state: str, log: str | None, experiment: str) -> str:
+    """What `status` shows of a failed stage: the cause lines of its log, else its last lines."""
+    text = Path(log).read_text(errors="replace") if log and Path(log).is_file() else None
+    if text is None:
+        return f"[bold]{escape(name)}[/bold] {job_state}: (no log at {escape(str(log))})"
+    cause = failure_cause(text)
+    if not cause:
+        return (f"[bold]{escape(name)}[/bold] {job_state}: last lines of {escape(log)}\n"
+                + escape(log_tail(Path(log), LOG_TAIL)))
+    return (f"[bold]{escape(name)}[/bold] {job_state}: what its log ({escape(log)}) says went wrong; all of it: "
+            f"python -m launcher logs {escape(experiment)} {escape(name)}\n" + escape("\n".join(cause)))
+
+
 def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
     table = Table(title=f"{state['experiment']} ({state['executor']})", title_justify="left")
     for column in ("stage", "job", "state", "elapsed", "artifact"):
@@ -88,9 +141,7 @@ def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
         table.add_row(escape(name), str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
                       os.path.relpath(record["artifact"], state["storage_root"]))
         if job_state.split()[0] in ERRORS:
-            log = record.get("log")
-            failures.append(f"[bold]{escape(name)}[/bold] {job_state}: last lines of {escape(str(log))}\n"
-                            + escape(log_tail(Path(log), LOG_TAIL) if log else "(no log)"))
+            failures.append(failure_report(name, job_state, record.get("log"), state["experiment"]))
     return Group(table, *failures)
 
 

@@ -5,6 +5,7 @@ reported at once, so a user fixes a config in one round.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
@@ -25,6 +26,15 @@ GPU_COMPUTE_CAPABILITY = {
 FP8_MIN_CC = 8.9  # E4M3 FP8: Ada, Hopper, Blackwell
 REDRAFTER_MIN_CC = 8.0
 MAX_BASE_PORT = 65535 - PORT_SPREAD - PORT_SEARCH
+# Slurm warns a stage with USR2 this long before its time limit (`--signal=USR2@<lead>`); submitit then calls
+# the stage's checkpoint and requeues it. 90 s is enough to requeue; a short limit gets a tenth of itself,
+# but never under 30 s (a requeue calls scontrol).
+SIGNAL_LEAD_MAX_S = 90
+SIGNAL_LEAD_MIN_S = 30
+# sbatch(1), --signal: "the signal may be sent up to 60 seconds earlier than specified". A time limit must
+# leave the stage minutes of work before the earliest warning, or it is signalled (and requeued) at once.
+SLURM_SIGNAL_EARLY_S = 60
+MIN_TIME_LIMIT_MIN = 5  # 300 s - 30 s lead - 60 s early = 3.5 min of work at least
 
 CHOICES = {
     "model.family": ("qwen2", "llama", "nemotron_nas"),
@@ -50,6 +60,14 @@ TOKEN_PATTERNS = (
 SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
 # Keys whose values may legitimately be 40 hex digits (a git/HF commit).
 COMMIT_KEYS = ("model.revision",)
+# A variable name that names a secret (HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY): SECRET_KEY as a whole
+# `_`-separated part, so that TOKENIZERS_PARALLELISM or MAX_TOKENS stay plain.
+ENV_SECRET_NAME = re.compile(rf"(?:^|_){SECRET_KEY.pattern}(?:_|$)", re.IGNORECASE)
+# What the launcher sets in a stage job itself (launcher.scripts.stage_env, the W&B run name the job sets, the
+# batch script's LAUNCHER_*, submitit's SUBMITIT_*, Slurm's SLURM_*): cluster.env may not change it.
+LAUNCHER_ENV = ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE",
+                "WANDB_DIR", "WANDB_MODE", "WANDB_NAME")
+LAUNCHER_ENV_PREFIXES = ("LAUNCHER_", "SUBMITIT_", "SLURM_")
 
 
 @dataclass
@@ -67,6 +85,23 @@ class InvalidConfig(Exception):
     def __init__(self, errors: List[ConfigError]):
         self.errors = errors
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def signal_lead_s(time_min: int) -> int:
+    """Seconds before a stage's time limit that Slurm sends it USR2 (the batch script and submitit agree)."""
+    return max(SIGNAL_LEAD_MIN_S, min(SIGNAL_LEAD_MAX_S, time_min * 60 // 10))
+
+
+def _time_limit_errors(c: DictConfig) -> List[ConfigError]:
+    errors = []
+    for kind, minutes in c.time_limits.items():
+        if minutes < MIN_TIME_LIMIT_MIN:
+            why = "must be positive" if minutes < 1 else (
+                f"too short for any stage: Slurm warns a stage {signal_lead_s(minutes)} s before its limit, up to "
+                f"{SLURM_SIGNAL_EARLY_S} s earlier still, and a warned stage is requeued, so it would barely run")
+            errors.append(ConfigError(f"cluster.time_limits.{kind}", minutes, why,
+                                      f">= {MIN_TIME_LIMIT_MIN} (minutes)"))
+    return errors
 
 
 def compute_capability(cfg: DictConfig) -> float | None:
@@ -97,13 +132,131 @@ def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
                                           "environment variables pass by name only; the value is read from your "
                                           "shell when jobs start", "a variable name such as HF_TOKEN"))
     for key, value in _walk(OmegaConf.to_container(cfg, resolve=True)):
-        if not isinstance(value, str) or key.startswith("hydra"):
+        if not isinstance(value, str) or key.startswith(("hydra", "cluster.env.", "serving.sandbox.env.")):  # cluster.env: _env_errors
             continue
         looks_like_token = any(p.search(value) for p in TOKEN_PATTERNS if key not in COMMIT_KEYS or "hf_" in p.pattern)
         if looks_like_token or (SECRET_KEY.search(key.rsplit(".", 1)[-1]) and value):
             errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value; secrets are never "
                                       "stored in configs, scripts or logs", "the variable's name in cluster.env_vars"))
     return errors
+
+
+def _env_errors(c: DictConfig) -> List[ConfigError]:
+    """cluster.env: plain variables by value, which end up in batch scripts; never a secret, never one of ours."""
+    errors = []
+    for name, value in c.env.items():
+        key = f"cluster.env.{name}"
+        if not ENV_NAME.match(name):
+            errors.append(ConfigError(key, name, "not an environment variable name",
+                                      "letters, digits and _, not starting with a digit"))
+        elif name in c.env_vars:
+            errors.append(ConfigError(key, "<redacted>", f"{name} is a secret of cluster.env_vars, which passes by "
+                                      "name only; a value here would be written into batch scripts",
+                                      f"{name} in cluster.env_vars only"))
+        elif name in LAUNCHER_ENV or name.startswith(LAUNCHER_ENV_PREFIXES):
+            errors.append(ConfigError(key, value, "the launcher sets this variable in every stage job itself",
+                                      f"any name but {', '.join(LAUNCHER_ENV)} and {'*, '.join(LAUNCHER_ENV_PREFIXES)}*"))
+        elif any(p.search(str(value)) for p in TOKEN_PATTERNS) or (ENV_SECRET_NAME.search(name) and value):
+            errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value; cluster.env is "
+                                      "written into batch scripts", f"{name} in cluster.env_vars (passed by name, "
+                                      "its value read from your shell)"))
+    return errors
+
+
+# The code sandbox runs model-written code (jobs.sandbox_guard): on loopback only, limited in time and memory.
+SANDBOX_HOSTS = "127.0.0.1 (or another 127.x.y.z), localhost"
+SANDBOX_MAX_TIMEOUT_S = 600  # a tool call holds its generation; longer work is no tool call
+# A session's process needs ~0.4 GiB of address space once IPython, numpy, scipy and sympy are imported.
+SANDBOX_MEMORY_MB = (1024, 65536)
+SANDBOX_OWN_ENV = ("PYTHONPATH", "NEMO_SKILLS_SANDBOX_MEM_LIMIT")  # set by the launcher and the guard
+MOUNT = re.compile(r"^(/[^:,]*):(/[^:,]*)(?::([a-z+]+))?$")
+
+
+def _sandbox_errors(cfg: DictConfig) -> List[ConfigError]:
+    sb, c = cfg.serving.sandbox, cfg.cluster
+    errors = []
+    host = str(sb.host)
+    try:
+        address = None if host == "localhost" else ipaddress.ip_address(host)
+    except ValueError:
+        address = False
+    if address is not None and (not address or not address.is_loopback or address.version != 4):
+        why = ("an IPv6 address: the job's port search and URLs are IPv4" if address and address.is_loopback else
+               "the sandbox runs model-written code: it listens on a loopback address only, never on one that "
+               "other machines reach")
+        errors.append(ConfigError("serving.sandbox.host", host, why, SANDBOX_HOSTS))
+    if not 0 < sb.timeout_s <= SANDBOX_MAX_TIMEOUT_S:
+        errors.append(ConfigError("serving.sandbox.timeout_s", sb.timeout_s, "the wall-time cap of one tool call, "
+                                  "enforced by the sandbox (a cell past it is killed)",
+                                  f"0 < timeout_s <= {SANDBOX_MAX_TIMEOUT_S} (seconds)"))
+    low, high = SANDBOX_MEMORY_MB
+    if not low <= sb.memory_limit_mb <= high:
+        errors.append(ConfigError("serving.sandbox.memory_limit_mb", sb.memory_limit_mb, "the address space of each "
+                                  f"sandbox session's process; below {low} MiB importing IPython, numpy, scipy and "
+                                  "sympy may already fail", f"{low}..{high} (MiB)"))
+    for name, value in sb.env.items():
+        key = f"serving.sandbox.env.{name}"
+        if not ENV_NAME.match(name):
+            errors.append(ConfigError(key, name, "not an environment variable name",
+                                      "letters, digits and _, not starting with a digit"))
+        elif name in SANDBOX_OWN_ENV:
+            errors.append(ConfigError(key, value, "set for the sandbox by the launcher itself (the code snapshot; "
+                                      "the memory limit is serving.sandbox.memory_limit_mb)",
+                                      f"any name but {', '.join(SANDBOX_OWN_ENV)}"))
+        elif name in c.env_vars or any(p.search(str(value)) for p in TOKEN_PATTERNS) or (
+                ENV_SECRET_NAME.search(name) and value):
+            errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value: the sandbox runs "
+                                      "model-written code and gets no secrets", "plain, non-secret variables"))
+    for i, mount in enumerate(sb.mounts):
+        key, match = f"serving.sandbox.mounts[{i}]", MOUNT.match(str(mount))
+        if c.container_runtime == "none":
+            errors.append(ConfigError(key, mount, "the sandbox has no container to mount into "
+                                      "(cluster.container_runtime=none)", "no mounts, or cluster.container_runtime=pyxis"))
+        elif not match:
+            errors.append(ConfigError(key, mount, "not a mount", "SRC:DST or SRC:DST:FLAGS (ro), absolute paths"))
+        elif posixpath.normpath(c.storage_root).startswith(posixpath.join(posixpath.normpath(match[1]), "")) or (
+                posixpath.normpath(match[1]) == posixpath.normpath(c.storage_root)):
+            errors.append(ConfigError(key, mount, "holds the storage root (cluster.storage_root): the sandbox runs "
+                                      "model-written code and sees no artifacts, logs or other launches' code",
+                                      "a directory outside the storage root"))
+    return errors
+
+def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]]:
+    """The drafter quality gate taken at launch on a drafter already trained and published (`complete`: the
+    names of the plan's complete stages): (errors, warnings). A drafter below drafter.min_top1 with
+    drafter.on_low_quality=fail fails the launch before anything is submitted; with warn it is said. Changing
+    the gate never retrains: its keys are in no fingerprint (the convert_drafter job takes the same decision
+    when the drafter is trained by this launch)."""
+    import json
+
+    from jobs.drafter_metrics import (describe, gate_decision, gate_problem, gate_remedy, gate_settings,
+                                      passing_min_top1)
+
+    errors: List[ConfigError] = []
+    warnings: List[str] = []
+    for stage in plan.stages.values():
+        train = next((s for s in stage.inputs if s.kind == "train_drafter"), None)
+        if stage.kind != "convert_drafter" or train is None or train.name not in complete:
+            continue
+        try:
+            manifest = json.loads(open(os.path.join(train.artifact, "manifest.json")).read())
+        except (OSError, ValueError):
+            continue  # not readable: the artifact check rebuilds it, and the convert_drafter job decides
+        decision = gate_decision(manifest, gate_settings(stage.cfg.drafter))
+        where = f"the drafter trained by {train.name} ({train.artifact})"
+        if decision["passed"]:
+            continue
+        if decision["on_low_quality"] == "fail":
+            floor = "" if decision["value"] is None else f"<= {passing_min_top1(decision)} for this drafter, or "
+            errors.append(ConfigError("drafter.min_top1", decision["min_top1"],
+                                      f"{where} is below the quality gate (drafter.on_low_quality=fail): "
+                                      f"{gate_problem(decision)}; {gate_remedy(decision)}",
+                                      f"{floor}drafter.on_low_quality=warn"))
+        else:
+            warnings.append(f"{where} is below the quality gate (drafter.on_low_quality=warn): "
+                            + (describe(decision) if decision["value"] is not None else "no measurement")
+                            + f" < drafter.min_top1={decision['min_top1']}; it is used anyway")
+    return errors, warnings
 
 
 def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> List[ConfigError]:
@@ -134,7 +287,7 @@ def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> L
 
 def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), submitting: bool = False) -> None:
     """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting)."""
-    errors = _secret_errors(cfg) + (environment_errors(cfg, needed_containers) if submitting else [])
+    errors = _secret_errors(cfg) + _env_errors(cfg.cluster) + (environment_errors(cfg, needed_containers) if submitting else [])
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -198,6 +351,9 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
             errors.append(ConfigError("drafter.num_beams", d.num_beams, "must be positive", ">= 1"))
         if not 0 <= d.min_top1 <= 1:
             errors.append(ConfigError("drafter.min_top1", d.min_top1, "is an accuracy", "0..1"))
+        for key in ("gate_window", "save_total_limit"):
+            if d[key] < 1:
+                errors.append(ConfigError(f"drafter.{key}", d[key], "must be positive", ">= 1"))
         if d.engine_gemm_plugin == "fp8" and q.qformat != "fp8":
             errors.append(ConfigError("drafter.engine_gemm_plugin", "fp8", f"needs an FP8 checkpoint, "
                                       f"quantization.qformat is {q.qformat}", "auto, or leave unset"))
@@ -209,6 +365,7 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
                                   f"(benchmark.num_generations={b.num_generations})", f"1..{b.num_generations}"))
     if b.max_code_executions < 0:
         errors.append(ConfigError("benchmark.max_code_executions", b.max_code_executions, "negative", ">= 0"))
+    errors += _request_length_errors(m, d, b)
     if not os.path.isfile(b.problems_file):
         errors.append(ConfigError("benchmark.problems_file", b.problems_file, "no such file", "a JSONL file of problems"))
 
@@ -221,6 +378,8 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
         errors.append(ConfigError("serving.sandbox.port", s.sandbox.port, "the LLM server and the sandbox cannot "
                                   "start from the same port", f"any other than serving.port={s.port}"))
 
+    errors += _sandbox_errors(cfg)
+    errors += _time_limit_errors(c)
     if c.executor == "slurm" and not posixpath.isabs(c.storage_root):
         errors.append(ConfigError("cluster.storage_root", c.storage_root, "a Slurm cluster's storage must be an "
                                   "absolute path on a filesystem every node mounts", "an absolute path"))
@@ -235,6 +394,33 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
                                           ".sqsh name as a registry image", "an absolute .sqsh path"))
     if errors:
         raise InvalidConfig(errors)
+
+
+def served_max_seq_len(m: DictConfig, d: DictConfig) -> Tuple[str, int]:
+    """What bounds a request to the served engine: (its config, the engine's build_config.max_seq_len).
+    trtllm-build adds the draft length to max_seq_len when the engine drafts (TensorRT-LLM builder.py build():
+    max_draft_len = redrafter_num_beams x redrafter_draft_len_per_beam)."""
+    if not d.enabled:
+        return f"model.max_seq_len={m.max_seq_len}", m.max_seq_len
+    draft = d.num_beams * d.draft_len_per_beam
+    return (f"drafter.engine_max_seq_len={d.engine_max_seq_len} + {draft} draft tokens (drafter.num_beams x "
+            f"drafter.draft_len_per_beam, which trtllm-build adds)", d.engine_max_seq_len + draft)
+
+
+def _request_length_errors(m: DictConfig, d: DictConfig, b: DictConfig) -> List[ConfigError]:
+    """TensorRT-LLM (TRT backend) refuses a request whose prompt tokens + max_tokens exceed the engine's
+    max_seq_len (llmapi/llm.py _check_arguments). The client cuts each request's max_tokens to the room its prompt
+    leaves; a max_new_tokens that leaves no room for a prompt cannot be what was meant."""
+    source, limit = served_max_seq_len(m, d)
+    if 1 <= b.max_new_tokens < limit:
+        return []
+    problem = "must be positive" if b.max_new_tokens < 1 else (
+        "leaves no room for a prompt: the served engine refuses a request whose prompt tokens + max_tokens exceed "
+        f"its max_seq_len, {source}" + (f" = {limit}" if d.enabled else ""))
+    seq_key = "drafter.engine_max_seq_len" if d.enabled else "model.max_seq_len"
+    return [ConfigError("benchmark.max_new_tokens", b.max_new_tokens, problem,
+                        f"1..{limit - 1} (the client cuts each request to the room its prompt leaves), or a larger "
+                        f"{seq_key}")]
 
 
 def _length_errors(input_key: str, max_input_len: int, seq_key: str, max_seq_len: int) -> List[ConfigError]:

@@ -318,3 +318,36 @@ def test_drafter_training_signalled_at_its_time_limit_is_requeued_and_resumes(sl
     assert rows[0]["State"] == "COMPLETED", rows
     manifest = json.loads(Path(state(tmp_path)["stages"]["train_drafter"]["artifact"], "manifest.json").read_text())
     assert manifest["restart_count"] >= 1 and manifest["resumed_from_checkpoint"]
+
+
+def _wait_for_text(path: Path, text: str, count: int, timeout=120):
+    """Until `text` is in the file `count` times (a log appended to by every attempt of a job)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text(errors="replace").count(text) >= count:
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{text!r} never appeared {count} times in {path}")
+
+
+def test_a_stage_that_cannot_resume_signalled_again_and_again_fails_saying_why(slurm_cluster, tmp_path):
+    """What a time limit under the USR2 lead did: Slurm signalled the stage at once, submitit's checkpoint
+    requeued it, and so on until submitit gave up ("timed-out too many times") minutes later. A stage that starts
+    afresh (build_engine) is requeued twice, then ends FAILED naming the time limit to raise. (The signal is sent
+    with scancel, as Slurm sends it before the limit: a real limit would make the test wait minutes.)"""
+    launcher(tmp_path, "+experiment=bf16", env={"STANDIN_SLEEP_S": "trtllm-build=60"})
+    record = state(tmp_path, "bf16")["stages"]["build_engine"]
+    build, log = str(record["job_id"]), Path(record["log"])
+    for attempt in range(1, 4):
+        _wait_for_text(log, "[STAND-IN] trtllm-build: sleeping", attempt)  # submitit's handler is in place
+        subprocess.run(["scancel", "--signal=USR2", build], check=True)
+        if attempt < 3:
+            _wait_for(build, "PENDING", timeout=60)  # requeued by submitit
+            time.sleep(1.5)
+            subprocess.run(["scontrol", "update", f"JobId={build}", "StartTime=now"], check=True)
+    rows = slurm_cluster.wait_all_done([build], timeout=120)
+    assert rows[0]["State"] == "FAILED", rows
+    status = launcher(tmp_path, "status").stdout
+    assert ("jobs.services.StageFailed: build_engine was signalled by Slurm 3 times (its time limit, or a preemption) "
+            "and a build_engine stage starts afresh at every requeue: not requeued again. The time limit is too short "
+            "for the stage if it ran out of time: raise cluster.time_limits.build_engine (now 90 min)") in status, status

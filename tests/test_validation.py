@@ -43,6 +43,28 @@ CASES = [
     (("+experiment=fp8", "serving.port=80"), "serving.port", "1024..64435"),
     (("+experiment=fp8", "serving.sandbox.port=65000"), "serving.sandbox.port", "1024..64435"),
     (("+experiment=fp8", "serving.sandbox.port=5000"), "serving.sandbox.port", "other than serving.port=5000"),
+    # The engine refuses prompt tokens + max_tokens > its max_seq_len: the default 20000 new tokens fit neither.
+    (("model=llama2_7b_chat", "+experiment=bf16"), "benchmark.max_new_tokens", "model.max_seq_len=2560"),
+    (("model=nemotron_nas_51b", "cluster.gpus_per_node=8", "+experiment=bf16"), "benchmark.max_new_tokens",
+     "1..16383"),
+    (("+experiment=fp8_redrafter", "drafter.engine_max_seq_len=19997", "drafter.engine_max_input_len=1000"),
+     "benchmark.max_new_tokens", "+ 3 draft tokens"),
+    (("+experiment=fp8", "benchmark.max_new_tokens=0"), "benchmark.max_new_tokens", "positive"),
+    # Rendered as --time=-1-23:55:00 before; then, a limit under the USR2 warning's lead requeued the stage at once.
+    (("+experiment=fp8_redrafter", "+cluster.time_limits.train_drafter=-5"), "cluster.time_limits.train_drafter",
+     "must be positive (allowed: >= 5 (minutes))"),
+    (("+experiment=fp8", "+cluster.time_limits.quantize=1"), "cluster.time_limits.quantize",
+     "Slurm warns a stage 30 s before its limit, up to 60 s earlier still"),
+    (("+experiment=fp8", "+cluster.time_limits.benchmark=4"), "cluster.time_limits.benchmark", ">= 5 (minutes)"),
+    # cluster.env: plain variables by value, written into batch scripts.
+    (("+experiment=fp8", "+cluster.env.MY-VAR=1"), "cluster.env.MY-VAR", "not an environment variable name"),
+    (("+experiment=fp8", "+cluster.env.PYTHONPATH=/opt/mine"), "cluster.env.PYTHONPATH", "sets this variable"),
+    (("+experiment=fp8", "+cluster.env.LAUNCHER_SANDBOX_PORT=7000"), "cluster.env.LAUNCHER_SANDBOX_PORT",
+     "LAUNCHER_*"),
+    (("+experiment=fp8", "+cluster.env.WANDB_MODE=online"), "cluster.env.WANDB_MODE", "sets this variable"),
+    (("+experiment=fp8", "+cluster.env.HF_TOKEN=x"), "cluster.env.HF_TOKEN", "cluster.env_vars, which passes by name"),
+    (("+experiment=fp8", f"+cluster.env.HUB_AUTH={FAKE_HF_TOKEN}"), "cluster.env.HUB_AUTH", "looks like a secret"),
+    (("+experiment=fp8", "+cluster.env.NGC_API_KEY=abc"), "cluster.env.NGC_API_KEY", "NGC_API_KEY in cluster.env_vars"),
 ]
 
 
@@ -53,6 +75,12 @@ def test_bad_config_is_rejected_naming_the_key(overrides, key, words):
     matching = [e for e in raised.value.errors if e.key == key]
     assert matching, f"no error names {key}: {raised.value}"
     assert any(words in str(e) for e in matching), str(raised.value)
+
+
+def test_max_new_tokens_may_use_the_draft_tokens_trtllm_build_adds_to_max_seq_len():
+    """trtllm-build makes a ReDrafter engine's max_seq_len engine_max_seq_len + num_beams x draft_len_per_beam."""
+    plan_for("+experiment=fp8_redrafter", "drafter.engine_max_seq_len=19998", "drafter.engine_max_input_len=1000")
+    plan_for("model=llama2_7b_chat", "+experiment=bf16", "benchmark.max_new_tokens=2559")
 
 
 def _submitting(tmp_path, *overrides):
@@ -135,6 +163,15 @@ def test_campaign_errors_name_the_experiment():
         plan_for("+experiment=aimo2_campaign", "cluster.gpu_type=a100")
     keys = {e.key for e in raised.value.errors}
     assert "[fp8] quantization.qformat" in keys and not any(k.startswith("[bf16]") for k in keys)
+
+
+def test_plain_container_variables_pass_and_secret_ones_are_redacted():
+    plan_for("+experiment=fp8", "+cluster.env.TOKENIZERS_PARALLELISM='false'", "+cluster.env.NCCL_DEBUG=WARN",
+             "+cluster.env.MAX_TOKENS=4096")  # "token" inside a word is no secret
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("+experiment=fp8", f"+cluster.env.HUB_AUTH={FAKE_HF_TOKEN}", "+cluster.env.DB_PASSWORD=hunter2")
+    assert [e.key for e in raised.value.errors] == ["cluster.env.HUB_AUTH", "cluster.env.DB_PASSWORD"]
+    assert FAKE_HF_TOKEN not in str(raised.value) and "hunter2" not in str(raised.value)
 
 
 def test_a_commit_hash_revision_is_not_a_secret():

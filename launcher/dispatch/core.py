@@ -1,8 +1,9 @@
 """Submit a plan: skip complete artifacts, depend on jobs already producing one, submit the rest.
 
 The decision runs under a lock on the storage, so two launches started together never both submit the
-same artifact. If a submission fails midway, what this launch submitted is cancelled: no half-submitted
-pipeline is left behind.
+same artifact. An artifact is complete only when it is whole (jobs.artifacts); a damaged one is moved aside,
+never deleted, and rebuilt. If a submission fails midway, what this launch submitted is cancelled: no
+half-submitted pipeline is left behind.
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from launcher.dispatch import local, slurm
-from launcher.dispatch.storage import (claim_path, latest_pointer, read_claim, snapshot_code, storage_lock,
-                                       write_claim, write_json)
+from launcher.dispatch.storage import (claim_path, damaged_artifacts, latest_pointer, move_aside, read_claim,
+                                       snapshot_code, storage_lock, write_claim, write_json)
 from launcher.plan import Plan
-from launcher.preview import is_complete, print_requests
+from launcher.preview import exit_invalid, is_complete, print_requests
 from launcher.scripts import ExperimentDir, write_stage_files
+from launcher.validation import InvalidConfig, published_drafter_gate
 
 PARALLEL_SUBMISSIONS = 8
 
@@ -57,7 +59,19 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 Path(path).write_text(content)
         claims = {name: read_claim(stage) for name, stage in plan.stages.items()}
+        moved = {}  # stage: where its damaged artifact now is; the stage is then rebuilt like a missing one
+        for name, problem in damaged_artifacts(plan).items():
+            moved[name] = str(move_aside(plan.stages[name].artifact))
+            console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
+                          f"{escape(problem)}; moved aside to {escape(moved[name])} (kept, not deleted); "
+                          "rebuilding it[/yellow]", highlight=False, soft_wrap=True)
         complete = {name for name, stage in plan.stages.items() if is_complete(stage.artifact)}
+        # The drafter quality gate on a drafter already published: fail before submitting anything.
+        gate_errors, gate_warnings = published_drafter_gate(plan, complete)
+        for warning in gate_warnings:
+            console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False)
+        if gate_errors:
+            exit_invalid(InvalidConfig(gate_errors), console)
         live = _live_claims(plan, {n: c for n, c in claims.items() if n not in complete}, executor)
         records: Dict[str, dict] = {}
         for name, stage in plan.stages.items():
@@ -69,6 +83,8 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                 record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
             else:
                 record.update(action="submitted", job_id=None, log=None)
+            if name in moved:
+                record["damaged_moved_to"] = moved[name]
         to_submit = [name for name, record in records.items() if record["action"] == "submitted"]
 
         def dependency_ids(name: str) -> List[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from launcher.dispatch.storage import write_json
 from launcher.plan import Plan, Stage
-from launcher.scripts import ExperimentDir, job_argv, stage_env
+from launcher.scripts import ATTEMPT_START, ExperimentDir, job_argv, stage_env
 
 
 class LocalBackend:
@@ -49,6 +50,9 @@ class LocalBackend:
                 log = self.exp.log(stage.name)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with open(log, "ab") as out:
+                    # As a batch script does: `status` reads a failure's cause from the last attempt on.
+                    out.write(f"{ATTEMPT_START} {job_id} on {socket.gethostname()}\n".encode())
+                    out.flush()
                     code = subprocess.run(job_argv(stage.cfg, self.exp.spec(stage.name)), stdout=out,
                                           stderr=subprocess.STDOUT, env=env, cwd=self.code_dir).returncode
                 outcome[job_id] = "COMPLETED" if code == 0 else "FAILED"

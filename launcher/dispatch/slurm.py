@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from launcher.plan import Plan, Stage
-from launcher.scripts import ExperimentDir, accounting_argv, job_name, partition, pyxis_flags, setup_lines
+from launcher.scripts import (ExperimentDir, accounting_argv, job_name, partition, pyxis_flags, python_command,
+                              setup_lines, stage_image)
+from launcher.validation import signal_lead_s
 
+SUBMITIT_ENV = ("SUBMITIT_EXECUTOR",)
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
 
@@ -30,12 +34,20 @@ def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], cod
     params = dict(
         job_name=job_name(plan.experiment, stage), partition=partition(stage), qos=cfg.cluster.qos,
         nodes=r.nodes, ntasks_per_node=1, cpus_per_task=r.cpus_per_task, mem=f"{r.mem_gb}G", time=r.time_min,
-        signal_delay_s=90, stderr_to_stdout=True, setup=setup_lines(plan, stage, code_dir, accounting_ids),
-        srun_args=pyxis_flags(cfg, plan, stage.containers[0], code_dir), additional_parameters=extra,
+        signal_delay_s=signal_lead_s(r.time_min), stderr_to_stdout=True,
+        setup=setup_lines(plan, stage, code_dir, accounting_ids),
+        # submitit's script exports SUBMITIT_EXECUTOR, which tells the job it runs under Slurm (requeue, checkpoint).
+        srun_args=pyxis_flags(plan, stage, code_dir, extra_env=SUBMITIT_ENV), additional_parameters=extra,
     )
     if r.gpus_per_node:
         params["gpus_per_node"] = r.gpus_per_node
     return {k: v for k, v in params.items() if v is not None}
+
+
+def submitit_python(stage: Stage) -> str:
+    """submitit runs `<this> -u -m submitit.core._submit <folder>` (a shell command): cluster.python, checked
+    first to be in the image."""
+    return shlex.join(python_command(stage.cfg, stage_image(stage)))
 
 
 class SlurmBackend:
@@ -61,7 +73,7 @@ class SlurmBackend:
         from jobs.run_stage import StageJob
 
         first = stages[0]
-        executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=first.cfg.cluster.python)
+        executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=submitit_python(first))
         params = submitit_parameters(self.plan, first, dependency_ids, self.code_dir, accounting_ids)
         if len(stages) > 1:
             params.update(job_name=job_name(self.plan.experiment, first).rsplit("[", 1)[0]

@@ -10,9 +10,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional
 
-from launcher.plan import Stage
+from jobs import artifacts
+from launcher.plan import COMPLETE_MARKER, Plan, Stage
 from launcher.schema import CONF_DIR
 
 CODE_PACKAGES = ("launcher", "jobs", "conf")
@@ -65,6 +66,30 @@ def snapshot_code(storage_root: str) -> Path:
         os.rename(staging, target)
     except OSError:  # another launch published the same snapshot first
         shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def damaged_artifacts(plan: Plan) -> Dict[str, str]:
+    """{stage: what is wrong} for each published artifact of the plan that is not whole (jobs.artifacts): a
+    launch would otherwise skip it as complete and every consumer would fail on it at every rerun."""
+    damaged = {}
+    for name, stage in plan.stages.items():
+        if os.path.isfile(os.path.join(stage.artifact, COMPLETE_MARKER)):
+            problem = artifacts.problem(stage.artifact, stage.kind, stage.fingerprint)
+            if problem:
+                damaged[name] = problem
+    return damaged
+
+
+def move_aside(artifact: str) -> Path:
+    """Rename a damaged artifact to `<artifact>.damaged-<time>`, out of the plan's way but never deleted:
+    what is left of it (a 100 GB download, an engine) may be the user's to inspect or salvage. Only under
+    the storage lock, so that no other launch decides on the artifact meanwhile."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = Path(f"{artifact}.damaged-{stamp}"), 1
+    while target.exists():  # two in one second
+        target, n = Path(f"{artifact}.damaged-{stamp}-{n}"), n + 1
+    os.rename(artifact, target)
     return target
 
 

@@ -51,3 +51,34 @@ def test_a_local_failure_cancels_what_depends_on_it(tmp_path):
     status = subprocess.run([sys.executable, "-m", "launcher", "status", f"cluster.storage_root={tmp_path}"],
                             capture_output=True, text=True, timeout=120).stdout
     assert "build_engine FAILED" in status and "simulated failure" in status
+
+
+def test_a_damaged_artifact_is_moved_aside_and_rebuilt(tmp_path):
+    """A published artifact truncated on the storage: a dry run reports it and leaves it; a launch moves it aside
+    (kept, for the user) and rebuilds it, where it used to call it complete and submit nothing."""
+    from jobs import artifacts
+
+    assert run_local(tmp_path).returncode == 0
+    state_file = tmp_path / "experiments" / "fp8" / "state.json"
+    quantize = Path(json.loads(state_file.read_text())["stages"]["quantize"]["artifact"])
+    shard = sorted(quantize.glob("*.safetensors"))[0]
+    size = shard.stat().st_size
+    with open(shard, "r+b") as handle:
+        handle.truncate(size // 2)
+    problem = f"{shard.name} is {size // 2} bytes, manifest.json says {size}"
+
+    dry = run_local(tmp_path, "launcher.dry_run=true")
+    assert f"quantize: artifact {quantize} is damaged: {problem}; a launch moves it aside and rebuilds it" in dry.stdout
+    assert "damaged: to rebuild" in dry.stdout  # the plan's table too
+    assert sorted(p.name for p in quantize.parent.iterdir()) == [quantize.name, quantize.name + ".job"]
+
+    again = run_local(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    aside = [p for p in quantize.parent.iterdir() if p.name.startswith(quantize.name + ".damaged-")]
+    assert len(aside) == 1 and (aside[0] / shard.name).stat().st_size == size // 2  # kept as it was found
+    assert f"quantize: artifact {quantize} is damaged: {problem}; moved aside to {aside[0]}" in again.stdout
+    records = json.loads(state_file.read_text())["stages"]
+    assert records["quantize"]["action"] == "submitted" and records["quantize"]["damaged_moved_to"] == str(aside[0])
+    assert {r["action"] for n, r in records.items() if n != "quantize"} == {"complete"}
+    assert [line for line in again.stdout.splitlines() if line.endswith(": COMPLETED")] == ["quantize: COMPLETED"]
+    assert artifacts.problem(quantize) is None and shard.stat().st_size == size

@@ -5,7 +5,7 @@ import shlex
 import pytest
 from submitit.slurm.slurm import _make_sbatch_string
 
-from launcher.dispatch.slurm import SlurmBackend, job_states, submitit_parameters
+from launcher.dispatch.slurm import SlurmBackend, job_states, submitit_parameters, submitit_python
 from launcher.dispatch.storage import code_snapshot_dir
 from launcher.plan import build_plan
 from launcher.scripts import ExperimentDir
@@ -42,7 +42,8 @@ def test_every_stage_script(plan, name):
         assert "dependency" not in sbatch
     srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
     assert f"--container-image={NGC_IMAGE}" in srun  # survives shell quoting with its `#`
-    assert "--no-container-mount-home" in srun and "--container-env=HF_TOKEN,WANDB_API_KEY" in srun
+    container_env = next(a for a in srun if a.startswith("--container-env=")).split("=", 1)[1].split(",")
+    assert "--no-container-mount-home" in srun and {"HF_TOKEN", "WANDB_API_KEY"} <= set(container_env)
     assert any(a.startswith("--container-mounts=" + plan.storage_root + ":" + plan.storage_root) for a in srun)
     assert any(a.startswith("--container-workdir=" + plan.storage_root + "/code/") for a in srun)
     assert "export WANDB_RUN_GROUP=fp8_redrafter" in script
@@ -54,7 +55,7 @@ def test_report_waits_for_any_benchmark_outcome(plan):
 
 def test_benchmark_starts_the_sandbox_step_without_secrets(plan):
     script = sbatch_for(plan, "benchmark")
-    sandbox = next(line for line in script.splitlines() if line.startswith("(set +e; srun --overlap"))
+    sandbox = next(line for line in script.splitlines() if line.startswith("  srun --overlap"))
     assert "nemo-skills-sandbox.sqsh" in sandbox and "--container-env" not in sandbox
     assert sandbox.endswith(" &") and "env -u HF_TOKEN -u WANDB_API_KEY" in sandbox
     assert script.index("srun --overlap") < script.index("srun --unbuffered")
@@ -96,3 +97,46 @@ def test_the_report_goes_alone(plan):
     backend = SlurmBackend(plan, ExperimentDir(plan.storage_root, plan.experiment),
                            code_snapshot_dir(plan.storage_root))
     assert backend.batch_key(plan.stages["report"], ["1"]) == "report"
+
+
+@pytest.mark.parametrize("minutes, lead_s", [(5, 30), (10, 60), (15, 90), (720, 90)])
+def test_the_time_limit_warning_scales_with_a_short_limit(tmp_path, minutes, lead_s):
+    """USR2 (submitit's checkpoint and requeue) comes 90 s before the limit, a tenth of a short limit (never under
+    30 s): at 90 s a short stage was warned, and requeued, almost at once. The dry run's script says the same."""
+    from launcher.scripts import render_script
+    from tests.helpers import plan_for
+
+    plan = plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}",
+                    f"+cluster.time_limits.quantize={minutes}")
+    assert f"#SBATCH --signal=USR2@{lead_s}\n" in sbatch_for(plan, "quantize")
+    script = render_script(plan, plan.stages["quantize"], ExperimentDir(plan.storage_root, plan.experiment), None,
+                           code_snapshot_dir(plan.storage_root))
+    assert f"#SBATCH --signal=USR2@{lead_s}\n" in script
+
+
+def sbatch_for_real_command(plan, name):
+    """The script submitit writes, with the command SlurmBackend gives it (cluster.python checked first)."""
+    stage = plan.stages[name]
+    params = submitit_parameters(plan, stage, ["11"], code_snapshot_dir(plan.storage_root))
+    return _make_sbatch_string(command=f"{submitit_python(stage)} -u -m submitit.core._submit /f", folder="/f/%j",
+                               **params)
+
+
+def test_submitits_script_names_every_variable_it_exports_in_container_env(plan):
+    """pyxis gives the image's own ENV precedence over any variable not named in --container-env (seen under
+    pyxis 0.24): every export of the script submitit writes, its own SUBMITIT_EXECUTOR too, is named."""
+    for name in plan.stages:
+        script = sbatch_for_real_command(plan, name)
+        exported = set(re.findall(r"^\s*export (\w+)=", script, re.M))
+        assert {"PYTHONPATH", "SUBMITIT_EXECUTOR"} <= exported
+        srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
+        named = next(a for a in srun if a.startswith("--container-env=")).split("=", 1)[1].split(",")
+        assert exported | {"HF_TOKEN", "WANDB_API_KEY"} <= set(named), (name, exported - set(named))
+
+
+def test_submitits_job_checks_cluster_python_in_the_image_first(plan):
+    script = sbatch_for_real_command(plan, "quantize")
+    srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
+    inner = srun[next(i for i, w in enumerate(srun) if w == "sh"):]
+    assert inner[:2] == ["sh", "-c"] and inner[3:] == ["python", "-u", "-m", "submitit.core._submit", "/f"]
+    assert f"cluster.python=python is not in the container image {NGC_IMAGE}" in inner[2]

@@ -70,6 +70,17 @@ def by_seed(results):
     return {r["seed"]: r for r in results["records"]}
 
 
+def write_engine(path: Path, max_seq_len: int, tp: int = 1) -> Path:
+    """A stand-in TensorRT-LLM engine dir: config.json (pretrained_config mapping, build_config) and rank files."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({
+        "version": "1.1.0rc0", "pretrained_config": {"mapping": {"tp_size": tp, "pp_size": 1}},
+        "build_config": {"max_seq_len": max_seq_len, "max_input_len": max_seq_len}}))
+    for rank in range(tp):
+        (path / f"rank{rank}.engine").write_text("stand-in engine")
+    return path
+
+
 # --------------------------------------------------------------------------------------------------
 # Streaming and the protocol
 # --------------------------------------------------------------------------------------------------
@@ -245,21 +256,26 @@ def test_unreachable_server_and_cli_writes_results(tokenizer_dir, tmp_path, caps
     rc = bc.main(["--server-url", f"http://127.0.0.1:{free_port()}", "--sandbox-url", "http://127.0.0.1:1",
                   "--model", "tiny", "--tokenizer", tokenizer_dir, "--problems", str(problems),
                   "--num-generations", "2", "--cancel-after", "1", "--max-code-executions", "0",
-                  "--output", str(out)])
+                  "--max-seq-len", "32000", "--output", str(out)])
     assert rc == 1  # nothing finished
     data = json.loads(out.read_text())
     assert [r["status"] for r in data["records"]] == ["error", "error"]
     assert data["summary"]["num_errors"] == 2 and data["summary"]["majority_vote_accuracy"] == 0.0
 
-    with OpenAIStandinServer({"default": {"text": "so \\boxed{42}", "delay": 0.0}}) as srv:
+    engine = write_engine(tmp_path / "engine", 32000)
+    with OpenAIStandinServer({"default": {"text": "so \\boxed{42}", "delay": 0.0}}, tokenizer=tokenizer_dir,
+                             max_seq_len=32000) as srv:
         rc = bc.main(["--server-url", srv.url, "--sandbox-url", "http://127.0.0.1:1", "--model", "tiny",
                       "--tokenizer", tokenizer_dir, "--problems", str(problems), "--num-generations", "12",
                       "--cancel-after", "10", "--temperature", "0.7", "--max-new-tokens", "20000",
-                      "--max-code-executions", "0", "--sandbox-timeout", "10", "--output", str(out)])
+                      "--max-code-executions", "0", "--sandbox-timeout", "10", "--engine-dir", str(engine),
+                      "--output", str(out)])
+        assert {r["outcome"] for r in srv.snapshot()} <= {"completed", "disconnected"}
     assert rc == 0
     data = json.loads(out.read_text())
     assert set(data) == {"config", "summary", "batches", "records"}
     assert data["config"]["num_generations"] == 12 and data["config"]["tokenizer"] == tokenizer_dir
+    assert data["config"]["max_seq_len"] == 32000 and data["config"]["engine_dir"] == str(engine)
     assert data["summary"]["num_finished"] >= 10 and data["summary"]["majority_vote_accuracy"] == 1.0
     assert data["records"][0]["problem_id"] == "p1" and data["batches"][0]["problem_id"] == "p1"
 
@@ -412,7 +428,9 @@ def test_standin_servers_run_as_modules():
             lines = [ln for ln in r.iter_lines() if ln.startswith("data:")]
         assert lines[-1] == "data: [DONE]"
         chunks = [json.loads(ln[5:]) for ln in lines[:-1]]
-        assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "length"]
+        # trtllm-serve: the third token's text and finish_reason="length" in one chunk, no empty chunk after it
+        assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, "length"]
+        assert chunks[-1]["choices"][0]["text"] != ""
         _wait_http(f"http://127.0.0.1:{sport}/health", procs[1])
         ans = httpx.post(f"http://127.0.0.1:{sport}/execute", headers={"X-Session-ID": "s1"}, trust_env=False,
                          json={"generated_code": "x = 2\nx * 21", "timeout": 5, "language": "ipython",
@@ -423,3 +441,200 @@ def test_standin_servers_run_as_modules():
         for p in procs:
             p.terminate()
             p.wait(10)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sandbox request's traceback_verbosity: a mode IPython's FormattedTB knows
+# --------------------------------------------------------------------------------------------------
+def test_sandbox_request_names_an_ipython_traceback_mode():
+    """The NeMo-Skills sandbox passes traceback_verbosity to IPython's FormattedTB.set_mode, which refuses "plain"."""
+    seen = []
+
+    def sandbox(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"process_status": "completed", "stdout": "1\n", "stderr": ""})
+
+    async def execute():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sandbox)) as client:
+            return await bc.execute_code(client, cfg, "print(1)", "s1")
+
+    cfg = bc.BenchmarkConfig(server_url="http://llm", sandbox_url="http://sandbox", model="m")
+    assert asyncio.run(execute())["status"] == "completed"
+    assert seen[0]["traceback_verbosity"] == "Plain"
+    ultratb = pytest.importorskip("IPython.core.ultratb")
+    ultratb.FormattedTB().set_mode(seen[0]["traceback_verbosity"])  # ValueError: Unrecognized mode ... <plain>
+    assert set(bc.TRACEBACK_VERBOSITIES) <= set(ultratb.FormattedTB().valid_modes)
+
+
+@pytest.mark.parametrize("mode", ["plain", "PLAIN", "Docs", ""])
+def test_a_traceback_verbosity_ipython_does_not_know_is_refused(mode):
+    with pytest.raises(ValueError, match="FormattedTB accepts Plain, Context, Verbose, Minimal"):
+        bc.BenchmarkConfig(server_url="u", sandbox_url="s", model="m", traceback_verbosity=mode)
+    assert bc.BenchmarkConfig(server_url="u", sandbox_url="s", model="m", traceback_verbosity="Minimal")
+
+
+# --------------------------------------------------------------------------------------------------
+# Request length: prompt tokens + max_tokens must fit in the engine's max_seq_len
+# --------------------------------------------------------------------------------------------------
+def test_standin_refuses_a_request_longer_than_the_engine_as_trtllm_serve_does(tokenizer_dir, tokenizer):
+    prompt = expected_prompt()
+    n = bc.prompt_tokens(tokenizer, prompt)
+    with OpenAIStandinServer({"default": {"text": "a b c"}}, tokenizer=tokenizer_dir, max_seq_len=n + 10) as srv:
+        ok = httpx.post(f"{srv.url}/v1/completions", trust_env=False, timeout=10,
+                        json={"model": "m", "prompt": prompt, "max_tokens": 10, "stream": True, "seed": 0})
+        refused = httpx.post(f"{srv.url}/v1/completions", trust_env=False, timeout=10,
+                             json={"model": "m", "prompt": prompt, "max_tokens": 11, "stream": True, "seed": 0})
+        outcomes = [r["outcome"] for r in srv.snapshot()]
+    assert ok.status_code == 200 and ok.text.endswith("data: [DONE]\n\n")
+    # TensorRT-LLM 1.1.0rc0: llmapi/llm.py _check_arguments' ValueError, as serve/openai_server.py's ErrorResponse
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert refused.content == (
+        b'{"object":"error","message":"The sum of prompt length (' + f"{n}.0".encode() + b') and query length (0) '
+        b'max_tokens (11) should not exceed max_seq_len (' + f"{n + 10}".encode() + b')","type":"BadRequestError",'
+        b'"param":null,"code":400}')
+    assert outcomes == ["completed", "rejected"]
+
+
+def test_client_cuts_each_request_to_the_room_its_prompt_leaves(tokenizer_dir, tokenizer):
+    n = bc.prompt_tokens(tokenizer, expected_prompt())
+    script = {"default": {"text": "w " * 100, "delay": 0.0}}
+    with OpenAIStandinServer(script, tokenizer=tokenizer_dir, max_seq_len=n + 7) as srv:
+        cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=None, model="tiny", num_generations=2,
+                                 cancel_after=2, max_new_tokens=20000, max_code_executions=0, max_seq_len=n + 7)
+        res = run(cfg, tokenizer)
+        reqs = srv.snapshot()
+    assert [(r["outcome"], r["prompt_tokens"], r["max_tokens"]) for r in reqs] == [("completed", n, 7)] * 2
+    for rec in res["records"]:
+        assert (rec["status"], rec["finish_reason"], rec["output_tokens"]) == ("finished", "length", 7)
+        assert rec["generation"] == "w " * 7
+
+
+def test_without_the_cut_the_engine_refuses_every_request(tokenizer_dir, tokenizer):
+    """What the client did before it knew the engine's max_seq_len: max_tokens = max_new_tokens, refused."""
+    n = bc.prompt_tokens(tokenizer, expected_prompt())
+    with OpenAIStandinServer({"default": {"text": "w " * 100}}, tokenizer=tokenizer_dir, max_seq_len=n + 7) as srv:
+        cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=None, model="tiny", num_generations=1,
+                                 cancel_after=1, max_new_tokens=20000, max_code_executions=0)
+        res = run(cfg, tokenizer)
+        assert [r["outcome"] for r in srv.snapshot()] == ["rejected"]
+    rec = res["records"][0]
+    assert rec["status"] == "error" and "HTTP 400" in rec["error"]
+    assert (f"The sum of prompt length ({n}.0) and query length (0) max_tokens (20000) should not exceed "
+            f"max_seq_len ({n + 7})") in rec["error"]
+
+
+TOOL_THEN_WORDS = ["<tool_call>\n", "print(('w\\n')*30)\n", "</tool_call>"] + ["x "] * 100
+
+
+@pytest.mark.parametrize("room_after_tool", [5, 0])
+def test_tool_outputs_count_against_the_engine_length(tokenizer_dir, tokenizer, room_after_tool):
+    """Round 2's prompt is the prompt + 3 generated tokens + the tool output (32 tokens): its max_tokens is what
+    that leaves; with no room left the generation ends as `length` without another request."""
+    n = bc.prompt_tokens(tokenizer, expected_prompt())
+    max_seq_len = n + 3 + 32 + room_after_tool
+    with OpenAIStandinServer({"default": {"tokens": TOOL_THEN_WORDS, "delay": 0.0}}, tokenizer=tokenizer_dir,
+                             max_seq_len=max_seq_len) as srv, SandboxStandinServer() as sb:
+        cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
+                                 cancel_after=1, max_new_tokens=1000, max_code_executions=2, max_seq_len=max_seq_len)
+        res = run(cfg, tokenizer)
+        reqs = srv.snapshot()
+    rec = res["records"][0]
+    tool_output = "\n```output\n" + "w\n" * 30 + "\n```\n"  # print's newline after the cell's
+    assert rec["num_code_executions"] == 1 and tool_output in rec["generation"]
+    assert bc.prompt_tokens(tokenizer, tool_output) == 32
+    assert [r["outcome"] for r in reqs] == ["completed"] * len(reqs)
+    assert [r["max_tokens"] for r in reqs] == [max_seq_len - n] + ([room_after_tool] if room_after_tool else [])
+    assert all(r["prompt_tokens"] + r["max_tokens"] == max_seq_len for r in reqs)
+    assert (rec["status"], rec["finish_reason"], rec["num_requests"]) == ("finished", "length", len(reqs))
+    assert rec["output_tokens"] == 3 + room_after_tool
+    assert rec["generation"].endswith(tool_output + "x " * room_after_tool)
+
+
+def test_max_seq_len_comes_from_the_engine_config(tmp_path, tokenizer_dir):
+    engine = write_engine(tmp_path / "engine", 2560)
+    assert bc.engine_max_seq_len(str(engine)) == 2560
+    assert bc.resolve_max_seq_len(str(engine), None) == 2560
+    assert bc.resolve_max_seq_len(str(engine), 1000) == 1000 and bc.resolve_max_seq_len(str(engine), 4000) == 2560
+    assert bc.resolve_max_seq_len(str(tmp_path / "absent"), 1000) == 1000  # tolerated only when given explicitly
+    with pytest.raises(ValueError, match="--engine-dir"):
+        bc.resolve_max_seq_len(str(tmp_path / "absent"), None)
+    (tmp_path / "no_build").mkdir()
+    (tmp_path / "no_build" / "config.json").write_text(json.dumps({"pretrained_config": {}}))
+    with pytest.raises(ValueError, match="build_config.max_seq_len"):
+        bc.resolve_max_seq_len(str(tmp_path / "no_build"), None)
+    with pytest.raises(SystemExit) as usage:  # neither: a usage error before anything is sent
+        bc.main(["--server-url", "http://127.0.0.1:1", "--model", "m", "--tokenizer", tokenizer_dir,
+                 "--problems", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "out.json")])
+    assert usage.value.code == 2
+
+
+def test_trtllm_serve_standin_reads_max_seq_len_from_the_engine_it_serves(tmp_path, tokenizer_dir, tokenizer):
+    n = bc.prompt_tokens(tokenizer, "p q r")
+    engine = write_engine(tmp_path / "engine", n + 4)
+    port = free_port()
+    serve = [sys.executable, str(REPO / "tests" / "standins" / "bin" / "trtllm-serve"), "serve", str(engine),
+             "--tokenizer", tokenizer_dir, "--backend", "trt", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=60)
+        ask = lambda k: httpx.post(f"http://127.0.0.1:{port}/v1/completions", trust_env=False, timeout=10,  # noqa: E731
+                                   json={"model": str(engine), "prompt": "p q r", "max_tokens": k, "stream": True})
+        assert ask(4).status_code == 200
+        refused = ask(5)
+        assert refused.status_code == 400
+        assert refused.json()["message"].endswith(f"max_tokens (5) should not exceed max_seq_len ({n + 4})")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    (engine / "config.json").write_text(json.dumps({"pretrained_config": {"mapping": {"tp_size": 1, "pp_size": 1}}}))
+    ended = subprocess.run(serve, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 1 and "build_config.max_seq_len" in ended.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The stream's last piece: trtllm-serve sends the last token's text and finish_reason in one chunk
+# --------------------------------------------------------------------------------------------------
+def _stream(url: str, **body) -> list:
+    with httpx.stream("POST", f"{url}/v1/completions", trust_env=False, timeout=10,
+                      json={"model": "m", "prompt": "p", "stream": True, "seed": 0, **body}) as r:
+        lines = [ln for ln in r.iter_lines() if ln]
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(ln[len("data: "):]) for ln in lines[:-1]]
+
+
+def test_standin_stream_ends_as_trtllm_serve_streams_do():
+    script = {"default": {"tokens": ["one ", "two ", "three ", "four"], "delay": 0.0},
+              "seeds": {"1": {"tokens": ["a ", "b</tool_call>", " c"], "delay": 0.0}}}
+    with OpenAIStandinServer(script) as srv:
+        length = _stream(srv.url, max_tokens=3)
+        stop = _stream(srv.url, max_tokens=10, seed=1, stop=["</tool_call>"])
+        eos = _stream(srv.url, max_tokens=10)
+    pieces = lambda chunks: [(c["choices"][0]["text"], c["choices"][0]["finish_reason"],  # noqa: E731
+                              c["choices"][0]["stop_reason"]) for c in chunks]
+    assert pieces(length) == [("one ", None, None), ("two ", None, None), ("three ", "length", None)]
+    assert pieces(stop) == [("a ", None, None), ("b", "stop", "</tool_call>")]
+    # the EOS token ends the stream with an empty piece: it detokenizes to nothing
+    assert pieces(eos) == [("one ", None, None), ("two ", None, None), ("three ", None, None), ("four", None, None),
+                           ("", "stop", None)]
+    # CompletionStreamResponse.model_dump_json(): every field, nulls included
+    assert set(length[-1]) == {"id", "object", "created", "model", "choices", "usage"}
+    assert length[-1]["object"] == "text_completion" and length[-1]["model"] == "m" and length[-1]["usage"] is None
+    assert set(length[-1]["choices"][0]) == {"index", "text", "token_ids", "logprobs", "finish_reason", "stop_reason",
+                                             "avg_decoded_tokens_per_iter"}
+
+
+@pytest.mark.parametrize("tokens,max_new_tokens,text,n_tokens,finish", [
+    (["one ", "two ", "three ", "four ", "five"], 3, "one two three ", 3, "length"),
+    (["a ", "b</tool_call>", " c"], 100, "a b", 2, "stop"),
+])
+def test_the_last_piece_is_counted(tokenizer, tokens, max_new_tokens, text, n_tokens, finish):
+    """The chunk that ends a round carries text ("three ", "b"): it is part of the generation and of its tokens."""
+    with OpenAIStandinServer({"default": {"tokens": tokens, "delay": 0.0}}) as srv:
+        cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=f"http://127.0.0.1:{free_port()}", model="tiny",
+                                 num_generations=1, cancel_after=1, max_new_tokens=max_new_tokens,
+                                 max_code_executions=1)
+        rec = run(cfg, tokenizer)["records"][0]
+        sent = srv.snapshot()[0]["chunks"]
+    assert sent[-1] == (text.split()[-1] + " " * (finish == "length"), finish)  # the stream ended on text
+    assert (rec["status"], rec["finish_reason"], rec["generation"], rec["output_tokens"]) == (
+        "finished", finish, text, n_tokens)

@@ -195,6 +195,31 @@ def test_sigterm_stops_the_job_and_its_tool(tmp_path):
     assert not Path(spec["artifact"]).exists()
 
 
+STOPPED_BY_SLURM = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"  # as a requeue or a time limit ends a tool
+
+
+def test_a_tool_stopped_by_sigterm_is_a_stop_not_a_failure(tmp_path, capsys):
+    """A requeue (or a time limit) sends SIGTERM to the tools too: the log said `StageFailed: torchrun exited
+    with code -15` before the job was run again. It says what happened instead."""
+    from jobs.run_stage import StageJob, StageStopped
+
+    spec = simple_spec(tmp_path, commands={"train": [PY, "-c", STOPPED_BY_SLURM]})
+    with pytest.raises(StageStopped, match=r"stopped by signal 15 \(time limit/preemption/requeue\)$"):
+        StageJob(write_spec(tmp_path / "spec.json", spec))()
+    out = capsys.readouterr().out
+    assert "stopped by signal 15 (time limit/preemption/requeue)" in out
+    assert "FAILED" not in out and "exited with code -15" not in out
+    assert not Path(spec["artifact"]).exists()
+
+
+def test_run_stage_logs_a_tool_stopped_by_sigterm_as_stopped(tmp_path):
+    spec = simple_spec(tmp_path, commands={"train": [PY, "-c", STOPPED_BY_SLURM]})
+    job = subprocess.run([PY, "-m", "jobs.run_stage", write_spec(tmp_path / "spec.json", spec)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert job.returncode == 128 + signal.SIGTERM
+    assert "stopped by signal 15 (time limit/preemption/requeue)" in job.stdout and "FAILED" not in job.stdout
+
+
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie."""
     try:
@@ -233,10 +258,12 @@ def test_train_drafter_records_the_drafter_and_its_metrics(downloads, tmp_path):
     assert result == manifest(artifact)
     assert result["drafter_dir"] == DRAFTER_DIR and result["resumed_from_checkpoint"] is None
     assert (artifact / DRAFTER_DIR / "config.json").is_file() and (artifact / DRAFTER_DIR / "model.safetensors").is_file()
-    assert result["drafter_metrics"]["redrafter2_top1"] == pytest.approx(0.65)
+    # The stand-in's trend ends at 0.65; each logged value is one micro-batch's, +-0.03 around it.
+    assert result["drafter_metrics"]["redrafter2_top1"] == pytest.approx(0.65, abs=0.03)
     assert set(result["drafter_metrics"]) >= {"redrafter0_top1", "redrafter2_top5", "redrafter2_loss"}
-    assert result["drafter_gate_passed"] is True
-    assert "redrafter2_top1" in (artifact / "train.log").read_text()
+    assert result["drafter_gate"]["metric"] == "redrafter2_top1" and "drafter_gate_passed" not in result
+    assert result["train_log"] == "train.attempt-1.log" and result["train_logs"] == ["train.attempt-1.log"]
+    assert "redrafter2_top1" in (artifact / "train.attempt-1.log").read_text()
 
 
 def test_the_drafter_plan_path_is_where_training_writes(downloads):
@@ -247,28 +274,7 @@ def test_the_drafter_plan_path_is_where_training_writes(downloads):
     assert Path(expected).name == DRAFTER_DIR
 
 
-def test_a_weak_drafter_fails_the_gate(downloads, tmp_path, monkeypatch):
-    monkeypatch.setenv("STANDIN_REDRAFTER_TOP1", "0.3")
-    path, artifact = train_spec(downloads, tmp_path)
-    with pytest.raises(StageFailed) as failure:
-        run_stage.run(path)
-    message = str(failure.value)
-    assert "redrafter2_top1=0.3" in message and "drafter.min_top1=0.6" in message
-    assert "on_low_quality=warn" in message
-    assert not artifact.exists()
-
-
-def test_a_weak_drafter_is_published_with_a_warning(downloads, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("STANDIN_REDRAFTER_TOP1", "0.3")
-    from launcher.scripts import stage_spec
-
-    spec = relocated(stage_spec(downloads, downloads.stages["train_drafter"]), tmp_path / "train_drafter" / "fp")
-    spec["drafter"]["on_low_quality"] = "warn"
-    result = run_stage.run(write_spec(tmp_path / "train.json", spec))
-    assert result["drafter_gate_passed"] is False
-    assert result["drafter_metrics"]["redrafter2_top1"] == pytest.approx(0.3)
-    assert manifest(spec["artifact"])["drafter_gate_passed"] is False
-    assert "WARNING drafter quality below the gate: redrafter2_top1=0.3" in capsys.readouterr().out
+# A drafter below the quality gate, the gate window, per-attempt logs: tests/jobs/test_drafter_gate.py
 
 
 def test_training_resumes_from_the_checkpoint_of_an_earlier_attempt(downloads, tmp_path, monkeypatch):
@@ -286,10 +292,11 @@ def test_training_resumes_from_the_checkpoint_of_an_earlier_attempt(downloads, t
 
     monkeypatch.delenv("STANDIN_FAIL")
     result = run_stage.run(path)
-    log = (artifact / "train.log").read_text()
+    log = (artifact / "train.attempt-2.log").read_text()  # each attempt its own log
     assert "Continuing training from checkpoint, will skip to saved global_step 4" in log
+    assert "simulated failure" in (artifact / "train.attempt-1.log").read_text() and "simulated failure" not in log
     assert result["resumed_from_checkpoint"] == "checkpoint-4"
-    assert result["drafter_metrics"]["redrafter2_top1"] == pytest.approx(0.65)
+    assert result["drafter_metrics_last"]["redrafter2_top1"] == pytest.approx(0.65, abs=0.03)
     assert result["drafter_dir"] == DRAFTER_DIR
     # The checkpoints were only for resuming: the published drafter is its config and weights.
     assert sorted(p.name for p in (artifact / DRAFTER_DIR).iterdir()) == ["config.json", "model.safetensors"]
@@ -373,3 +380,93 @@ def test_other_quantizer_failures_are_not_retried(fp8_calibrated, tmp_path, monk
     with pytest.raises(StageFailed, match="simulated failure"):
         run_stage.run(write_spec(tmp_path / "q.json", relocated(spec, tmp_path / "quantized")))
     assert "retrying" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# Damaged artifacts (jobs.artifacts), and the requeue of a stage that cannot resume
+# --------------------------------------------------------------------------------------------------
+def counting_spec(tmp_path: Path, kind: str = "build_engine") -> tuple[dict, Path]:
+    """A stage whose one tool leaves a mark each time it runs."""
+    counter = tmp_path / "runs.txt"
+    return simple_spec(tmp_path, kind, commands={"count": [PY, "-c", f"open({str(counter)!r}, 'a').write('x')"]}), counter
+
+
+def test_a_damaged_input_fails_the_stage_before_any_tool(tmp_path):
+    upstream = simple_spec(tmp_path / "upstream")  # its tool writes out.txt, 4 bytes
+    run_stage.run(write_spec(tmp_path / "upstream.json", upstream))
+    (Path(upstream["artifact"]) / "out.txt").write_text("do")  # truncated on the shared storage
+    spec, counter = counting_spec(tmp_path)
+    spec["inputs"] = {"quantize": upstream["artifact"]}
+    with pytest.raises(StageFailed) as failure:
+        run_stage.run(write_spec(tmp_path / "spec.json", spec))
+    assert str(failure.value) == (f"input quantize is damaged: {upstream['artifact']}: out.txt is 2 bytes, "
+                                  "manifest.json says 4; launch again: the launch moves a damaged artifact aside and "
+                                  "rebuilds it")
+    assert not counter.exists() and not Path(spec["artifact"]).exists()
+
+
+def test_an_input_never_published_fails_the_stage_but_not_the_report(tmp_path):
+    """The report runs after failed benchmarks too (afterany): their missing artifacts are its to show."""
+    spec, counter = counting_spec(tmp_path)
+    spec["inputs"] = {"quantize": str(tmp_path / "artifacts" / "quantize" / "fedcba9876543210")}
+    with pytest.raises(StageFailed, match="input quantize has no published artifact at"):
+        run_stage.run(write_spec(tmp_path / "spec.json", spec))
+    report = {**report_spec(tmp_path, 0), "inputs": {"benchmark": spec["inputs"]["quantize"]}}
+    run_stage.run(write_spec(tmp_path / "report.json", report))
+    assert (Path(report["artifact"]) / "report.md").is_file()
+
+
+def test_a_published_artifact_is_verified_before_the_job_calls_it_complete(tmp_path, capsys):
+    spec, counter = counting_spec(tmp_path)
+    path = write_spec(tmp_path / "spec.json", spec)
+    run_stage.run(path)
+    (Path(spec["artifact"]) / "manifest.json").write_text("")  # emptied
+    with pytest.raises(StageFailed, match=r"is published but damaged: its manifest.json is not valid JSON \(0 bytes\); "
+                                          "launch again: the launch moves it aside and rebuilds it"):
+        run_stage.run(path)
+    assert "already complete" not in capsys.readouterr().out
+    assert counter.read_text() == "x"  # not rebuilt over it: the launch moves it aside, under its lock
+    assert (Path(spec["artifact"]) / "manifest.json").is_file()
+
+
+class SlurmJobEnvironment:
+    """What submitit's signal handler asks of the job's environment: its rank, and the requeue itself."""
+    global_rank = 0
+
+    def __init__(self):
+        self.requeued = False
+
+    def _requeue(self, countdown: int) -> None:
+        self.requeued = True
+
+
+@pytest.mark.parametrize("kind, restart_count, requeued", [
+    ("quantize", 0, True), ("quantize", 1, True), ("quantize", 2, False), ("benchmark", 5, False),
+    ("download_model", 7, True), ("train_drafter", 7, True),
+])
+def test_a_stage_that_cannot_resume_is_requeued_only_a_few_times(tmp_path, monkeypatch, kind, restart_count, requeued):
+    """The decision where submitit makes it: its USR2 handler, which calls StageJob.checkpoint and requeues what
+    it returns. A stage that starts afresh at every requeue would, with a time limit too short for it, requeue
+    until submitit gives up; it fails instead, after MAX_RESTARTS_NOT_RESUMABLE requeues, naming the limit."""
+    from submitit.core import job_environment, utils
+
+    spec = {**simple_spec(tmp_path, kind), "resources": {"time_min": 10}}
+    delayed = utils.DelayedSubmission(run_stage.StageJob(write_spec(tmp_path / "spec.json", spec)))
+    delayed.set_timeout(10, 3)  # as SlurmExecutor does: the time limit, max_num_timeout
+    paths = utils.JobPaths(tmp_path / "submitit", job_id="42")
+    paths.folder.mkdir(parents=True)
+    env = SlurmJobEnvironment()
+    handler = job_environment.SignalHandler(env, paths, delayed)
+    monkeypatch.setattr(handler, "_exit", lambda: None)  # sys.exit after a requeue
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(restart_count))
+    if requeued:
+        handler.checkpoint_and_try_requeue(signal.SIGUSR2)
+        assert env.requeued and paths.submitted_pickle.is_file()
+        return
+    with pytest.raises(StageFailed) as failure:
+        handler.checkpoint_and_try_requeue(signal.SIGUSR2)
+    assert not env.requeued
+    assert str(failure.value) == (
+        f"stage was signalled by Slurm {restart_count + 1} times (its time limit, or a preemption) and a {kind} stage "
+        f"starts afresh at every requeue: not requeued again. The time limit is too short for the stage if it ran "
+        f"out of time: raise cluster.time_limits.{kind} (now 10 min)")

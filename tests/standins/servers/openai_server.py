@@ -1,10 +1,23 @@
 """TEST STAND-IN for ``trtllm-serve``: a scripted OpenAI-compatible streaming completions server.
 
-NOT a model server. It answers ``/health``, ``/v1/models`` and ``/v1/completions`` (streamed SSE
-``data: {...choices: [{text, finish_reason, stop_reason}]}`` chunks, then ``data: [DONE]``, or one
-JSON answer when ``stream`` is false) with deterministic outputs chosen by the request's ``seed``
-from a script given at startup, and it records every request, including the ones whose client went
-away before the end (``outcome == "disconnected"``), so tests can check cancellation reached it.
+NOT a model server. It answers ``/health``, ``/v1/models`` and ``/v1/completions`` with deterministic
+outputs chosen by the request's ``seed`` from a script given at startup, in the shapes TensorRT-LLM
+1.1.0rc0's ``trtllm-serve`` answers in (see tests/standins/README.md, "bin/trtllm-serve"):
+
+* streamed: one ``data: {...}`` chunk per generated token (``CompletionStreamResponse`` as
+  ``model_dump_json``: compact JSON, every field, nulls included), the chunk of the last token carrying
+  its text *and* the ``finish_reason`` (``length``, or ``stop`` with the stop string as ``stop_reason``
+  and the text cut before it); a generation that ends on the model's EOS token ends with a chunk whose
+  text is empty (EOS detokenizes to nothing); then ``data: [DONE]``. One JSON answer when ``stream`` is
+  false.
+* with an engine limit (``max_seq_len``, what ``bin/trtllm-serve`` reads from the engine's config.json),
+  a request whose prompt tokens + ``max_tokens`` exceed it is refused before anything is generated:
+  HTTP 400, ``{"object":"error","message":"The sum of prompt length (P.0) and query length (0) max_tokens
+  (M) should not exceed max_seq_len (L)","type":"BadRequestError","param":null,"code":400}``.
+
+It records every request (with the ``(text, finish_reason)`` of each chunk it sent), including the ones
+whose client went away before the end (``outcome == "disconnected"``) and the refused ones (``outcome ==
+"rejected"``), so tests can check what reached it.
 
 Script (JSON-able)::
 
@@ -14,13 +27,14 @@ Script (JSON-able)::
                  "first_token_delay": 0.0,  # seconds before the first token
                  "die_after": null}         # abort the connection after emitting this many tokens
 
-``stop`` strings are honoured (text cut before the stop string, ``finish_reason="stop"``,
-``stop_reason=<the string>``). A continuation request (its prompt holds k tool outputs, i.e. k
-occurrences of "```output") resumes the script right after the k-th ``</tool_call>``;
-``max_tokens`` is honoured (``finish_reason="length"``), counting one token per script token.
+After the script's last token comes the EOS token (``finish_reason="stop"``, ``stop_reason`` null), if
+``max_tokens`` leaves room for it. ``stop`` strings are honoured. A continuation request (its prompt
+holds k tool outputs, i.e. k occurrences of "```output") resumes the script right after the k-th
+``</tool_call>``; ``max_tokens`` counts one token per script token.
 
-Run: ``python -m tests.standins.servers.openai_server --port 5000 [--script FILE.json]``;
-in tests: ``with OpenAIStandinServer(script) as srv: srv.url ...`` (runs in a thread).
+Run: ``python -m tests.standins.servers.openai_server --port 5000 [--script FILE.json]
+[--tokenizer DIR --max-seq-len N]``; in tests: ``with OpenAIStandinServer(script) as srv: srv.url ...``
+(runs in a thread).
 """
 
 from __future__ import annotations
@@ -85,18 +99,47 @@ class _Disconnected(Exception):
     pass
 
 
+def compact_json(obj: Any) -> str:
+    """JSON as pydantic's ``model_dump_json`` and Starlette's ``JSONResponse`` write it (no spaces, UTF-8 kept)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def length_error(prompt_len: int, max_tokens: Any, max_seq_len: int) -> Dict[str, Any]:
+    """The 400 answer trtllm-serve gives a request longer than the engine (TensorRT-LLM 1.1.0rc0: the ValueError of
+    llmapi/llm.py ``BaseLLM._check_arguments``, turned into ``ErrorResponse`` by serve/openai_server.py
+    ``create_error_response``). ``prompt_len / cp_size`` is a float there, hence ``(120.0)``."""
+    message = (f"The sum of prompt length ({prompt_len / 1}) and query length (0) max_tokens ({max_tokens}) "
+               f"should not exceed max_seq_len ({max_seq_len})")
+    return {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": 400}
+
+
 class OpenAIStandinServer(ThreadedServer):
-    """TEST STAND-IN OpenAI completions server (aiohttp), usable in-process (thread) or from the CLI."""
+    """TEST STAND-IN OpenAI completions server (aiohttp), usable in-process (thread) or from the CLI.
+
+    ``max_seq_len``: the served engine's ``build_config.max_seq_len``; with it, ``tokenizer`` (a dir or a loaded
+    tokenizer) counts each prompt's tokens as the real server does, and longer requests are refused.
+    ``chunked_prefill``: the LLM API's ``enable_chunked_prefill``, which turns that check off.
+    """
 
     thread_name = "openai-standin"
 
     def __init__(self, script: Optional[Dict[str, Any]] = None, host: str = "127.0.0.1", port: int = 0,
-                 model: str = "standin-model"):
+                 model: str = "standin-model", tokenizer: Any = None, max_seq_len: Optional[int] = None,
+                 chunked_prefill: bool = False):
         script = script or {}
         self.default = _behaviour(script.get("default"))
         self.seeds = {int(k): _behaviour(v) for k, v in (script.get("seeds") or {}).items()}
         super().__init__(host, port)
         self.model = model
+        if isinstance(tokenizer, str):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        if max_seq_len is not None and tokenizer is None:
+            raise ValueError("max_seq_len needs a tokenizer to count prompt tokens")
+        self.tokenizer = tokenizer
+        self.max_seq_len = max_seq_len
+        self.chunked_prefill = chunked_prefill
         self.requests: List[Dict[str, Any]] = []  # one dict per /v1/completions request
         self._lock = threading.Lock()
 
@@ -132,23 +175,33 @@ class OpenAIStandinServer(ThreadedServer):
             stop = [stop]
         max_tokens = int(body.get("max_tokens") or 16)
         beh = self.behaviour_for(seed)
-        rec = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "seed": seed, "prompt": prompt, "stop": body.get("stop"),
-               "max_tokens": body.get("max_tokens"), "temperature": body.get("temperature"),
+        prompt_len = len(self.tokenizer.encode(prompt, add_special_tokens=True)) if self.tokenizer is not None else None
+        rec = {"id": f"cmpl-{uuid.uuid4().hex}", "seed": seed, "prompt": prompt, "prompt_tokens": prompt_len,
+               "stop": body.get("stop"), "max_tokens": body.get("max_tokens"), "temperature": body.get("temperature"),
                "stream": bool(body.get("stream")), "model": body.get("model"), "emitted_tokens": 0, "text": "",
-               "outcome": "running", "finish_reason": None, "start": time.time(), "end": None}
+               "outcome": "running", "finish_reason": None, "error": None, "chunks": [], "start": time.time(),
+               "end": None}
         with self._lock:
             self.requests.append(rec)
+        # The LLM API checks the request against the engine before anything is generated (or streamed):
+        # prompt_len / cp_size + query_len + (max_tokens or 0) > max_seq_len, unless chunked prefill is on.
+        if (self.max_seq_len is not None and not self.chunked_prefill
+                and prompt_len + (body.get("max_tokens") or 0) > self.max_seq_len):
+            error = length_error(prompt_len, body.get("max_tokens"), self.max_seq_len)
+            rec.update(outcome="rejected", error=error["message"], end=time.time())
+            return web.Response(body=compact_json(error).encode(), status=400, content_type="application/json")
         tokens = beh["tokens"][_resume_index(beh["tokens"], prompt.count(OUTPUT_MARK)):]
         if not rec["stream"]:
             return await self._complete_plain(rec, beh, tokens, stop, max_tokens)
 
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        # Starlette's StreamingResponse(media_type="text/event-stream") adds the charset.
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
 
         async def send(obj: Any) -> None:
             if request.transport is None or request.transport.is_closing():
                 raise _Disconnected()
-            data = obj if isinstance(obj, str) else json.dumps(obj)
+            data = obj if isinstance(obj, str) else compact_json(obj)
             try:
                 await resp.write(f"data: {data}\n\n".encode())
             except (ConnectionError, RuntimeError) as exc:  # aiohttp: ClientConnectionResetError
@@ -165,38 +218,44 @@ class OpenAIStandinServer(ThreadedServer):
                 await asyncio.sleep(min(left, 0.01))
 
         def chunk(text: str, finish: Optional[str] = None, stop_reason: Optional[str] = None) -> Dict[str, Any]:
-            return {"id": rec["id"], "object": "text_completion", "created": int(rec["start"]), "model": self.model,
-                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish,
-                                 "stop_reason": stop_reason}]}
+            # serve/postprocess_handlers.py completion_stream_post_processor: a new CompletionStreamResponse (new id,
+            # new created) per chunk, for the request's model, dumped with every field.
+            rec["chunks"].append((text, finish))
+            return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                    "model": rec["model"],
+                    "choices": [{"index": 0, "text": text, "token_ids": None, "logprobs": None,
+                                 "finish_reason": finish, "stop_reason": stop_reason,
+                                 "avg_decoded_tokens_per_iter": 1.0}],
+                    "usage": None}
 
         try:
-            finish, stop_reason = "length", None
+            finish = None
             acc = ""
             for i, tok in enumerate(tokens):
-                if i >= max_tokens:
-                    break
                 await sleep_watching(beh["first_token_delay"] if i == 0 else beh["delay"])
                 if beh["die_after"] is not None and rec["emitted_tokens"] >= int(beh["die_after"]):
                     rec["outcome"] = "died"
                     request.transport.abort()  # simulate the server dying mid-stream
                     return resp
-                hit = self._find_stop(acc, tok, stop)
-                if hit is not None:
-                    cut, s = hit
-                    if cut:
-                        await send(chunk(cut))
-                        acc += cut
-                    rec["emitted_tokens"] += 1
-                    finish, stop_reason = "stop", s
-                    break
-                await send(chunk(tok))
-                acc += tok
                 rec["emitted_tokens"] += 1
+                hit = self._find_stop(acc, tok, stop)
+                if hit is not None:  # the text up to the stop string, and the end, in one chunk
+                    cut, s = hit
+                    finish = "stop"
+                    await send(chunk(cut, finish, s))
+                    acc += cut
+                    break
+                finish = "length" if rec["emitted_tokens"] >= max_tokens else None
+                await send(chunk(tok, finish))  # the last token's text comes with finish_reason="length"
+                acc += tok
                 rec["text"] = acc
-            else:
-                finish = "stop"  # script exhausted: behaves like EOS
+                if finish:
+                    break
+            else:  # script exhausted: the model's EOS token, which detokenizes to nothing
+                await sleep_watching(beh["first_token_delay"] if not tokens else beh["delay"])
+                finish = "stop"
+                await send(chunk("", finish))
             rec["text"] = acc
-            await send(chunk("", finish, stop_reason))
             await send("[DONE]")
             rec["outcome"], rec["finish_reason"] = "completed", finish
             await resp.write_eof()
@@ -238,6 +297,8 @@ class OpenAIStandinServer(ThreadedServer):
                 finish, stop_reason = "stop", hit[1]
                 break
             acc += tok
+        else:  # the EOS token after the script needs a token of the budget too
+            finish = "stop" if len(tokens) < max_tokens else "length"
         rec.update(text=acc, emitted_tokens=min(len(tokens), max_tokens), outcome="completed",
                    finish_reason=finish, end=time.time())
         return web.json_response({"id": rec["id"], "object": "text_completion", "model": self.model,
@@ -268,12 +329,16 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--script", help="JSON script file (see module docstring)")
     p.add_argument("--model", default="standin-model")
+    p.add_argument("--tokenizer", help="dir of the tokenizer that counts prompt tokens (with --max-seq-len)")
+    p.add_argument("--max-seq-len", type=int, help="refuse requests whose prompt tokens + max_tokens exceed this")
+    p.add_argument("--enable-chunked-prefill", action="store_true", help="no max_seq_len check (LLM API option)")
     args = p.parse_args(argv)
     script = None
     if args.script:
         with open(args.script, encoding="utf-8") as f:
             script = json.load(f)
-    srv = OpenAIStandinServer(script, host=args.host, port=args.port, model=args.model)
+    srv = OpenAIStandinServer(script, host=args.host, port=args.port, model=args.model, tokenizer=args.tokenizer,
+                              max_seq_len=args.max_seq_len, chunked_prefill=args.enable_chunked_prefill)
     print(f"{STANDIN_LABEL} listening on http://{args.host}:{args.port}", flush=True)
     web.run_app(srv.make_app(), host=args.host, port=args.port, access_log=None, print=None)
 

@@ -13,22 +13,30 @@ What the real script does and this stand-in mimics (no torch, no model):
   ``f"{output_dir}_redrafter_{llm.split('/')[-1]}_n_{n}_lr_{lr}_layers_{L}"``; the
   original output_dir is never created.
 * Trainer: logs ``{'redrafter0_top1': ..., ..., 'redrafter{n-1}_loss': ..., 'epoch': e}``
-  (rank 0, every ``logging_steps`` global steps, from step 0) and
+  (rank 0, every ``logging_steps`` global steps, from step 0) -- ONE micro-batch's accuracy, as
+  ``ReDrafterTrainer.compute_loss`` logs apple/ml-recurrent-drafter ``drafter_loss``'s
+  ``correct.float().mean()`` of the batch it computes: so each value is a trend plus deterministic
+  per-micro-batch noise -- and
   ``{'loss': ..., 'grad_norm': ..., 'learning_rate': ..., 'epoch': e}`` after every
   ``logging_steps`` optimizer steps, then a final ``{'train_runtime': ...}`` line;
   saves ``checkpoint-N`` (save_strategy steps/epoch) in the *rewritten* dir and resumes
   from the last ``checkpoint-*`` found there.
 * ``drafter.save_pretrained(rewritten_dir)`` -> config.json + model.safetensors.
 
-Knobs: ``STANDIN_REDRAFTER_TOP1`` (final logged ``redrafter2_top1``, default 0.65; for
-n != 3 the last head's top1), ``STANDIN_FAIL`` (crash half-way, after checkpoints so
-far were written), ``STANDIN_SLEEP_S`` (total seconds, spread over the steps),
-``STANDIN_REDRAFTER_ROWS`` (cap on rows read, to keep tests small).
+Knobs: ``STANDIN_REDRAFTER_TOP1`` (where the trend of ``redrafter2_top1`` ends, default 0.65; for
+n != 3 the last head's top1), ``STANDIN_REDRAFTER_NOISE`` (half-width of the uniform
+per-micro-batch noise added to every logged top-1, default 0.03; 0: the bare trend),
+``STANDIN_REDRAFTER_SEED`` (the noise's seed, default 0: identical runs of a real trainer differ
+too), ``STANDIN_FAIL`` (crash half-way, after checkpoints so far were written),
+``STANDIN_FAIL_AT_STEP`` (with STANDIN_FAIL: crash at that global step instead),
+``STANDIN_SLEEP_S`` (total seconds, spread over the steps), ``STANDIN_REDRAFTER_ROWS`` (cap on
+rows read, to keep tests small).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -130,14 +138,39 @@ def _target_top1() -> float:
     return v
 
 
-def _redrafter_log(n: int, top_k: int, progress: float, target: float) -> dict:
-    """Metrics for heads 0..n-1; the last head's top1 is ``target`` when progress == 1."""
+def _env_float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        v = float(raw)
+    except ValueError:
+        raise StandinError(f"{name} must be a number, got {raw!r}")
+    if not low <= v <= high:
+        raise StandinError(f"{name} must be in [{low}, {high}], got {v}")
+    return v
+
+
+def _noise_amplitude() -> float:
+    return _env_float("STANDIN_REDRAFTER_NOISE", 0.03, 0.0, 0.5)
+
+
+def _micro_batch_noise(step: int, amplitude: float) -> float:
+    """Deterministic noise of the micro-batch logged at `step` (uniform in +-amplitude; one draw per micro-batch,
+    shared by the heads: an easy batch is easy for every head)."""
+    if not amplitude:
+        return 0.0
+    seed = os.environ.get("STANDIN_REDRAFTER_SEED", "0")
+    u = int.from_bytes(hashlib.sha256(f"{seed}:{step}".encode()).digest()[:8], "big") / 2 ** 64
+    return amplitude * (2 * u - 1)
+
+
+def _redrafter_log(n: int, top_k: int, progress: float, target: float, noise: float = 0.0) -> dict:
+    """Metrics for heads 0..n-1; the last head's top1 is ``target`` (+ noise) when progress == 1."""
     g = (1 - math.exp(-4 * progress)) / (1 - math.exp(-4))
     last = target * (0.35 + 0.65 * g)
     log_: dict = {}
     for i in range(n):
         top1 = last + (n - 1 - i) * 0.12 * (1 - last) if i != n - 1 else last
-        top1 = min(top1, 0.999)
+        top1 = min(max(top1 + noise, 0.001), 0.999)
         for k in range(1, top_k + 1):
             v = top1 if k == 1 else min(0.9999, top1 + (1 - top1) * (1 - 0.6 ** (k - 1)) * 0.85)
             log_[f"redrafter{i}_top{k}"] = round(v, 4)
@@ -192,7 +225,7 @@ def _save_checkpoint(out: Path, step: int, state: dict, dcfg: dict, limit) -> No
     (ck / "config.json").write_text(json.dumps(dcfg, indent=2) + "\n")
     (ck / "model.safetensors").write_bytes(_drafter_weights(dcfg))
     (ck / "trainer_state.json").write_text(json.dumps(dict(state, global_step=step), indent=2) + "\n")
-    if limit:
+    if limit is not None and int(limit) > 0:  # Trainer._rotate_checkpoints: None or <= 0 keeps them all
         cks = sorted((int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*")
                      if re.fullmatch(r"checkpoint-\d+", p.name))
         for _, p in cks[:-int(limit)]:
@@ -271,6 +304,9 @@ def run(a) -> int:
     sleep_total = sleep_seconds(TOOL)
     per_step_sleep = sleep_total / max(1, total - start)
     fail_at = start + max(1, (total - start) // 2) if fail_requested(TOOL) else None
+    if fail_at is not None and os.environ.get("STANDIN_FAIL_AT_STEP"):
+        fail_at = int(os.environ["STANDIN_FAIL_AT_STEP"])
+    amplitude = _noise_amplitude()
     t0 = time.time()
     loss_acc = loss_sum = 0.0
     for step in range(start, total):
@@ -280,7 +316,8 @@ def run(a) -> int:
                   f"at step {step} (STANDIN_FAIL)", file=sys.stderr, flush=True)
             sys.exit(fail_code())
         if step % rd_every == 0 and local_rank == 0:
-            rl = _redrafter_log(n, a.drafter_top_k, step / last_logged if last_logged else 1.0, target)
+            rl = _redrafter_log(n, a.drafter_top_k, step / last_logged if last_logged else 1.0, target,
+                                _micro_batch_noise(step, amplitude))
             state["log_history"].append(dict(rl, epoch=epoch, step=step))
             _print(str(dict(rl, epoch=_fmt_epoch(epoch))))
         step_loss = sum(v for k, v in _redrafter_log(n, a.drafter_top_k, step / max(1, total - 1),

@@ -6,11 +6,15 @@ ROLE_RANK, ROLE_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_RUN_ID, ...).
 ``-m MODULE`` runs ``python -m MODULE args``; otherwise ``python SCRIPT args``
 (``--no-python``: the program itself). A failing worker makes torchrun exit 1 with a
 ChildFailedError summary, like the real launcher.
+
+Knob (tests only): ``STANDIN_TORCHRUN_ENV_FILE=PATH`` writes the environment the worker is
+started with to PATH, as JSON, so that tests can see what the trainer process receives.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +120,9 @@ def _run(args) -> int:
     })
     if "OMP_NUM_THREADS" not in env and nproc > 1:
         env["OMP_NUM_THREADS"] = "1"
+    if os.environ.get("STANDIN_TORCHRUN_ENV_FILE"):
+        with open(os.environ["STANDIN_TORCHRUN_ENV_FILE"], "w") as f:
+            json.dump(env, f, indent=2, sort_keys=True)
     maybe_fail(TOOL)  # no STANDIN_SLEEP_S here: the worker (a stand-in too) does the sleeping
     log(TOOL, f"world_size {world} (nnodes {max_nodes} x nproc_per_node {nproc}); running rank 0 only: "
               f"{' '.join(cmd)}")

@@ -1,0 +1,117 @@
+"""The container images and the files that name them: containers/*.Dockerfile, containers/build_images.sh and
+the example cluster config."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONTAINERS = REPO / "containers"
+NEMO_SKILLS_COMMIT = "1054be9959a0634b83637f7d6e62dcb9e9f2860d"  # the sandbox image's pin
+
+# Every third-party top-level import on the way to `import nemo_skills.code_execution.local_sandbox.
+# local_sandbox_server` at NeMo-Skills 1054be9 (module-level imports only; function-level ones, like wandb in
+# nemo_skills/utils.py, do not run at import), and the distribution that installs it:
+#   nemo_skills/__init__.py                          -> nemo_skills.version (no third-party import)
+#   nemo_skills/code_execution/__init__.py           -> nemo_skills.code_execution.utils
+#   nemo_skills/code_execution/utils.py              -> nemo_skills.utils
+#   nemo_skills/utils.py                             -> fire, rich.logging, nemo_skills.file_utils (stdlib only)
+#   nemo_skills/code_execution/local_sandbox/local_sandbox_server.py -> psutil, flask, IPython
+SANDBOX_IMPORT_CHAIN = {
+    "nemo_skills": "nemo_skills",
+    "fire": "fire",
+    "rich": "rich",
+    "psutil": "psutil",
+    "flask": "flask",
+    "IPython": "ipython",
+}
+# What the benchmark's tool calls import (AIMO-2's TIR solutions compute with these).
+TOOL_CALL_IMPORTS = {"numpy": "numpy", "sympy": "sympy", "scipy": "scipy"}
+
+
+def pip_requirements(dockerfile: Path) -> dict:
+    """{normalized distribution name: requirement} of every `pip install` in the Dockerfile's RUN lines."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    args = {m[1]: m[2] for m in re.finditer(r"^ARG (\w+)=(\S+)", text, re.M)}
+    found = {}
+    for line in text.splitlines():
+        if not line.startswith("RUN "):
+            continue
+        for command in re.split(r"&&|;", line[4:]):
+            words = shlex.split(command)
+            if words[:2] != ["pip", "install"]:
+                continue
+            for word in words[2:]:
+                if word.startswith("-"):
+                    continue
+                word = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], word)
+                name = re.match(r"[A-Za-z0-9._-]+", word)[0]
+                found[re.sub(r"[-_.]+", "-", name).lower()] = word
+    return found
+
+
+def test_the_sandbox_image_installs_every_import_of_the_sandbox_module_pinned():
+    """pip would install flask and IPython, but the sandbox module then dies at import on `import fire`
+    (nemo_skills/utils.py): every package the import chain needs is named, at an exact version."""
+    installed = pip_requirements(CONTAINERS / "sandbox.Dockerfile")
+    for module, dist in {**SANDBOX_IMPORT_CHAIN, **TOOL_CALL_IMPORTS}.items():
+        assert dist.replace("_", "-") in installed, f"`import {module}` needs {dist}, which the image does not install"
+        requirement = installed[dist.replace("_", "-")]
+        if dist == "nemo_skills":
+            assert requirement.endswith(f".git@{NEMO_SKILLS_COMMIT}"), requirement
+        else:
+            assert re.fullmatch(rf"{re.escape(dist)}==[0-9][0-9a-z.]*", requirement, re.I), f"not pinned: {requirement}"
+    for requirement in installed.values():  # the dependencies too: nothing floats
+        assert "==" in requirement or "@" in requirement, f"not pinned: {requirement}"
+
+
+def _top_level_imports(path: Path) -> set:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_guard_needs_nothing_the_sandbox_image_lacks():
+    """jobs.sandbox_guard runs in the sandbox image from the code snapshot: the standard library (of the image's
+    python 3.10) and what the image installs, nothing of the launcher's own dependencies."""
+    assert re.search(r"^FROM python:3\.10", (CONTAINERS / "sandbox.Dockerfile").read_text(), re.M)
+    imports = _top_level_imports(REPO / "jobs" / "sandbox_guard.py") - {"__future__"}
+    installed = set(pip_requirements(CONTAINERS / "sandbox.Dockerfile"))
+    needed = {name for name in imports if name not in sys.stdlib_module_names and name.lower() not in installed}
+    assert not needed, f"jobs/sandbox_guard.py imports {needed}, which the sandbox image does not have"
+    assert "tomllib" not in imports  # standard only from python 3.11
+
+
+def test_the_example_cluster_names_the_images_build_images_writes(tmp_path):
+    """build_images.sh runs with docker and enroot recorded (not run): the .sqsh files it writes are the ones
+    conf/cluster/example_slurm.yaml points at, and the command it prints sets the same."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("docker", "enroot"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        (bin_dir / tool).chmod(0o755)
+    dest = tmp_path / "images"
+    done = subprocess.run(["bash", str(CONTAINERS / "build_images.sh"), str(dest)], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, check=True)
+    written = {Path(line.split(" -o ")[1].split()[0]).name
+               for line in calls.read_text().splitlines() if line.startswith("enroot import")}
+    example = yaml.safe_load((REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
+    named = {key: Path(image).name for key, image in example["containers"].items()}
+    assert set(named.values()) == written, (named, written)
+    assert f"sandbox: {dest}/{named['sandbox']}" in done.stdout and f"trtllm: {dest}/{named['trtllm']}" in done.stdout
+    # and its comment names the script that exists
+    comments = re.findall(r"containers/\S+\.sh", (REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
+    assert comments and all((REPO / c).is_file() for c in comments), comments
