@@ -215,11 +215,13 @@ class Spawner(threading.Thread):
     def __init__(self, argv, env: dict, cwd: str):
         super().__init__(name="sandbox-spawner", daemon=True)
         self.argv, self.env, self.cwd = argv, env, cwd
-        self.orders: "queue.Queue[queue.Queue]" = queue.Queue()
+        self.orders: "queue.Queue[Optional[queue.Queue]]" = queue.Queue()
 
     def run(self) -> None:
         while True:
             reply = self.orders.get()
+            if reply is None:  # the guard closed: its workers are gone
+                return
             try:
                 reply.put(self._start())
             except BaseException as error:  # noqa: BLE001 - handed to the caller
@@ -242,9 +244,15 @@ class Spawner(threading.Thread):
     def start_worker(self) -> Worker:
         reply: queue.Queue = queue.Queue()
         self.orders.put(reply)
-        result = reply.get()
+        while True:
+            try:
+                result = reply.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.is_alive():  # stopped with the guard: no order is served any more
+                    raise GuardError("the sandbox is shutting down") from None
         if isinstance(result, BaseException):
-            raise result
+            raise GuardError(f"cannot start a sandbox worker: {result}") from result
         return result
 
 
@@ -265,15 +273,9 @@ class Guard:
         self.limit = memory_limit_bytes(memory_limit_mb)
         self.timeout_s = timeout_s
         self.scratch = tempfile.mkdtemp(prefix="sandbox-guard-")
-        code_root = str(Path(__file__).resolve().parents[1])  # where `jobs` is, for `-m jobs.sandbox_guard`
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_root, env.get("PYTHONPATH")]))
-        env[MEM_LIMIT_ENV] = str(self.limit // 2)
-        for name, value in THREAD_DEFAULTS.items():
-            env.setdefault(name, value)
         argv = [sys.executable, "-m", "jobs.sandbox_guard", "--worker", "--module", module,
                 "--memory-limit-mb", str(memory_limit_mb)]
-        self._spawner = Spawner(argv, env, self.scratch)
+        self._spawner = Spawner(argv, self.worker_env(), self.scratch)
         self._spawner.start()
         self._sessions: Dict[str, Session] = {}
         self._lock = threading.Lock()
@@ -281,19 +283,28 @@ class Guard:
         self._closed = False
         # The first worker proves the image can run the module (a missing package, a hard limit below ours) before
         # the guard answers /health: a sandbox that cannot run code fails its step at once. It is kept as the spare.
-        spare = self._spawner.start_worker()
         try:
-            spare.wait_ready()
+            self._spare = self._spawner.start_worker()
+            self._spare.wait_ready()
         except GuardError:
             self.close()
             raise
-        self._spare = spare
 
     # -- workers --------------------------------------------------------------------------------------------
+    def worker_env(self) -> dict:
+        """Ours, with `jobs` importable, the module's own memory limit on ours, and one thread per math library."""
+        env = dict(os.environ)
+        code_root = str(Path(__file__).resolve().parents[1])  # where `jobs` is, for `-m jobs.sandbox_guard`
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_root, env.get("PYTHONPATH")]))
+        env[MEM_LIMIT_ENV] = str(self.limit // 2)
+        for name, value in THREAD_DEFAULTS.items():
+            env.setdefault(name, value)
+        return env
+
     def _refill(self) -> None:
         try:
             worker = self._spawner.start_worker()
-        except OSError:
+        except GuardError:
             return
         with self._lock:
             if self._spare is None and not self._closed:
@@ -338,9 +349,9 @@ class Guard:
                 if session.worker is None:
                     session.worker = self._fresh_worker()
                 answer = session.worker.run(request, min(float(timeout), self.timeout_s))
-            except GuardError as error:
+            except GuardError as error:  # no worker could start: there is no session to speak of
                 return 200, {"process_status": "error", "stdout": "", "stderr": f"Session error: {error}\n",
-                             "new_session_created": True}
+                             "new_session_created": False}
             except (EOFError, ValueError):  # the worker died in the cell (or broke its pipe): its state is gone
                 code = self._drop_worker(session)
                 return 200, {"process_status": "error", "stdout": "",
@@ -388,6 +399,7 @@ class Guard:
             self._spare = None
         for worker in workers:
             worker.kill()
+        self._spawner.orders.put(None)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 

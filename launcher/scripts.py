@@ -249,7 +249,8 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
     # The log is appended to by every attempt (a requeue): `status` reads the cause of a failure after the last
     # of these lines, where a pyxis error of this attempt would be, before the job's own first line.
     lines = ["set -euo pipefail",
-             f'echo "{ATTEMPT_START} ${{SLURM_JOB_ID:-?}} on ${{SLURMD_NODENAME:-?}} (restart ${{SLURM_RESTART_COUNT:-0}})"']
+             f'echo "{ATTEMPT_START} ${{SLURM_JOB_ID:-?}} on ${{SLURMD_NODENAME:-?}} '
+             '(restart ${SLURM_RESTART_COUNT:-0})"']
     if accounting_ids:
         lines.append(accounting_line(plan, accounting_ids))
     for name, value in stage_env(plan, stage, code_dir).items():

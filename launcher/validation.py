@@ -154,8 +154,9 @@ def _env_errors(c: DictConfig) -> List[ConfigError]:
                                       "name only; a value here would be written into batch scripts",
                                       f"{name} in cluster.env_vars only"))
         elif name in LAUNCHER_ENV or name.startswith(LAUNCHER_ENV_PREFIXES):
+            reserved = ", ".join([*LAUNCHER_ENV, *(f"{prefix}*" for prefix in LAUNCHER_ENV_PREFIXES)])
             errors.append(ConfigError(key, value, "the launcher sets this variable in every stage job itself",
-                                      f"any name but {', '.join(LAUNCHER_ENV)} and {'*, '.join(LAUNCHER_ENV_PREFIXES)}*"))
+                                      f"any name but {reserved}"))
         elif any(p.search(str(value)) for p in TOKEN_PATTERNS) or (ENV_SECRET_NAME.search(name) and value):
             errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value; cluster.env is "
                                       "written into batch scripts", f"{name} in cluster.env_vars (passed by name, "
@@ -186,14 +187,14 @@ def _sandbox_errors(cfg: DictConfig) -> List[ConfigError]:
                "other machines reach")
         errors.append(ConfigError("serving.sandbox.host", host, why, SANDBOX_HOSTS))
     if not 0 < sb.timeout_s <= SANDBOX_MAX_TIMEOUT_S:
-        errors.append(ConfigError("serving.sandbox.timeout_s", sb.timeout_s, "the wall-time cap of one tool call, "
-                                  "enforced by the sandbox (a cell past it is killed)",
+        errors.append(ConfigError("serving.sandbox.timeout_s", sb.timeout_s, "out of range for the wall-time cap "
+                                  "of one tool call, enforced by the sandbox (a cell past it is killed)",
                                   f"0 < timeout_s <= {SANDBOX_MAX_TIMEOUT_S} (seconds)"))
     low, high = SANDBOX_MEMORY_MB
     if not low <= sb.memory_limit_mb <= high:
-        errors.append(ConfigError("serving.sandbox.memory_limit_mb", sb.memory_limit_mb, "the address space of each "
-                                  f"sandbox session's process; below {low} MiB importing IPython, numpy, scipy and "
-                                  "sympy may already fail", f"{low}..{high} (MiB)"))
+        errors.append(ConfigError("serving.sandbox.memory_limit_mb", sb.memory_limit_mb, "out of range for the "
+                                  f"address space of each sandbox session's process; below {low} MiB importing "
+                                  "IPython, numpy, scipy and sympy may already fail", f"{low}..{high} (MiB)"))
     for name, value in sb.env.items():
         key = f"serving.sandbox.env.{name}"
         if not ENV_NAME.match(name):
@@ -211,7 +212,8 @@ def _sandbox_errors(cfg: DictConfig) -> List[ConfigError]:
         key, match = f"serving.sandbox.mounts[{i}]", MOUNT.match(str(mount))
         if c.container_runtime == "none":
             errors.append(ConfigError(key, mount, "the sandbox has no container to mount into "
-                                      "(cluster.container_runtime=none)", "no mounts, or cluster.container_runtime=pyxis"))
+                                      "(cluster.container_runtime=none)",
+                                      "no mounts, or cluster.container_runtime=pyxis"))
         elif not match:
             errors.append(ConfigError(key, mount, "not a mount", "SRC:DST or SRC:DST:FLAGS (ro), absolute paths"))
         elif posixpath.normpath(c.storage_root).startswith(posixpath.join(posixpath.normpath(match[1]), "")) or (
@@ -287,7 +289,8 @@ def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> L
 
 def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), submitting: bool = False) -> None:
     """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting)."""
-    errors = _secret_errors(cfg) + _env_errors(cfg.cluster) + (environment_errors(cfg, needed_containers) if submitting else [])
+    errors = _secret_errors(cfg) + _env_errors(cfg.cluster)
+    errors += environment_errors(cfg, needed_containers) if submitting else []
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

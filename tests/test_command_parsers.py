@@ -47,14 +47,15 @@ def _standin_module(name: str):
 
 # ======================================================================= the configurations users launch
 
-# README "Experiments" and "Models": every conf/experiment/*.yaml, and every conf/model/*.yaml with its usual
-# quantizations. Nemotron-NAS needs tp x pp = 4 GPUs, more than the `local` cluster's 2: it is composed on the
-# example Slurm cluster, as a user of that model would. The last entries exercise the command builders'
-# optional branches (flags only some settings emit).
-# The benchmark's default max_new_tokens (20000) exceeds these models' max_seq_len, which validation refuses:
-# their users set it (seed 004 generates 512 tokens per request).
+# Nemotron-NAS needs tp x pp = 4 GPUs, more than the `local` cluster's 2: it is composed on the example Slurm
+# cluster, as a user of that model would. The benchmark's default max_new_tokens (20000) exceeds the max_seq_len
+# of both these models, which validation refuses: their users set it (seed 004 generates 512 tokens a request).
 NEMOTRON = ("cluster=example_slurm", "model=nemotron_nas_51b", "benchmark.max_new_tokens=8192")
 LLAMA = ("model=llama2_7b_chat", "benchmark.max_new_tokens=512")
+
+# README "Experiments" and "Models": every conf/experiment/*.yaml, and every conf/model/*.yaml with its usual
+# quantizations. The last entries exercise the command builders' optional branches (flags only some settings
+# emit).
 CONFIGS: Dict[str, Tuple[str, ...]] = {
     "bf16": ("+experiment=bf16",),
     "fp8": ("+experiment=fp8",),
@@ -444,9 +445,10 @@ OUR_JOBS = {"check_download", "calibration_data", "copy_tokenizer", "benchmark_c
 
 
 # ---- env(1), which starts a tool with a changed environment (the sandbox, without the secrets): GNU coreutils
-# src/env.c (`env [OPTION]... [-] [NAME=VALUE]... [COMMAND [ARG]...]`): -i/--ignore-environment, -u NAME/
-# --unset=NAME (repeatable), -C DIR/--chdir=DIR, then NAME=VALUE assignments, then the command. Its other options
-# (-0, -S, -v, the signal ones) are not encoded: any use fails.
+# 9.1 `env --help` (Debian bookworm's, as in the sandbox image's python:3.10-slim): `env [OPTION]... [-]
+# [NAME=VALUE]... [COMMAND [ARG]...]` with -i/--ignore-environment, -u/--unset=NAME (repeatable), -C/--chdir=DIR;
+# "a mere - implies -i"; without COMMAND it prints the environment. Its other options (-0, -S, -v/--debug, the
+# signal ones) are not encoded: any use fails.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -320,7 +320,7 @@ def test_drafter_training_signalled_at_its_time_limit_is_requeued_and_resumes(sl
     assert manifest["restart_count"] >= 1 and manifest["resumed_from_checkpoint"]
 
 
-def _wait_for_text(path: Path, text: str, count: int, timeout=120):
+def _wait_for_count(path: Path, text: str, count: int, timeout=120):
     """Until `text` is in the file `count` times (a log appended to by every attempt of a job)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -339,7 +339,7 @@ def test_a_stage_that_cannot_resume_signalled_again_and_again_fails_saying_why(s
     record = state(tmp_path, "bf16")["stages"]["build_engine"]
     build, log = str(record["job_id"]), Path(record["log"])
     for attempt in range(1, 4):
-        _wait_for_text(log, "[STAND-IN] trtllm-build: sleeping", attempt)  # submitit's handler is in place
+        _wait_for_count(log, "[STAND-IN] trtllm-build: sleeping", attempt)  # submitit's handler is in place
         subprocess.run(["scancel", "--signal=USR2", build], check=True)
         if attempt < 3:
             _wait_for(build, "PENDING", timeout=60)  # requeued by submitit
@@ -351,3 +351,43 @@ def test_a_stage_that_cannot_resume_signalled_again_and_again_fails_saying_why(s
     assert ("jobs.services.StageFailed: build_engine was signalled by Slurm 3 times (its time limit, or a preemption) "
             "and a build_engine stage starts afresh at every requeue: not requeued again. The time limit is too short "
             "for the stage if it ran out of time: raise cluster.time_limits.build_engine (now 90 min)") in status, status
+
+
+def test_a_successful_benchmarks_log_reads_as_success(slurm_cluster, tmp_path):
+    """The batch script stops the sandbox step itself when the benchmark's step has ended, saying so: left to
+    Slurm at the job's end, `*** STEP ... CANCELLED ***` and `srun: error: ... Terminated` ended the log."""
+    from launcher.scripts import SANDBOX_STOP
+
+    launcher(tmp_path, "+experiment=bf16")
+    ids = job_ids(state(tmp_path, "bf16"))
+    rows = slurm_cluster.wait_all_done(ids.values(), timeout=300)
+    assert {r["State"] for r in rows} == {"COMPLETED"}, rows
+    log = launcher(tmp_path, "logs", "bf16", "benchmark").stdout
+    assert log.splitlines()[-1].startswith(SANDBOX_STOP), log
+    assert "CANCELLED" not in log and "srun: error" not in log and "Terminated" not in log, log
+    sandbox_log = log.splitlines()[-1].rsplit("(its output: ", 1)[1].rstrip(")")
+    assert Path(sandbox_log).is_file()  # what the sandbox and its stopped srun wrote
+
+
+def _wait_for_text(path, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and text in path.read_text(errors="replace"):
+            return path.read_text(errors="replace")
+        time.sleep(0.3)
+    raise TimeoutError(f"{text!r} never appeared in {path}")
+
+
+def test_a_requeued_stage_logs_that_it_was_stopped_not_that_it_failed(slurm_cluster, tmp_path):
+    """A requeue sends SIGTERM to the stage's tools too: the log said `StageFailed: ... exited with code -15`."""
+    launcher(tmp_path, "+experiment=bf16", env={"STANDIN_SLEEP_S": "60"})
+    ids = job_ids(state(tmp_path, "bf16"))
+    job = ids["download_model"]
+    log = Path(state(tmp_path, "bf16")["stages"]["download_model"]["log"])
+    try:
+        _wait_for_text(log, "sleeping 60")  # the download's tool is running
+        subprocess.run(["scontrol", "requeue", job], check=True)
+        text = _wait_for_text(log, "stopped by signal 15 (time limit/preemption/requeue)")
+        assert "FAILED" not in text and "exited with code -15" not in text, text
+    finally:
+        subprocess.run(["scancel", *ids.values()], check=False)

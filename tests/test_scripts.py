@@ -60,13 +60,16 @@ def test_pyxis_flags(slurm_plan):
 def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
     script = _script(slurm_plan, "benchmark")
     sandbox_line = next(line for line in script.splitlines() if line.startswith("  srun --overlap"))
-    assert "--container-image=/lustre/fsw/my_account/images/nemo-skills-sandbox.sqsh" in sandbox_line
-    assert "--container-env" not in sandbox_line
-    assert "--container-mounts" not in sandbox_line and "--container-workdir=/tmp" in sandbox_line
+    assert "--container-image=/lustre/fsw/my_account/images/launcher-sandbox.sqsh" in sandbox_line
+    assert "--container-env" not in sandbox_line and "--container-workdir=/tmp" in sandbox_line
+    # The image does not hold our code: the launch's snapshot, read-only, and nothing else of the storage.
+    code = re.search(r"--container-mounts=(\S+) ", sandbox_line)[1]
+    assert re.fullmatch(rf"{slurm_plan.storage_root}/code/[0-9a-f]{{16}}:{slurm_plan.storage_root}/code/[0-9a-f]{{16}}:ro",
+                        code), code
+    # ... named in the command itself (pyxis gives the image's ENV precedence), without the secrets, limited
     assert sandbox_line.endswith(
-        "env -u HF_TOKEN -u WANDB_API_KEY python -m flask --app "
-        "nemo_skills.code_execution.local_sandbox.local_sandbox_server run --host 127.0.0.1 --port "
-        '"$sandbox_port" > "$sandbox_log" 2>&1 &')
+        f"env -u HF_TOKEN -u WANDB_API_KEY PYTHONPATH={code.split(':')[0]} python -m jobs.sandbox_guard --host "
+        '127.0.0.1 --memory-limit-mb 4096 --timeout-s 10.0 --port "$sandbox_port" > "$sandbox_log" 2>&1 &')
     assert 'echo "$code" > "$LAUNCHER_SANDBOX_EXIT"' in script
     assert (f"export LAUNCHER_SANDBOX_EXIT={slurm_plan.storage_root}/experiments/fp8_redrafter/logs/sandbox-exit."
             "$SLURM_JOB_ID") in script

@@ -82,3 +82,21 @@ def test_a_damaged_artifact_is_moved_aside_and_rebuilt(tmp_path):
     assert {r["action"] for n, r in records.items() if n != "quantize"} == {"complete"}
     assert [line for line in again.stdout.splitlines() if line.endswith(": COMPLETED")] == ["quantize: COMPLETED"]
     assert artifacts.problem(quantize) is None and shard.stat().st_size == size
+
+
+def test_a_cluster_python_that_is_not_there_fails_the_stage_saying_so(tmp_path):
+    """cluster.python names the interpreter where the job runs (an image with only `python3` has no
+    `python`): the job checks it first, and `status` shows that line as the cause."""
+    environment = {**os.environ, "PATH": f"{STANDINS / 'bin'}:{os.environ['PATH']}",
+                   "PYTHONPATH": str(STANDINS / "python"), "WANDB_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher", "+experiment=bf16", "cluster=local", f"cluster.storage_root={tmp_path}",
+         "cluster.python=python-not-installed-here"], cwd=tmp_path, env=environment, capture_output=True, text=True,
+        timeout=300)
+    assert "download_model: FAILED" in result.stdout, result.stdout + result.stderr
+    message = ("launcher: error: cluster.python=python-not-installed-here is not on the PATH where the job runs; "
+               "set cluster.python to its interpreter (e.g. python3)")
+    assert message in (tmp_path / "experiments" / "bf16" / "logs" / "download_model.log").read_text()
+    status = subprocess.run([sys.executable, "-m", "launcher", "status", f"cluster.storage_root={tmp_path}"],
+                            capture_output=True, text=True, timeout=120).stdout
+    assert message in status

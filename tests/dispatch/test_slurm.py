@@ -56,7 +56,7 @@ def test_report_waits_for_any_benchmark_outcome(plan):
 def test_benchmark_starts_the_sandbox_step_without_secrets(plan):
     script = sbatch_for(plan, "benchmark")
     sandbox = next(line for line in script.splitlines() if line.startswith("  srun --overlap"))
-    assert "nemo-skills-sandbox.sqsh" in sandbox and "--container-env" not in sandbox
+    assert "launcher-sandbox.sqsh" in sandbox and "--container-env" not in sandbox
     assert sandbox.endswith(" &") and "env -u HF_TOKEN -u WANDB_API_KEY" in sandbox
     assert script.index("srun --overlap") < script.index("srun --unbuffered")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from jobs import benchmark_client as bc
 from tests.standins.servers.openai_server import STANDIN_LABEL, OpenAIStandinServer
-from tests.standins.servers.sandbox_server import SandboxStandinServer
+from tests.standins.servers.guarded_sandbox import GuardedSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 CHAT_TEMPLATE = (
@@ -68,6 +69,11 @@ def run(cfg, tokenizer, problems=None):
 
 def by_seed(results):
     return {r["seed"]: r for r in results["records"]}
+
+
+def server_prompt_tokens(tokenizer, prompt: str) -> int:
+    """A completion prompt's tokens as trtllm-serve counts them (add_special_tokens defaults to true)."""
+    return len(tokenizer.encode(prompt, add_special_tokens=True))
 
 
 def write_engine(path: Path, max_seq_len: int, tp: int = 1) -> Path:
@@ -146,7 +152,7 @@ def test_cancel_after_k_closes_streams_and_server_sees_disconnects(tokenizer):
 # --------------------------------------------------------------------------------------------------
 def test_tool_call_round_trip(tokenizer):
     script = {"default": {"tokens": TOOL_TOKENS, "delay": 0.005}}
-    with OpenAIStandinServer(script) as srv, SandboxStandinServer() as sb:
+    with OpenAIStandinServer(script) as srv, GuardedSandbox() as sb:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=100, max_code_executions=2, sandbox_timeout=5)
         res = run(cfg, tokenizer)
@@ -175,7 +181,7 @@ def test_tool_call_round_trip(tokenizer):
 def test_max_code_executions_stops_tool_rounds(tokenizer):
     tokens = ["A\n", "<tool_call>\n", "print(1)\n", "</tool_call>", "\nB\n", "<tool_call>\n", "print(2)\n",
               "</tool_call>", "\n\\boxed{3}"]
-    with OpenAIStandinServer({"default": {"tokens": tokens, "delay": 0.0}}) as srv, SandboxStandinServer() as sb:
+    with OpenAIStandinServer({"default": {"tokens": tokens, "delay": 0.0}}) as srv, GuardedSandbox() as sb:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=100, max_code_executions=1)
         res = run(cfg, tokenizer)
@@ -191,7 +197,7 @@ def test_max_code_executions_stops_tool_rounds(tokenizer):
 
 def test_sandbox_timeout_is_fed_back_and_generation_continues(tokenizer):
     tokens = ["<tool_call>\n", "import time\ntime.sleep(30)\n", "</tool_call>", "\nfine ", "\\boxed{1}"]
-    with OpenAIStandinServer({"default": {"tokens": tokens, "delay": 0.0}}) as srv, SandboxStandinServer() as sb:
+    with OpenAIStandinServer({"default": {"tokens": tokens, "delay": 0.0}}) as srv, GuardedSandbox() as sb:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=100, max_code_executions=2, sandbox_timeout=0.5)
         res = run(cfg, tokenizer)
@@ -206,7 +212,7 @@ def test_sandbox_error_unreachable_and_truncation_become_output_text(tokenizer):
     tokens = ["<tool_call>\n", "1/0\n", "</tool_call>", "\n<tool_call>\n", "print('x'*5000)\n", "</tool_call>",
               "\n\\boxed{2}"]
     script = {"default": {"tokens": tokens, "delay": 0.0}}
-    with OpenAIStandinServer(script) as srv, SandboxStandinServer() as sb:
+    with OpenAIStandinServer(script) as srv, GuardedSandbox() as sb:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=100, max_code_executions=2,
                                  max_output_characters=200)
@@ -417,8 +423,11 @@ def test_standin_servers_run_as_modules():
     port, sport = free_port(), free_port()
     procs = [subprocess.Popen([sys.executable, "-m", "tests.standins.servers.openai_server", "--port", str(port)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-             subprocess.Popen([sys.executable, "-m", "tests.standins.servers.sandbox_server", "--port", str(sport)],
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+             # the sandbox as the job starts it: the guard, its workers importing the stand-in NeMo-Skills module
+             subprocess.Popen([sys.executable, "-m", "jobs.sandbox_guard", "--port", str(sport), "--memory-limit-mb",
+                               "2048", "--timeout-s", "10"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONPATH": f"{REPO / 'tests/standins/python'}:{REPO}"})]
     try:
         models = _wait_http(f"http://127.0.0.1:{port}/v1/models", procs[0]).json()
         assert models["data"][0]["owned_by"] == STANDIN_LABEL and "TEST STAND-IN" in STANDIN_LABEL
@@ -434,8 +443,8 @@ def test_standin_servers_run_as_modules():
         _wait_http(f"http://127.0.0.1:{sport}/health", procs[1])
         ans = httpx.post(f"http://127.0.0.1:{sport}/execute", headers={"X-Session-ID": "s1"}, trust_env=False,
                          json={"generated_code": "x = 2\nx * 21", "timeout": 5, "language": "ipython",
-                               "max_output_characters": 1000, "traceback_verbosity": "plain"}, timeout=10).json()
-        assert ans == {"process_status": "completed", "stdout": "42\n", "stderr": ""}
+                               "max_output_characters": 1000, "traceback_verbosity": "Plain"}, timeout=10).json()
+        assert ans == {"process_status": "completed", "stdout": "42\n", "stderr": "", "new_session_created": True}
         assert httpx.delete(f"http://127.0.0.1:{sport}/sessions/s1", trust_env=False).status_code == 200
     finally:
         for p in procs:
@@ -478,7 +487,7 @@ def test_a_traceback_verbosity_ipython_does_not_know_is_refused(mode):
 # --------------------------------------------------------------------------------------------------
 def test_standin_refuses_a_request_longer_than_the_engine_as_trtllm_serve_does(tokenizer_dir, tokenizer):
     prompt = expected_prompt()
-    n = bc.prompt_tokens(tokenizer, prompt)
+    n = server_prompt_tokens(tokenizer, prompt)
     with OpenAIStandinServer({"default": {"text": "a b c"}}, tokenizer=tokenizer_dir, max_seq_len=n + 10) as srv:
         ok = httpx.post(f"{srv.url}/v1/completions", trust_env=False, timeout=10,
                         json={"model": "m", "prompt": prompt, "max_tokens": 10, "stream": True, "seed": 0})
@@ -496,7 +505,7 @@ def test_standin_refuses_a_request_longer_than_the_engine_as_trtllm_serve_does(t
 
 
 def test_client_cuts_each_request_to_the_room_its_prompt_leaves(tokenizer_dir, tokenizer):
-    n = bc.prompt_tokens(tokenizer, expected_prompt())
+    n = server_prompt_tokens(tokenizer, expected_prompt())
     script = {"default": {"text": "w " * 100, "delay": 0.0}}
     with OpenAIStandinServer(script, tokenizer=tokenizer_dir, max_seq_len=n + 7) as srv:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=None, model="tiny", num_generations=2,
@@ -511,7 +520,7 @@ def test_client_cuts_each_request_to_the_room_its_prompt_leaves(tokenizer_dir, t
 
 def test_without_the_cut_the_engine_refuses_every_request(tokenizer_dir, tokenizer):
     """What the client did before it knew the engine's max_seq_len: max_tokens = max_new_tokens, refused."""
-    n = bc.prompt_tokens(tokenizer, expected_prompt())
+    n = server_prompt_tokens(tokenizer, expected_prompt())
     with OpenAIStandinServer({"default": {"text": "w " * 100}}, tokenizer=tokenizer_dir, max_seq_len=n + 7) as srv:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=None, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=20000, max_code_executions=0)
@@ -530,18 +539,18 @@ TOOL_THEN_WORDS = ["<tool_call>\n", "print(('w\\n')*30)\n", "</tool_call>"] + ["
 def test_tool_outputs_count_against_the_engine_length(tokenizer_dir, tokenizer, room_after_tool):
     """Round 2's prompt is the prompt + 3 generated tokens + the tool output (32 tokens): its max_tokens is what
     that leaves; with no room left the generation ends as `length` without another request."""
-    n = bc.prompt_tokens(tokenizer, expected_prompt())
+    n = server_prompt_tokens(tokenizer, expected_prompt())
     max_seq_len = n + 3 + 32 + room_after_tool
     with OpenAIStandinServer({"default": {"tokens": TOOL_THEN_WORDS, "delay": 0.0}}, tokenizer=tokenizer_dir,
-                             max_seq_len=max_seq_len) as srv, SandboxStandinServer() as sb:
+                             max_seq_len=max_seq_len) as srv, GuardedSandbox() as sb:
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=1000, max_code_executions=2, max_seq_len=max_seq_len)
         res = run(cfg, tokenizer)
         reqs = srv.snapshot()
     rec = res["records"][0]
-    tool_output = "\n```output\n" + "w\n" * 30 + "\n```\n"  # print's newline after the cell's
+    tool_output = "\n```output\n" + "w\n" * 30 + "```\n"  # NeMo-Skills strips the output's trailing newlines but one
     assert rec["num_code_executions"] == 1 and tool_output in rec["generation"]
-    assert bc.prompt_tokens(tokenizer, tool_output) == 32
+    assert server_prompt_tokens(tokenizer, tool_output) == bc.prompt_tokens(tokenizer, tool_output) == 32
     assert [r["outcome"] for r in reqs] == ["completed"] * len(reqs)
     assert [r["max_tokens"] for r in reqs] == [max_seq_len - n] + ([room_after_tool] if room_after_tool else [])
     assert all(r["prompt_tokens"] + r["max_tokens"] == max_seq_len for r in reqs)
@@ -569,7 +578,7 @@ def test_max_seq_len_comes_from_the_engine_config(tmp_path, tokenizer_dir):
 
 
 def test_trtllm_serve_standin_reads_max_seq_len_from_the_engine_it_serves(tmp_path, tokenizer_dir, tokenizer):
-    n = bc.prompt_tokens(tokenizer, "p q r")
+    n = server_prompt_tokens(tokenizer, "p q r")
     engine = write_engine(tmp_path / "engine", n + 4)
     port = free_port()
     serve = [sys.executable, str(REPO / "tests" / "standins" / "bin" / "trtllm-serve"), "serve", str(engine),

@@ -255,6 +255,17 @@ def test_a_drafter_below_the_gate_says_so(tmp_path):
     assert table_row((out / "report.md").read_text(), "quality gate") == ["below the gate"]
 
 
+def test_the_gate_shown_is_the_one_convert_drafter_took(tmp_path):
+    # The gate is a decision taken where the drafter is used: convert_drafter's manifest records it.
+    inputs = make_storage(tmp_path, configurations=("fp8_redrafter",))
+    train = artifact_of(tmp_path, "train_drafter[num_layers=2]") / "manifest.json"
+    train.write_text(json.dumps({k: v for k, v in json.loads(train.read_text()).items() if k != "drafter_gate_passed"}))
+    convert = artifact_of(tmp_path, "convert_drafter[num_layers=2]") / "manifest.json"
+    convert.write_text(json.dumps({**json.loads(convert.read_text()), "drafter_gate_passed": False}))
+    code, out, _ = run_report(tmp_path, inputs)
+    assert table_row((out / "report.md").read_text(), "quality gate") == ["below the gate"]
+
+
 def test_engine_sizes_in_gib(sweep):
     md = section(sweep["md"], "Engine sizes")
     assert table_row(md, "engine (GiB)") == ["29.50", "16.25", "—", "—"]

@@ -296,7 +296,9 @@ def test_benchmark_end_to_end(bench):
     assert result == manifest(artifact) and result["benchmark_summary"] == results["summary"]
     assert result["server_startup_s"] > 0
     sandbox, server, client = (argv for argv, _ in bench["started"])
-    assert sandbox[:3] == [PY, "-m", "flask"] and sandbox[-1] == str(bench["ports"][1])
+    guard = sandbox.index(PY)  # after `env` and what it sets and unsets: the guard, on the shifted port
+    assert sandbox[0] == "env" and sandbox[guard:guard + 3] == [PY, "-m", "jobs.sandbox_guard"]
+    assert sandbox[-1] == str(bench["ports"][1])
     assert server[0] == "trtllm-serve" and server[-1] == str(bench["ports"][0])
     assert client[:3] == [PY, "-m", "jobs.benchmark_client"]
     assert (artifact / "server.log").is_file() and (artifact / "sandbox.log").is_file()

@@ -156,8 +156,13 @@ def write_results(spec: dict) -> None:
 # --------------------------------------------------------------------------------------------------
 def test_train_drafter_run_has_final_metrics_and_gate(storage, monkeypatch):
     spec = stage_spec(storage, "train_drafter", "train_drafter", monkeypatch)
-    extra = {"drafter_dir": "d", "drafter_metrics": DRAFTER_METRICS, "drafter_gate_passed": True,
-             "drafter_metrics_history_len": 5}
+    spec["drafter"] = {"min_top1": 0.6, "on_low_quality": "fail", "gate_window": 5, "predict_n_tokens": 3}
+    # The gated statistic (mean of the last gate_window logged values), its window and spread (jobs.drafter_metrics).
+    gate = {"metric": "redrafter2_top1", "statistic": "mean", "value": 0.6125, "window": 5, "min": 0.58, "max": 0.64,
+            "std": 0.021, "window_requested": 5, "last": 0.59, "history": [0.5, 0.58, 0.6, 0.64, 0.6125, 0.63, 0.59],
+            "source": "train.attempt-1.log"}
+    extra = {"drafter_dir": "d", "drafter_metrics": DRAFTER_METRICS, "drafter_gate": gate,
+             "drafter_metrics_history_len": 7}
     run_dir = wandb_log.log_stage_results(spec, extra)
 
     assert run_dir is not None
@@ -172,8 +177,11 @@ def test_train_drafter_run_has_final_metrics_and_gate(storage, monkeypatch):
     assert run["summary"]["redrafter2_top1"] == pytest.approx(0.6125)
     for key, value in DRAFTER_METRICS.items():
         assert run["summary"][key] == pytest.approx(value), key
-    assert run["summary"]["drafter_gate_passed"] is True
-    assert "drafter_metrics_history_len" not in run["summary"]
+    assert run["summary"]["drafter_gate_passed"] is True  # 0.6125 >= this launch's drafter.min_top1=0.6
+    assert run["summary"]["drafter_gate_min_top1"] == 0.6 and run["summary"]["drafter_gate_metric"] == "redrafter2_top1"
+    for key in ("value", "window", "min", "max", "std", "last"):
+        assert run["summary"][f"drafter_gate_{key}"] == pytest.approx(gate[key]), key
+    assert "drafter_metrics_history_len" not in run["summary"] and "drafter_gate_history" not in run["summary"]
 
 
 def test_benchmark_run_has_summary_table_and_histograms(storage, monkeypatch):
@@ -227,6 +235,7 @@ def test_no_secret_and_no_environment_is_written(storage, monkeypatch, tmp_path)
     run = read_offline_run(run_dir)
     # No system metadata (program, args, host, executable), system metrics, console capture or requirements.
     assert not {"environment", "stats", "output", "output_raw"} & set(run["types"]), run["types"]
+    assert not run["run"].get("host")  # else the machine's name, in the run record
     assert not list(run_dir.rglob("wandb-metadata.json")) and not list(run_dir.rglob("requirements.txt"))
     assert not list(run_dir.rglob("output.log")) and not list(run_dir.rglob("*.patch"))
     assert run["run"]["config"]  # the stage's config is there, the secret in it redacted
