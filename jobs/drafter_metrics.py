@@ -255,7 +255,7 @@ def check_gate(spec: dict) -> dict:
              f"converting it anyway")
     else:
         _log(f"drafter quality ok: {describe(decision)} >= drafter.min_top1={decision['min_top1']}")
-    return {"drafter_gate": decision, "drafter_gate_passed": decision["passed"], "drafter_artifact": path}
+    return {"drafter_gate": decision, "drafter_gate_passed": decision["passed"]}
 
 
 def gate_settings(drafter) -> dict:

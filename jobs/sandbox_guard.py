@@ -73,13 +73,16 @@ class GuardError(RuntimeError):
 
 def loopback_address(host: str, port: int) -> Tuple[int, tuple]:
     """(family, sockaddr) to listen on; refuses any host that is not, or does not resolve only to, loopback."""
+    refused = GuardError(f"refusing to listen on --host {host!r}: the sandbox runs model-written code and serves "
+                         "it on a loopback address only (127.0.0.1, localhost, ::1)")
+    if not host:  # every interface, to a server
+        raise refused
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise GuardError(f"cannot resolve --host {host!r}: {error}") from None
-    if not host or not all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos):
-        raise GuardError(f"refusing to listen on --host {host!r}: the sandbox runs model-written code and serves "
-                         "it on a loopback address only (127.0.0.1, localhost, ::1)")
+    if not all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos):
+        raise refused
     family, _, _, _, sockaddr = infos[0]
     return family, sockaddr
 

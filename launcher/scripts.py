@@ -56,6 +56,7 @@ class ExperimentDir:
 # Lines the batch script writes into the job's log (launcher.status reads them).
 ATTEMPT_START = "launcher: starting job"
 SANDBOX_STOP = "launcher: the stage step has ended; stopping its code sandbox step"
+SANDBOX_ENDED = "launcher: the code sandbox step ended by itself"
 
 ACCOUNTING_FIELDS = "JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End"
 
@@ -287,7 +288,7 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
             "  srun_pid=$!",
             '  wait "$srun_pid"',
             "  code=$?",
-            '  echo "launcher: the code sandbox step ended by itself with exit code $code; its output:"',
+            f'  echo "{SANDBOX_ENDED} with exit code $code; its output:"',
             '  cat "$sandbox_log"',
             f'  echo "$code" > "${SANDBOX_EXIT_ENV}"',
             ") &",

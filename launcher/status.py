@@ -25,7 +25,7 @@ from jobs.services import log_tail
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
 from launcher.preview import is_complete, make_console
-from launcher.scripts import ATTEMPT_START, ExperimentDir
+from launcher.scripts import ATTEMPT_START, SANDBOX_ENDED, ExperimentDir
 
 ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 TERMINAL_FAILURES = ERRORS | {"CANCELLED", "PREEMPTED"}
@@ -110,7 +110,7 @@ def failure_cause(log_text: str) -> List[str]:
             if not line.startswith(("During handling", "The above exception")):
                 picked.append(line)  # the exception itself: the traceback's last unindented line
                 in_traceback = False
-        elif CAUSE.search(line):
+        elif CAUSE.search(line) or line.startswith(SANDBOX_ENDED):  # then its output: pyxis' errors, say
             picked.append(line)
             quoting = bool(FAILED_LINE.match(line))
     return list(dict.fromkeys(picked))[:MAX_CAUSE_LINES]  # a line repeated (two tracebacks) says nothing new
@@ -125,8 +125,8 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
     if not cause:
         return (f"[bold]{escape(name)}[/bold] {job_state}: last lines of {escape(log)}\n"
                 + escape(log_tail(Path(log), LOG_TAIL)))
-    return (f"[bold]{escape(name)}[/bold] {job_state}: what its log ({escape(log)}) says went wrong; all of it: "
-            f"python -m launcher logs {escape(experiment)} {escape(name)}\n" + escape("\n".join(cause)))
+    return (f"[bold]{escape(name)}[/bold] {job_state}: cause, from {escape(log)} (all of it: "
+            f"python -m launcher logs {escape(experiment)} {escape(name)})\n" + escape("\n".join(cause)))
 
 
 def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:

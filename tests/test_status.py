@@ -199,3 +199,23 @@ def test_status_shows_the_pyxis_error_at_the_top_of_a_failed_stages_log(tmp_path
 def test_status_shows_the_last_lines_when_no_line_names_a_cause(tmp_path):
     text = _status_text(tmp_path, "".join(f"step {i}\n" for i in range(40)))
     assert "last lines of" in text and "step 39" in text and "step 14\n" not in text
+
+
+def test_a_sandbox_whose_image_is_broken():
+    """The batch script copies the output of a sandbox step that ended by itself into the job's log."""
+    log = """\
+launcher: starting job 2330 on node-a17 (restart 0)
+launcher: the code sandbox step ended by itself with exit code 1; its output:
+slurmstepd: error: pyxis: couldn't start container
+srun: error: node-a17: task 0: Exited with exit code 1
+[launcher 10:00:09] benchmark: job 2330 writing /lustre/fsw/my_account/launcher/artifacts/benchmark/1a29.partial
+[launcher 10:00:40] FAILED: the sandbox (started by the batch script; its output is in this job's log) exited \
+with code 1 before it was healthy
+"""
+    assert failure_cause(log) == [
+        "launcher: the code sandbox step ended by itself with exit code 1; its output:",
+        "slurmstepd: error: pyxis: couldn't start container",
+        "srun: error: node-a17: task 0: Exited with exit code 1",
+        "[launcher 10:00:40] FAILED: the sandbox (started by the batch script; its output is in this job's log) "
+        "exited with code 1 before it was healthy",
+    ]

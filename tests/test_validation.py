@@ -63,7 +63,8 @@ CASES = [
      "LAUNCHER_*"),
     (("+experiment=fp8", "+cluster.env.WANDB_MODE=online"), "cluster.env.WANDB_MODE", "sets this variable"),
     (("+experiment=fp8", "+cluster.env.HF_TOKEN=x"), "cluster.env.HF_TOKEN", "cluster.env_vars, which passes by name"),
-    (("+experiment=fp8", f"+cluster.env.HUB_AUTH={FAKE_HF_TOKEN}"), "cluster.env.HUB_AUTH", "looks like a secret"),
+    (("+experiment=fp8", f"+cluster.env.HUB_AUTH={FAKE_HF_TOKEN}"), "cluster.env.HUB_AUTH",
+     "cluster.env is written into batch scripts"),
     (("+experiment=fp8", "+cluster.env.NGC_API_KEY=abc"), "cluster.env.NGC_API_KEY", "NGC_API_KEY in cluster.env_vars"),
     # The code sandbox runs model-written code: loopback only, a time cap and a memory limit it can enforce.
     (("+experiment=fp8", "serving.sandbox.host=0.0.0.0"), "serving.sandbox.host", "loopback address only"),
@@ -100,10 +101,18 @@ def test_bad_config_is_rejected_naming_the_key(overrides, key, words):
     assert any(words in str(e) for e in matching), str(raised.value)
 
 
-def test_max_new_tokens_may_use_the_draft_tokens_trtllm_build_adds_to_max_seq_len():
-    """trtllm-build makes a ReDrafter engine's max_seq_len engine_max_seq_len + num_beams x draft_len_per_beam."""
-    plan_for("+experiment=fp8_redrafter", "drafter.engine_max_seq_len=19998", "drafter.engine_max_input_len=1000")
-    plan_for("model=llama2_7b_chat", "+experiment=bf16", "benchmark.max_new_tokens=2559")
+@pytest.mark.parametrize("fits,refused", [
+    # trtllm-build makes a ReDrafter engine's max_seq_len engine_max_seq_len + num_beams x draft_len_per_beam (3)
+    (("+experiment=fp8_redrafter", "drafter.engine_max_seq_len=19998", "drafter.engine_max_input_len=1000"),
+     ("+experiment=fp8_redrafter", "drafter.engine_max_seq_len=19997", "drafter.engine_max_input_len=1000")),
+    (("model=llama2_7b_chat", "+experiment=bf16", "benchmark.max_new_tokens=2559"),
+     ("model=llama2_7b_chat", "+experiment=bf16", "benchmark.max_new_tokens=2560")),
+])
+def test_max_new_tokens_must_leave_the_engine_room_for_a_prompt(fits, refused):
+    plan_for(*fits)
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for(*refused)
+    assert [e.key for e in raised.value.errors] == ["benchmark.max_new_tokens"]
 
 
 def _submitting(tmp_path, *overrides):

@@ -320,6 +320,25 @@ def test_the_trainer_records_no_host_argv_stats_or_console_in_wandb(pipeline, tm
     assert wandb.__version__  # the settings' names were checked against this version (jobs/wandb_log.py)
 
 
+def test_every_trainer_wandb_variable_is_a_setting_of_the_installed_wandb():
+    wandb = pytest.importorskip("wandb")
+    transformers_own = {"WANDB_LOG_MODEL", "WANDB_WATCH"}  # read by transformers' WandbCallback, not by wandb
+    for name, value in wandb_log.TRAINER_ENV.items():
+        if name in transformers_own:
+            continue
+        settings = wandb.Settings()
+        before = settings.model_dump()
+        settings.update_from_env_vars({name: value})
+        changed = {k for k, v in settings.model_dump().items() if before.get(k) != v}
+        assert changed, f"{name} sets no setting of wandb {wandb.__version__}"
+    settings = wandb.Settings()
+    settings.update_from_env_vars(wandb_log.TRAINER_ENV)
+    assert (settings.console, settings.disable_code, settings.save_code, settings.disable_git, settings.host) == (
+        "off", True, False, True, "")
+    assert (settings.x_disable_meta, settings.x_disable_stats, settings.x_disable_machine_info,
+            settings.x_save_requirements) == (True, True, True, False)
+
+
 def test_checkpoints_are_limited_by_save_total_limit(pipeline, tmp_path, monkeypatch):
     from tests.helpers import plan_for
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import run_stage, services
+from jobs import artifacts, run_stage, services
 from jobs.services import StageFailed
 from tests.jobs.test_run_stage import PY, STANDINS, alive, manifest, plan, standin_env, write_spec
 
@@ -239,9 +239,13 @@ def bench(tmp_path, monkeypatch):
     shutil.copytree(STANDINS / "data" / "tiny_tokenizer", model_dir)
     engine = Path(spec["commands"]["server"][2])
     engine.mkdir(parents=True)
-    (engine / "config.json").write_text(json.dumps({"pretrained_config": {"mapping": {"tp_size": 2, "pp_size": 1}}}))
+    (engine / "config.json").write_text(json.dumps({"pretrained_config": {"mapping": {"tp_size": 2, "pp_size": 1}},
+                                                    "build_config": {"max_seq_len": 32000}}))
     for rank in range(2):
         (engine / f"rank{rank}.engine").write_text("stand-in engine")
+    kind, fingerprint = artifacts.expected_identity(engine)  # published, as the benchmark's input must be
+    (engine / artifacts.MANIFEST).write_text(json.dumps({"stage": kind, "fingerprint": fingerprint,
+                                                         artifacts.FILES: artifacts.list_files(engine)}))
     for dest, text in stage.files.items():  # what dispatch writes onto shared storage: the problems
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         Path(dest).write_text(text)

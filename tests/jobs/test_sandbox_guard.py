@@ -1,0 +1,329 @@
+"""Tests of jobs/sandbox_guard.py, the code sandbox the benchmark's tool calls run in: loopback only, one process
+per session, a memory limit and a wall-time cap, NeMo-Skills' API and answers.
+
+Its workers import the STAND-IN NeMo-Skills module (tests/standins/python), which runs real IPython shells; the
+last test runs the guard over the REAL NeMo-Skills when it is installed (see tests/standins/README.md).
+Only the standard library and pytest: the real-sandbox test runs in a venv of the sandbox image's packages.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STANDIN_PYTHON = REPO / "tests" / "standins" / "python"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a site's http_proxy
+TIMEOUT_ANSWER = {"process_status": "timeout", "stdout": "", "stderr": "Timed out\n"}
+# What NeMo-Skills' server answers for traceback_verbosity "plain" (seen from the real one at 1054be9 with
+# IPython 8.37.0): IPython's FormattedTB.set_mode refuses the lowercase name.
+LOWERCASE_PLAIN = {"process_status": "error", "stdout": "", "new_session_created": True,
+                   "stderr": "Session error: Unrecognized mode in FormattedTB: <plain>\n"
+                             "Valid modes: ['Plain', 'Context', 'Verbose', 'Minimal']\n"}
+
+
+def standin_env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": f"{STANDIN_PYTHON}{os.pathsep}{REPO}", **extra}
+
+
+class RunningGuard:
+    """`python -m jobs.sandbox_guard` as the job starts it, on a free port; its output is kept in `lines`."""
+
+    def __init__(self, *args: str, env=None, preexec_fn=None, memory_limit_mb=2048, timeout_s=30.0):
+        self.argv = [sys.executable, "-m", "jobs.sandbox_guard", "--host", "127.0.0.1", "--port", "0",
+                     "--memory-limit-mb", str(memory_limit_mb), "--timeout-s", str(timeout_s), *args]
+        self.env = standin_env() if env is None else env
+        self.preexec_fn = preexec_fn
+        self.lines = []
+        self.url = None
+
+    def __enter__(self) -> "RunningGuard":
+        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, preexec_fn=self.preexec_fn)
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if "guard listening on http://" in line:
+                self.url = line.split("listening on ")[1].split()[0]
+                break
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
+        assert self.url, "".join(self.lines)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(60)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def call(url: str, method: str, path: str, body=None, session: str | None = None):
+    headers = {"Content-Type": "application/json", **({"X-Session-ID": session} if session else {})}
+    request = urllib.request.Request(url + path, data=None if body is None else json.dumps(body).encode(),
+                                     headers=headers, method=method)
+    try:
+        with DIRECT.open(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def execute(url: str, code: str, session: str = "s1", verbosity: str = "Plain", timeout: float = 60, **more):
+    body = {"generated_code": code, "timeout": timeout, "language": "ipython", "max_output_characters": 1000,
+            "traceback_verbosity": verbosity, **more}
+    status, answer = call(url, "POST", "/execute", body, session)
+    assert status == 200, answer
+    return answer
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def workers_of(guard_pid: int) -> list:
+    """The live worker processes a guard started (each names its guard in --parent-pid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--worker" in words and f"--parent-pid\0{guard_pid}\0".encode() in b"\0".join(words) + b"\0":
+                if alive(int(entry.name)):
+                    found.append(int(entry.name))
+    return found
+
+
+def wait_until(predicate, what: str, limit_s: float = 60.0) -> None:
+    """Wait for an event (not a time assert: the limit only bounds a hung test)."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loopback only
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", ""])
+def test_the_guard_refuses_to_listen_beyond_loopback(host):
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--host", host, "--port", "0",
+                           "--memory-limit-mb", "2048", "--timeout-s", "10"], cwd=REPO, env=standin_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"refusing to listen on --host {host!r}" in done.stderr and "loopback" in done.stderr
+    assert "STAND-IN" not in done.stderr  # refused before any worker imported the sandbox module
+
+
+def test_loopback_names_resolve_to_loopback_only():
+    from jobs.sandbox_guard import GuardError, loopback_address
+
+    assert loopback_address("127.0.0.1", 6000) == (socket.AF_INET, ("127.0.0.1", 6000))
+    assert loopback_address("127.0.0.2", 6000)[1][0] == "127.0.0.2"
+    assert loopback_address("localhost", 6000)[1][0] in ("127.0.0.1", "::1")
+    with pytest.raises(GuardError, match="loopback"):
+        loopback_address("0.0.0.0", 6000)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# NeMo-Skills' API: sessions keep their state, each in its own process
+# ---------------------------------------------------------------------------------------------------------
+def test_sessions_keep_their_state_between_calls_and_apart():
+    with RunningGuard() as guard:
+        url = guard.url
+        assert call(url, "GET", "/health") == (200, {"status": "healthy", "worker": "unknown"})
+        assert execute(url, "x = 41\nimport os\npid = os.getpid()") == {
+            "process_status": "completed", "stdout": "", "stderr": "", "new_session_created": True}
+        assert execute(url, "x + 1") == {"process_status": "completed", "stdout": "42\n", "stderr": "",
+                                         "new_session_created": False}
+        other = execute(url, "x", session="s2")
+        assert other["process_status"] == "error" and other["new_session_created"] is True
+        assert other["stdout"].endswith("NameError: name 'x' is not defined\n")
+        assert execute(url, "os.getpid() == pid")["stdout"] == "True\n"  # the same process between calls
+        assert execute(url, "import os; os.getpid() != %s" % execute(url, "pid")["stdout"].strip(),
+                       session="s2")["stdout"] == "True\n"  # another session, another process
+        status, listed = call(url, "GET", "/sessions")
+        assert status == 200 and listed["backend"] == "ipython" and sorted(listed["sessions"]) == ["s1", "s2"]
+        assert set(listed["sessions"]["s1"]) == {"backend", "created", "last_used", "alive"}
+        assert call(url, "DELETE", "/sessions/s1") == (200, {"message": "IPython session s1 deleted successfully"})
+        assert call(url, "DELETE", "/sessions/s1") == (404, {"error": "IPython session s1 not found"})
+        again = execute(url, "x")
+        assert again["new_session_created"] is True and "NameError" in again["stdout"]
+        # NeMo-Skills' answers for what it refuses
+        assert call(url, "POST", "/execute", {"generated_code": "1", "timeout": 5}) == (
+            400, {"error": "X-Session-ID header required for ipython sessions"})
+        status, refused = call(url, "POST", "/execute", {"generated_code": "1", "timeout": 5, "language": "lean4"},
+                               "s1")
+        assert status == 400 and "ipython" in refused["error"]
+
+
+def test_a_lowercase_traceback_mode_gets_ipythons_refusal():
+    """The guard hands traceback_verbosity to NeMo-Skills' execute_ipython_session unchanged: `plain` is refused
+    by IPython itself, in the real server's answer; `Plain` gives the real post-processed traceback."""
+    with RunningGuard() as guard:
+        assert execute(guard.url, "print(1)", verbosity="plain") == LOWERCASE_PLAIN
+        assert execute(guard.url, "1/0") == {
+            "process_status": "error", "stderr": "", "new_session_created": False,
+            "stdout": "Traceback (most recent call last):\n    1/0\nZeroDivisionError: division by zero\n"}
+        assert execute(guard.url, "print('x' * 50)", max_output_characters=10)["stdout"] == "x" * 10 + "<output cut>"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Limits
+# ---------------------------------------------------------------------------------------------------------
+def test_a_session_allocating_past_its_memory_limit_gets_a_memory_error():
+    with RunningGuard(memory_limit_mb=1024) as guard:
+        url = guard.url
+        assert execute(url, "import resource\nresource.getrlimit(resource.RLIMIT_AS)")["stdout"] == \
+            f"({1024 * 2**20}, {1024 * 2**20})\n"
+        assert execute(url, "kept = len(bytearray(50 * 1024**2)); kept")["stdout"] == "52428800\n"
+        big = execute(url, "b = bytearray(4 * 1024**3)")
+        assert big["process_status"] == "error" and big["stdout"].endswith("MemoryError\n"), big
+        assert execute(url, "kept")["stdout"] == "52428800\n"  # the session lives on, its state intact
+
+
+def test_a_cell_past_the_cap_is_killed_with_what_it_started_and_the_session_starts_afresh():
+    with RunningGuard(timeout_s=1.0) as guard:
+        url = guard.url
+        assert execute(url, "z = 1")["process_status"] == "completed"
+        child = execute(url, "import subprocess\np = subprocess.Popen(['sleep', '300'])\nprint(p.pid)")
+        child_pid = int(child["stdout"])
+        # the request allows 600 s; the guard's cap (serving.sandbox.timeout_s) cuts it
+        assert execute(url, "while True: pass", timeout=600) == TIMEOUT_ANSWER
+        wait_until(lambda: not alive(child_pid), "a process the session started outlived its session")
+        fresh = execute(url, "z")
+        assert fresh["new_session_created"] is True and fresh["stdout"].endswith(
+            "NameError: name 'z' is not defined\n")
+        assert execute(url, "print('usable')")["stdout"] == "usable\n"
+        assert "session s1: timeout" in guard.output()
+
+
+def test_the_requests_own_timeout_wins_when_it_is_lower():
+    with RunningGuard(timeout_s=600.0) as guard:
+        assert execute(guard.url, "import time\ntime.sleep(600)", timeout=0.5) == TIMEOUT_ANSWER
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Start and end
+# ---------------------------------------------------------------------------------------------------------
+def spin(url: str) -> None:
+    with contextlib.suppress(OSError):  # its guard ends under it
+        execute(url, "while True: pass", session="s2")
+
+
+def test_the_guards_workers_end_with_it():
+    """SIGTERM (the job stopping its process group): the guard stops its workers. SIGKILL: the kernel does."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with RunningGuard() as guard:
+            assert execute(guard.url, "1")["process_status"] == "completed"
+            spinning = threading.Thread(target=spin, args=(guard.url,), daemon=True)
+            spinning.start()
+            wait_until(lambda: len(workers_of(guard.process.pid)) >= 3, "the guard's workers did not start")
+            guard.process.send_signal(sig)
+            guard.process.wait(60)
+            wait_until(lambda: not workers_of(guard.process.pid), f"workers outlived the guard after {sig!r}")
+
+
+def test_a_sandbox_that_cannot_import_its_module_fails_at_start():
+    """A wrong image (a missing package, here STANDIN_FAIL=sandbox) ends the guard before it answers /health,
+    so the benchmark fails at once; the worker's own message is in the output."""
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--port", "0", "--memory-limit-mb", "2048",
+                           "--timeout-s", "10"], cwd=REPO, env=standin_env(STANDIN_FAIL="sandbox"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "[STAND-IN] sandbox: simulated failure (STANDIN_FAIL) at start" in done.stderr
+    assert "the sandbox worker" in done.stderr and "could not start" in done.stderr
+    assert "listening" not in done.stderr
+
+
+def test_a_memory_limit_above_the_hard_limit_fails_clearly():
+    """A process can lower its hard limit but never raise it again: the guard says so instead of every worker
+    failing at import."""
+    def hard_limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--port", "0", "--memory-limit-mb", "4096",
+                           "--timeout-s", "10"], cwd=REPO, env=standin_env(), preexec_fn=hard_limit,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "--memory-limit-mb 4096 (serving.sandbox.memory_limit_mb) is above" in done.stderr
+    assert "3072 MiB (ulimit -Hv)" in done.stderr
+
+
+def test_the_local_benchmark_starts_the_guard_without_secrets(monkeypatch):
+    """cluster=local: the job starts commands.sandbox_command's argv in a process group of its own; the secrets
+    are unset for it, serving.sandbox.env is set, and nothing of it outlives the group's block."""
+    from jobs import services
+    from launcher import commands
+    from tests.helpers import compose_config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = compose_config("+experiment=bf16", f"serving.sandbox.port={port}", "cluster.env_vars=[HF_TOKEN]",
+                         "+serving.sandbox.env.PLAIN_SETTING=on", f"cluster.python={sys.executable}")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_for_the_test")
+    monkeypatch.setenv("PYTHONPATH", f"{STANDIN_PYTHON}{os.pathsep}{REPO}")
+    argv = commands.sandbox_command(cfg)
+    assert argv[:3] == ["env", "-u", "HF_TOKEN"] and argv[-2:] == ["--port", str(port)]
+    with services.process_group(argv, echo=False) as process:
+        url = f"http://127.0.0.1:{port}"
+        services.wait_for_health(url + "/health", 120, process, None, "sandbox")
+        env = execute(url, "import os\nprint(os.environ.get('HF_TOKEN'), os.environ.get('PLAIN_SETTING'))")
+        assert env["stdout"] == "None on\n"
+        workers = workers_of(process.pid)
+        assert workers
+    assert all(not alive(pid) for pid in workers)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real NeMo-Skills (the sandbox image's packages; see tests/standins/README.md)
+# ---------------------------------------------------------------------------------------------------------
+def _real_nemo_skills() -> str | None:
+    """Where the real nemo_skills is, when this python has it (found without importing it: the sandbox module
+    limits the address space of whatever imports it)."""
+    env_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and "standins" not in p]
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if "standins" not in p] + env_path
+    try:
+        spec = importlib.util.find_spec("nemo_skills")
+    finally:
+        sys.path[:] = saved
+    if spec is None or spec.origin is None or str(REPO / "tests" / "standins") in spec.origin:
+        return None
+    return spec.origin
+
+
+@pytest.mark.skipif(_real_nemo_skills() is None, reason="the real NeMo-Skills is not installed in this python")
+def test_the_guard_over_the_real_nemo_skills():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # no stand-ins
+    with RunningGuard(env=env, memory_limit_mb=1024, timeout_s=2.0) as guard:
+        assert "STAND-IN" not in guard.output()
+        url = guard.url
+        assert execute(url, "print(2+2)") == {"process_status": "completed", "stdout": "4\n", "stderr": "",
+                                              "new_session_created": True}
+        assert execute(url, "def f():\n    return 1/0\nf()")["stdout"] == (
+            "Traceback (most recent call last):\n    f()\n    return 1/0\nZeroDivisionError: division by zero\n")
+        assert execute(url, "x = 6\nimport sympy\nsympy.factor(sympy.Symbol('y')**2 - 1)")["stdout"] == \
+            "(y - 1)*(y + 1)\n"
+        assert execute(url, "x * 7")["stdout"] == "42\n"
+        assert execute(url, "print(1)", session="s2", verbosity="plain") == LOWERCASE_PLAIN
+        assert execute(url, "b = bytearray(4 * 1024**3)")["stdout"].endswith("MemoryError\n")
+        assert execute(url, "while True: pass") == TIMEOUT_ANSWER
+        assert execute(url, "x")["new_session_created"] is True
