@@ -6,12 +6,13 @@ FROM python:3.10-slim
 
 ARG NEMO_SKILLS_COMMIT=1054be9959a0634b83637f7d6e62dcb9e9f2860d
 
-# What `import nemo_skills.code_execution.local_sandbox.local_sandbox_server` imports at that commit
-# (tests/test_containers.py walks the chain): nemo_skills/utils.py imports fire and rich.logging (through
-# nemo_skills/code_execution/__init__.py); the server imports flask, psutil and IPython. Then what the model's
-# tool calls import (numpy, sympy, scipy), and every dependency of both, pinned as pip resolved them together
-# for python 3.10. NeMo-Skills itself is installed without its dependencies (its requirements/main.txt holds
-# everything else it does: vLLM clients, evaluation, W&B, ...).
+# What `import nemo_skills.code_execution.local_sandbox.local_sandbox_server` imports at that commit (the
+# table in tests/test_containers.py names each file of the chain): nemo_skills/utils.py imports fire and
+# rich.logging (through nemo_skills/code_execution/__init__.py); the server imports flask, psutil and IPython.
+# Then what the model's tool calls import (numpy, sympy, scipy), and every dependency of both, pinned as pip
+# resolved them together for python 3.10. NeMo-Skills itself is installed without its dependencies (its
+# requirements/main.txt holds everything else it does: vLLM clients, evaluation, W&B, ...). The last command
+# imports the module, so a package missing here fails the build, not a benchmark.
 RUN apt-get update && apt-get install -y --no-install-recommends git build-essential && \
     rm -rf /var/lib/apt/lists/* && \
     pip install --no-cache-dir "fire==0.7.1" "rich==14.1.0" "flask==3.1.2" "psutil==7.0.0" "ipython==8.37.0" \

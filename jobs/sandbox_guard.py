@@ -17,7 +17,7 @@ the output post-processing and the traceback modes it accepts stay NeMo-Skills'.
   processes it started, and gets NeMo-Skills' timeout answer. The session's state is lost; the next call in it
   starts a fresh worker, which answers `new_session_created: true` as NeMo-Skills does for a new session (its
   own client then replays the session's earlier cells);
-* each worker runs in a scratch directory of the guard's, not in the job's directory.
+* each worker runs in a scratch directory of its own (removed with it), not in the job's directory.
 
 Standard library only: it runs in the sandbox image (python:3.10), from the launch's code snapshot.
 
@@ -150,8 +150,8 @@ def worker_main(read_fd: int, write_fd: int, module_name: str, limit: int, paren
 class Worker:
     """A worker process seen from the guard: a request goes down one pipe, its answer comes up the other."""
 
-    def __init__(self, process: subprocess.Popen, requests: int, answers: int):
-        self.process, self._requests, self._answers = process, requests, answers
+    def __init__(self, process: subprocess.Popen, requests: int, answers: int, scratch: str):
+        self.process, self._requests, self._answers, self.scratch = process, requests, answers, scratch
         self._buffer = b""
         self.ready = False
 
@@ -183,17 +183,21 @@ class Worker:
             line = b'{"error": "it exited"}'
         message = json.loads(line) if line else {"error": f"not ready after {timeout_s:g} s"}
         if not message.get("ready"):
+            with contextlib.suppress(subprocess.TimeoutExpired):  # its own exit code, for the message
+                self.process.wait(timeout=KILL_WAIT_S)
             self.kill()
-            raise GuardError(f"the sandbox worker (python -m jobs.sandbox_guard --worker, importing {SANDBOX_MODULE}) "
-                             f"could not start: {message['error']} (exit code {self.process.poll()}; its output is "
-                             "in this log above)")
+            raise GuardError(f"the sandbox worker (python -m jobs.sandbox_guard --worker, importing the sandbox "
+                             f"module) could not start: {message.get('error', message)} (exit code "
+                             f"{self.process.poll()}; its output is in this log above)")
         self.ready = True
 
     def run(self, request: dict, timeout_s: float) -> Optional[dict]:
         """The module's answer, or None when the cell ran past `timeout_s`; EOFError when the worker died."""
+        data = memoryview(json.dumps(request).encode() + b"\n")
         try:
-            os.write(self._requests, json.dumps(request).encode() + b"\n")
-        except (BrokenPipeError, OSError):
+            while data:
+                data = data[os.write(self._requests, data):]
+        except OSError:  # a broken pipe: the worker is gone
             raise EOFError from None
         line = self._read_line(time.monotonic() + timeout_s)
         return None if line is None else json.loads(line)
@@ -208,6 +212,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._requests = self._answers = -1
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class Spawner(threading.Thread):
@@ -231,6 +236,9 @@ class Spawner(threading.Thread):
                 reply.put(error)
 
     def _start(self) -> Worker:
+        # Each session's own working directory (and sys.path[0]): files a cell writes, a `json.py` say, reach
+        # neither the next worker's start nor another session.
+        scratch = tempfile.mkdtemp(prefix="session-", dir=self.cwd)
         down_r, down_w = os.pipe()  # guard -> worker
         up_r, up_w = os.pipe()  # worker -> guard
         try:
@@ -238,11 +246,16 @@ class Spawner(threading.Thread):
             # with NeMo-Skills' server; the protocol has pipes of its own. No stdin: input() gets EOF.
             process = subprocess.Popen([*self.argv, "--worker-fds", f"{down_r},{up_w}", "--parent-pid",
                                         str(os.getpid())], stdin=subprocess.DEVNULL, pass_fds=(down_r, up_w),
-                                       env=self.env, cwd=self.cwd, start_new_session=True)
+                                       env=self.env, cwd=scratch, start_new_session=True)
+        except BaseException:
+            for fd in (down_w, up_r):
+                os.close(fd)
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         finally:
             os.close(down_r)
             os.close(up_w)
-        return Worker(process, down_w, up_r)
+        return Worker(process, down_w, up_r, scratch)
 
     def start_worker(self) -> Worker:
         reply: queue.Queue = queue.Queue()
@@ -283,6 +296,7 @@ class Guard:
         self._sessions: Dict[str, Session] = {}
         self._lock = threading.Lock()
         self._spare: Optional[Worker] = None
+        self._refilling = False  # one spare at a time is started in advance
         self._closed = False
         # The first worker proves the image can run the module (a missing package, a hard limit below ours) before
         # the guard answers /health: a sandbox that cannot run code fails its step at once. It is kept as the spare.
@@ -298,7 +312,9 @@ class Guard:
         """Ours, with `jobs` importable, the module's own memory limit on ours, and one thread per math library."""
         env = dict(os.environ)
         code_root = str(Path(__file__).resolve().parents[1])  # where `jobs` is, for `-m jobs.sandbox_guard`
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_root, env.get("PYTHONPATH")]))
+        # Absolute: a worker starts in its own directory, where a relative entry would name another place.
+        paths = [code_root] + [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
         env[MEM_LIMIT_ENV] = str(self.limit // 2)
         for name, value in THREAD_DEFAULTS.items():
             env.setdefault(name, value)
@@ -308,9 +324,10 @@ class Guard:
         try:
             worker = self._spawner.start_worker()
         except GuardError:
-            return
+            worker = None
         with self._lock:
-            if self._spare is None and not self._closed:
+            self._refilling = False
+            if worker is not None and self._spare is None and not self._closed:
                 self._spare, worker = worker, None
         if worker is not None:
             worker.kill()
@@ -322,7 +339,9 @@ class Guard:
             if self._closed:
                 raise GuardError("the sandbox is shutting down")
             worker, self._spare = self._spare, None
-        threading.Thread(target=self._refill, name="sandbox-refill", daemon=True).start()
+            refill, self._refilling = not self._refilling, True
+        if refill:
+            threading.Thread(target=self._refill, name="sandbox-refill", daemon=True).start()
         if worker is None or not worker.alive:
             worker = self._spawner.start_worker()
         worker.wait_ready()
@@ -349,13 +368,15 @@ class Guard:
         with session.lock:
             session.last_used = time.time()
             try:
-                if session.worker is None:
-                    session.worker = self._fresh_worker()
-                answer = session.worker.run(request, min(float(timeout), self.timeout_s))
+                worker = session.worker  # a DELETE may drop it meanwhile: this call keeps its own
+                if worker is None:
+                    worker = session.worker = self._fresh_worker()
+                answer = worker.run(request, min(float(timeout), self.timeout_s))
             except GuardError as error:  # no worker could start: there is no session to speak of
                 return 200, {"process_status": "error", "stdout": "", "stderr": f"Session error: {error}\n",
                              "new_session_created": False}
-            except (EOFError, ValueError):  # the worker died in the cell (or broke its pipe): its state is gone
+            except (EOFError, ValueError, OSError):  # the worker died in the cell (or broke its pipe, or was
+                # deleted): its state is gone
                 code = self._drop_worker(session)
                 return 200, {"process_status": "error", "stdout": "",
                              "stderr": f"Session error: the session's process ended (exit code {code}); its state "
@@ -479,7 +500,8 @@ def serve(host: str, port: int, memory_limit_mb: int, timeout_s: float, module: 
     signal.signal(signal.SIGTERM, stop)
     host_shown, bound = server.server_address[:2]
     print(f"[sandbox] guard listening on http://{host_shown}:{bound} (memory limit {memory_limit_mb} MiB per "
-          f"session, cells cut at {timeout_s:g} s; {module})", file=sys.stderr, flush=True)
+          f"session, cells cut at {timeout_s:g} s; {module}; sessions in {guard.scratch})", file=sys.stderr,
+          flush=True)
     try:
         server.serve_forever()
     finally:

@@ -1,18 +1,24 @@
 """From a composed config to a validated plan, previewed or dispatched."""
 from __future__ import annotations
 
+import os
 import re
-from typing import Dict, List
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
 
 from hydra import compose
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
 
-from launcher.dispatch.storage import damaged_artifacts, snapshot_code
+from launcher import exit_codes
+from launcher.dispatch.storage import code_snapshot_dir, damaged_artifacts, launched_records, snapshot_code
 from launcher.plan import Plan, build_plan
-from launcher.scripts import ExperimentDir, write_stage_files
-from launcher.validation import ConfigError, InvalidConfig, validate
+from launcher.scripts import ExperimentDir, remove_stale_stage_files, write_stage_files
+from launcher.validation import (ConfigError, InvalidConfig, name_errors, redacted, redacted_overrides, storage_problem,
+                                 umask_value, validate)
 
 EXPERIMENT_OVERRIDE = re.compile(r"^\+{0,2}experiment=")
 
@@ -21,21 +27,36 @@ def compose_variants(cfg: DictConfig, overrides: List[str], prefix: str = "") ->
     """A campaign composes each of its experiments with the user's other overrides; else just `cfg`."""
     if not cfg.launcher.campaign:
         return {cfg.launcher.experiment_name: cfg}
+    # Each entry is composed as `+experiment=<entry>` and names stage files: checked before it is composed.
+    bad_names = name_errors(cfg)
+    if bad_names:
+        raise InvalidConfig(bad_names)
     base = [o for o in overrides if not EXPERIMENT_OVERRIDE.match(o)]
     return {prefix + name: compose("config", overrides=[*base, f"+experiment={name}"])
             for name in cfg.launcher.campaign}
 
 
-def validate_variants(variants: Dict[str, DictConfig]) -> None:
-    """Validate every composed config (the environment too, unless this is a dry run); report all at once."""
-    errors: List[ConfigError] = []
+def validate_variants(variants: Dict[str, DictConfig], overrides: Optional[Dict[str, List[str]]] = None) -> None:
+    """Validate every composed config (the environment too, unless this is a dry run); report all at once.
+    `overrides`: the command-line overrides each variant was composed with; one that changes nothing in all of
+    them (a key the chosen options do not use) is an error."""
+    from launcher.schema_check import unused_override_errors
+
+    errors: List[ConfigError] = unused_override_errors(variants, overrides or {})
+    per_variant: Dict[str, List[ConfigError]] = {}
     for name, variant in variants.items():
         needed = ("trtllm", "sandbox") if variant.serving.sandbox.enabled else ("trtllm",)
         try:
             validate(variant, needed, submitting=not variant.launcher.dry_run)
         except InvalidConfig as invalid:
-            prefix = f"[{name}] " if len(variants) > 1 else ""
-            errors += [ConfigError(prefix + e.key, e.value, e.problem, e.allowed) for e in invalid.errors]
+            per_variant[name] = invalid.errors
+    # An error every configuration has (a mistyped `+key`) is said once; the others name their configuration.
+    shared = set.intersection(*({str(e) for e in found} for found in per_variant.values())) \
+        if len(per_variant) == len(variants) > 1 else set()
+    for name, found in per_variant.items():
+        prefix = f"[{name}] " if len(variants) > 1 else ""
+        errors += [e if str(e) in shared else ConfigError(prefix + e.key, e.value, e.problem, e.allowed)
+                   for e in found]
     if errors:
         raise InvalidConfig(list({str(e): e for e in errors}.values()))
 
@@ -43,25 +64,65 @@ def validate_variants(variants: Dict[str, DictConfig]) -> None:
 def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
     """Compose, validate and plan."""
     variants = compose_variants(cfg, overrides)
-    validate_variants(variants)
+    validate_variants(variants, {name: list(overrides) for name in variants})
     return build_plan(cfg.launcher.experiment_name, variants)
 
 
-def dry_run(plan: Plan, console: Console) -> ExperimentDir:
-    """Write every stage's spec and batch script; submit nothing."""
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: a sweep saves hundreds of points' configs
+PREVIEW_DIR = "launcher_preview"  # in the working directory: a dry run's where the storage root is not usable
+
+
+def start_writing(plan: Plan, cfg: DictConfig, console: Console) -> Optional[Path]:
+    """Once the whole launch is validated, before its first write (Hydra writes nothing: conf/config.yaml):
+    the cluster's umask for everything the launch writes and the processes it starts, and where a dry run
+    writes. A dry run on a machine that cannot write the storage root (not mounted here, read-only) previews
+    in PREVIEW_DIR/<experiment> and says so; a launch never gets here then (validation's storage check).
+    Returns that local directory, or None for the storage root."""
+    exit_codes.mark_dispatch_started()  # an error from here on is not the config's (launcher.app.run)
+    os.umask(umask_value(cfg.cluster.umask))
+    problem = storage_problem(plan.storage_root) if cfg.launcher.dry_run else None
+    if not problem:
+        return None
+    preview = Path(PREVIEW_DIR).resolve() / plan.experiment
+    console.print(f"[yellow]cluster.storage_root={escape(plan.storage_root)}: {escape(problem)}; this dry run "
+                  f"writes its preview to {escape(str(preview))} instead (a launch from here is refused)[/yellow]",
+                  highlight=False, soft_wrap=True)
+    return preview
+
+
+def save_config(root: Path, cfg: DictConfig, overrides: List[str]) -> None:
+    """The launch's composed config (resolved) and command line, beside its scripts: with every value that
+    validation takes for a secret replaced by <redacted> (validation refused any it saw; this keeps it so)."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = redacted(OmegaConf.to_container(cfg, resolve=True))
+    (root / "config.yaml").write_text(yaml.dump(config, Dumper=YAML_DUMPER, sort_keys=False))
+    (root / "overrides.yaml").write_text(yaml.dump(redacted_overrides(list(overrides)), Dumper=YAML_DUMPER))
+
+
+def dry_run(plan: Plan, console: Console, preview: Optional[Path] = None) -> ExperimentDir:
+    """Write every stage's spec and batch script; submit nothing. `preview`: write them there instead of the
+    experiment's directory (start_writing), the scripts unchanged: they name the storage root's paths."""
     from launcher.preview import print_plan
 
-    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    exit_codes.mark_dispatch_started()  # an error from here on is not the config's (launcher.app.run)
+    target = ExperimentDir(plan.storage_root, plan.experiment)
+    exp = ExperimentDir(plan.storage_root, plan.experiment, root=preview) if preview else target
     # The scripts name the code snapshot as their workdir and PYTHONPATH: taking it (content-addressed, the
     # same one the launch would take) makes each script submittable by hand; pyxis fails on a missing workdir.
-    code_dir = snapshot_code(plan.storage_root)
+    # A local preview only names it: nothing is written at a storage root this machine cannot write.
+    code_dir = code_snapshot_dir(plan.storage_root) if preview else snapshot_code(plan.storage_root)
     for stage in plan.stages.values():
-        write_stage_files(plan, stage, exp, stage.dependency([f"<{d}>" for d in stage.deps]), code_dir)
+        write_stage_files(plan, stage, target, stage.dependency([f"<{d}>" for d in stage.deps]), code_dir,
+                          into=exp)
+    # A dry run asks Slurm nothing: the specs of what the last launch submitted stay, a job may still read them.
+    stale = remove_stale_stage_files(plan, exp, keep_specs=list(launched_records(exp.state)))
     print_plan(plan, console)
     for name, problem in damaged_artifacts(plan).items():  # reported only: moving it is the launch's, under its lock
         console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
                       f"{escape(problem)}; a launch moves it aside and rebuilds it (this dry run leaves it)"
                       "[/yellow]", highlight=False, soft_wrap=True)
+    if stale:
+        console.print(f"removed the scripts of stages no longer in the plan: {escape(', '.join(stale))}")
     console.print(f"batch scripts: {exp.root / 'scripts'}")
     console.print("dry run: nothing was submitted")
     return exp

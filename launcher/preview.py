@@ -3,18 +3,24 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from jobs import artifacts
+from launcher.exit_codes import CONFIG_ERROR
 from launcher.plan import COMPLETE_MARKER, Plan
 from launcher.scripts import format_time_limit
 
 
 # Where output goes to a file or a pipe (CI logs, `| tee`), tables keep their width instead of rich's 80 columns.
 LOG_WIDTH = 200
+Rows = List[List[str]]  # a table's cells, as rich markup
 
 
 def make_console() -> Console:
@@ -25,28 +31,98 @@ def make_console() -> Console:
 def exit_invalid(invalid: Exception, console: Console) -> None:
     """A config error is the user's to fix: the message alone, no traceback, exit code 2 (as argparse)."""
     console.print(f"[red]error:[/red] {escape(str(invalid))}", highlight=False)
-    sys.exit(2)
+    sys.exit(CONFIG_ERROR)
 
 
 def is_complete(artifact: str) -> bool:
     return os.path.isfile(os.path.join(artifact, COMPLETE_MARKER))
 
 
-def plan_table(plan: Plan) -> Table:
-    table = Table(title=f"plan of {plan.experiment}", title_justify="left")
-    for column in ("stage", "depends on", "GPUs x nodes", "time limit", "container", "artifact", "state"):
-        table.add_column(column, overflow="fold")
+# The artifact column's forms, longest first: its full path under the storage root, `<kind>/<fingerprint[:8]>`,
+# or the fingerprint's first 8 characters alone (the stage's name says its kind). A path is one long word, and
+# rich splits words, names included (`build_drafter_engin|e` at 120 columns), when a table's words do not fit.
+ARTIFACT_FORMS = ("path", "short", "fingerprint")
+
+
+def artifact_label(artifact: str, storage_root: str, form: str) -> str:
+    if form == "path":
+        return os.path.relpath(artifact, storage_root)
+    path = Path(artifact)
+    return f"{path.parent.name}/{path.name[:8]}" if form == "short" else path.name[:8]
+
+
+def fitted_table(console: Optional[Console], title: str, headers: Sequence[str], rows_for: Callable[[str], Rows],
+                 whole: Sequence[str] = ("stage",), forms: Sequence[str] = ARTIFACT_FORMS) -> Table:
+    """A table that fits the console without splitting a word: the first artifact form whose rows fit
+    unwrapped; else the first whose longest words fit, its columns given widths here (rich's own shrinking
+    narrows the widest column first, below its longest word); else the last form, as rich lays it out.
+    The `whole` columns (stage names) are never wrapped. Without a console: the first form, unfitted."""
+    def make(rows: Rows, widths: Optional[List[int]] = None) -> Table:
+        table = Table(title=title, title_justify="left")
+        for i, header in enumerate(headers):
+            table.add_column(header, overflow="fold", no_wrap=header in whole, width=widths[i] if widths else None)
+        for row in rows:
+            table.add_row(*row)
+        return table
+
+    if console is None:
+        return make(rows_for(forms[0]))
+    options = console.options.update_width(1 << 20)  # a cell's own widths, not clamped to the console's
+
+    def ranges(rows: Rows) -> List[Tuple[int, int]]:
+        result = []
+        for i, header in enumerate(headers):
+            cells = [Measurement.get(console, options, Text.from_markup(cell))
+                     for cell in (escape(header), *(row[i] for row in rows))]
+            longest = max(m.maximum for m in cells)
+            result.append((longest if header in whole else max(m.minimum for m in cells), longest))
+        return result
+
+    room = console.width - (3 * len(headers) + 1)  # the borders, and a space either side of each cell
+    candidates = []
+    for form in forms:
+        rows = rows_for(form)
+        candidates.append((rows, ranges(rows)))
+        if sum(most for _, most in candidates[-1][1]) <= room:
+            return make(rows)
+    for rows, widths in candidates:
+        if sum(least for least, _ in widths) <= room:
+            return make(rows, _share(widths, room))
+    return make(candidates[-1][0])
+
+
+def _share(ranges: List[Tuple[int, int]], room: int) -> List[int]:
+    """Every column its longest word, then what is left to the columns that need least to be whole."""
+    widths = [least for least, _ in ranges]
+    left = room - sum(widths)
+    for i in sorted(range(len(ranges)), key=lambda i: ranges[i][1] - ranges[i][0]):
+        more = min(ranges[i][1] - ranges[i][0], left)
+        widths[i] += more
+        left -= more
+    return widths
+
+
+PLAN_COLUMNS = ("stage", "depends on", "GPUs x nodes", "time limit", "container", "artifact", "state")
+
+
+def plan_table(plan: Plan, console: Optional[Console] = None) -> Table:
+    """The plan's stages, fitted to the console's width when one is given (see fitted_table)."""
+    states = {}  # checked once (a damaged artifact's files are listed), whatever form the table takes
     for stage in plan.stages.values():
-        r = stage.resources
         complete = is_complete(stage.artifact)
         damaged = complete and artifacts.problem(stage.artifact, stage.kind, stage.fingerprint)
-        table.add_row(  # names such as quantize[qformat=fp8] would read as rich markup: escaped
-            escape(stage.name), escape(", ".join(stage.deps)) or "-", f"{r.gpus_per_node} x {r.nodes}",
-            format_time_limit(r.time_min), "+".join(stage.containers),
-            os.path.relpath(stage.artifact, plan.storage_root),
-            "[red]damaged: to rebuild[/red]" if damaged else "[green]complete[/green]" if complete else "to run",
-        )
-    return table
+        states[stage.name] = ("[red]damaged: to rebuild[/red]" if damaged
+                              else "[green]complete[/green]" if complete else "to run")
+
+    def rows(artifact_form: str) -> Rows:
+        return [[  # names such as quantize[qformat=fp8] would read as rich markup: escaped
+            escape(stage.name), escape(", ".join(stage.deps)) or "-",
+            f"{stage.resources.gpus_per_node} x {stage.resources.nodes}", format_time_limit(stage.resources.time_min),
+            "+".join(stage.containers), escape(artifact_label(stage.artifact, plan.storage_root, artifact_form)),
+            states[stage.name],
+        ] for stage in plan.stages.values()]
+
+    return fitted_table(console, f"plan of {escape(plan.experiment)}", PLAN_COLUMNS, rows)
 
 
 def print_requests(plan: Plan, console: Console) -> None:
@@ -57,5 +133,5 @@ def print_requests(plan: Plan, console: Console) -> None:
 
 
 def print_plan(plan: Plan, console: Console) -> None:
-    console.print(plan_table(plan))
+    console.print(plan_table(plan, console))
     print_requests(plan, console)

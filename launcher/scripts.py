@@ -5,6 +5,7 @@ previewed script shows what is submitted.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,20 +21,54 @@ from jobs.drafter_metrics import gate_settings
 from jobs.services import PORT_SPREAD, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV
 from launcher import commands
 from launcher.plan import ACCOUNTING, Plan, Stage
-from launcher.validation import FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, signal_lead_s
+from launcher.validation import (FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, forbidden_character,
+                                 signal_lead_s, umask_value)
+
+# sbatch reads the #SBATCH lines itself, not bash (src/sbatch/opt.c, get_argument): it splits a line into words
+# at whitespace; '...' and "..." group characters, whitespace and `#` included; a backslash takes the next
+# character literally, inside quotes too; an unquoted `#` starts a comment. So a value is written bare when it
+# has none of these (nor anything outside plain ASCII), else in double quotes with `\` and `"` escaped.
+SBATCH_BARE = re.compile(r"[A-Za-z0-9_@%+=:,./<>\[\]-]+")
+
+
+def sbatch_quote(value) -> str:
+    """`value` as one word of an #SBATCH line, as sbatch reads it."""
+    text = str(value)
+    return text if SBATCH_BARE.fullmatch(text) else '"' + re.sub(r'(["\\])', r"\\\1", text) + '"'
+
+
+def sbatch_file_name(path) -> str:
+    """A file name for #SBATCH --output, which Slurm expands (%j, %x, ...; `%%` is a `%`): taken literally."""
+    return str(path).replace("%", "%%")
+
+
+def _within_its_line(value):
+    """Every {{ value }} of the template stays on its line: validation refuses line breaks and other control
+    characters in every config string; should one come from elsewhere, no script is written rather than a
+    script in which the rest of that value is a command."""
+    bad = forbidden_character(str(value))
+    if bad:
+        raise ValueError(f"a value of a batch script holds {bad}, which would end its line: {str(value)!r}")
+    return value
+
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("launcher", "templates"),
     trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+    finalize=_within_its_line,
 )
 TEMPLATES.filters["shell_quote"] = lambda v: shlex.quote(str(v))
+TEMPLATES.filters["shell_join"] = lambda argv: shlex.join(str(a) for a in argv)
+TEMPLATES.filters["sbatch_quote"] = sbatch_quote
+TEMPLATES.filters["sbatch_file_name"] = sbatch_file_name
 
 
 class ExperimentDir:
     """Where an experiment keeps its scripts, stage specs, logs, code snapshot and state."""
 
-    def __init__(self, storage_root: str, experiment: str):
-        self.root = Path(storage_root) / "experiments" / experiment
+    def __init__(self, storage_root: str, experiment: str, root: Optional[Path] = None):
+        """`root`: elsewhere than under the storage root (a dry run's local preview)."""
+        self.root = Path(root) if root else Path(storage_root) / "experiments" / experiment
 
     @property
     def state(self) -> Path:
@@ -44,13 +79,27 @@ class ExperimentDir:
         return self.root / "submitit"
 
     def script(self, stage: str) -> Path:
-        return self.root / "scripts" / f"{stage}.sbatch"
+        return self.root / "scripts" / f"{stage_file_name(stage)}.sbatch"
 
     def spec(self, stage: str) -> Path:
-        return self.root / "stages" / f"{stage}.json"
+        return self.root / "stages" / f"{stage_file_name(stage)}.json"
 
     def log(self, stage: str) -> Path:
-        return self.root / "logs" / f"{stage}.log"
+        return self.root / "logs" / f"{stage_file_name(stage)}.log"
+
+
+# A stage's name carries config values (`calibration_data[calib_dataset=nvidia/x]`): its files' names keep
+# what is safe in one path component and in Slurm's --output (where `%` is a pattern), and spell the rest as
+# ~<hex>, so that no value makes a subdirectory, leaves the experiment's directory or collides with another.
+STAGE_FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,:@\[\]-]+")
+STAGE_FILE_MAX = 200  # NAME_MAX is 255 bytes, with room for a suffix
+
+
+def stage_file_name(stage: str) -> str:
+    name = STAGE_FILE_UNSAFE.sub(lambda m: "".join(f"~{b:02x}" for b in m[0].encode()), stage)
+    if len(name) > STAGE_FILE_MAX:
+        name = f"{name[:STAGE_FILE_MAX - 17]}~{hashlib.sha256(stage.encode()).hexdigest()[:16]}"
+    return name
 
 
 # Lines the batch script writes into the job's log (launcher.status reads them).
@@ -249,7 +298,9 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
     cfg = stage.cfg
     # The log is appended to by every attempt (a requeue): `status` reads the cause of a failure after the last
     # of these lines, where a pyxis error of this attempt would be, before the job's own first line.
-    lines = ["set -euo pipefail",
+    # The umask first: the job's files (staging, artifacts, logs, caches) are as private as the launch's.
+    lines = [f"umask {umask_value(cfg.cluster.umask):04o}",
+             "set -euo pipefail",
              f'echo "{ATTEMPT_START} ${{SLURM_JOB_ID:-?}} on ${{SLURMD_NODENAME:-?}} '
              '(restart ${SLURM_RESTART_COUNT:-0})"']
     if accounting_ids:
@@ -323,11 +374,28 @@ def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Opti
 
 
 def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
-                      accounting_ids: Sequence[str] = ()) -> Path:
-    """Write the stage's spec and batch script; return the script's path."""
-    for path in (exp.spec(stage.name), exp.script(stage.name), exp.log(stage.name)):
+                      accounting_ids: Sequence[str] = (), into: Optional[ExperimentDir] = None) -> Path:
+    """Write the stage's spec and batch script (into `into`, a dry run's local preview, when given: the script
+    still names `exp`'s paths); return the script's path."""
+    out = into or exp
+    for path in (out.spec(stage.name), out.script(stage.name), out.log(stage.name)):
         path.parent.mkdir(parents=True, exist_ok=True)
-    exp.spec(stage.name).write_text(json.dumps(stage_spec(plan, stage), indent=2))
-    script = exp.script(stage.name)
+    out.spec(stage.name).write_text(json.dumps(stage_spec(plan, stage), indent=2))
+    script = out.script(stage.name)
     script.write_text(render_script(plan, stage, exp, dependency, code_dir, accounting_ids))
     return script
+
+
+def remove_stale_stage_files(plan: Plan, exp: ExperimentDir, keep_specs: Sequence[str] = ()) -> List[str]:
+    """Remove the batch scripts and specs of stages that are not in this plan (an earlier launch's, before a
+    change of `drafter=`), so that the experiment's scripts are exactly the plan's; return their stage names.
+    `keep_specs`: stages whose spec a job may still read (pending or running), kept with their script gone."""
+    scripts = {exp.script(name).name for name in plan.stages}
+    specs = {exp.spec(name).name for name in [*plan.stages, *keep_specs]}
+    removed = []
+    for folder, suffix, wanted in ((exp.root / "scripts", ".sbatch", scripts), (exp.root / "stages", ".json", specs)):
+        for path in sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else ():
+            if path.name not in wanted:
+                path.unlink(missing_ok=True)
+                removed.append(path.name[:-len(suffix)])
+    return list(dict.fromkeys(removed))

@@ -12,9 +12,10 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, NoReturn, Tuple
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -24,8 +25,10 @@ from rich.table import Table
 from jobs.services import log_tail
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
-from launcher.preview import is_complete, make_console
+from launcher.exit_codes import CONFIG_ERROR, PIPELINE_FAILED
+from launcher.preview import artifact_label, fitted_table, is_complete, make_console
 from launcher.scripts import ATTEMPT_START, SANDBOX_ENDED, ExperimentDir
+from launcher.user_config import add_config_dir_argument
 
 ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 TERMINAL_FAILURES = ERRORS | {"CANCELLED", "PREEMPTED"}
@@ -45,26 +48,36 @@ FAILED_LINE = re.compile(r"^\[launcher [\d:]+\] FAILED:")
 CONTINUATION = "  "  # a FAILED message's further lines (a tool's last output), indented by jobs.services
 
 
-def storage_root_from(overrides: List[str]) -> str:
+def storage_root_from(overrides: List[str], config_dirs: List[str] = ()) -> str:
+    """The storage root of the cluster the overrides name, composed as the launch composes it: from the
+    package's conf/ and the user's config directories (--config-dir, LAUNCHER_CONFIG_DIR)."""
     from hydra import compose, initialize_config_dir
 
     from launcher.schema import CONF_DIR, register_configs
+    from launcher.user_config import config_dir_paths, searchpath_overrides
 
     register_configs()
+    overrides = searchpath_overrides(config_dir_paths(config_dirs), overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     return os.path.abspath(cfg.cluster.storage_root)
+
+
+def fail(message: str) -> NoReturn:
+    """A usage error (no experiment launched, no such stage): the message, and CONFIG_ERROR, as argparse's."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(CONFIG_ERROR)
 
 
 def load_state(storage_root: str, experiment: str | None) -> dict:
     if not experiment:
         pointer = latest_pointer(storage_root)
         if not pointer.is_file():
-            raise SystemExit(f"no experiment has been launched on {storage_root}")
+            fail(f"no experiment has been launched on {storage_root}")
         experiment = pointer.read_text().strip()
     path = ExperimentDir(storage_root, experiment).state
     if not path.is_file():
-        raise SystemExit(f"experiment {experiment!r} has no state at {path}: was it launched (not a dry run)?")
+        fail(f"experiment {experiment!r} has no state at {path}: was it launched (not a dry run)?")
     return json.loads(path.read_text())
 
 
@@ -129,19 +142,23 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
             f"python -m launcher logs {escape(experiment)} {escape(name)})\n" + escape("\n".join(cause)))
 
 
-def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
-    table = Table(title=f"{state['experiment']} ({state['executor']})", title_justify="left")
-    for column in ("stage", "job", "state", "elapsed", "artifact"):
-        table.add_column(column, overflow="fold")
-    failures = []
-    for name, record in state["stages"].items():
-        job_state, elapsed = states[name]
-        failed = job_state.split()[0] in TERMINAL_FAILURES
-        color = "green" if job_state == "COMPLETED" else "red" if failed else "yellow"
-        table.add_row(escape(name), str(record.get("job_id") or "-"), f"[{color}]{job_state}[/{color}]", elapsed,
-                      os.path.relpath(record["artifact"], state["storage_root"]))
-        if job_state.split()[0] in ERRORS:
-            failures.append(failure_report(name, job_state, record.get("log"), state["experiment"]))
+def status_view(state: dict, states: Dict[str, Tuple[str, str]], console: Console | None = None) -> Group:
+    """The stages' table, fitted to the console's width when one is given (names whole: preview.fitted_table),
+    then why each failed stage failed."""
+    def rows(artifact_form: str) -> List[List[str]]:
+        result = []
+        for name, record in state["stages"].items():
+            job_state, elapsed = states[name]
+            failed = job_state.split()[0] in TERMINAL_FAILURES
+            color = "green" if job_state == "COMPLETED" else "red" if failed else "yellow"
+            result.append([escape(name), str(record.get("job_id") or "-"), f"[{color}]{escape(job_state)}[/{color}]",
+                           elapsed, escape(artifact_label(record["artifact"], state["storage_root"], artifact_form))])
+        return result
+
+    table = fitted_table(console, escape(f"{state['experiment']} ({state['executor']})"),
+                         ("stage", "job", "state", "elapsed", "artifact"), rows)
+    failures = [failure_report(name, states[name][0], record.get("log"), state["experiment"])
+                for name, record in state["stages"].items() if states[name][0].split()[0] in ERRORS]
     return Group(table, *failures)
 
 
@@ -162,8 +179,59 @@ def regenerate_report(state: dict, console: Console) -> int:
                "--output_dir", str(exp.root / "report"), "--experiment_dir", str(exp.root),
                "--accounting", str(exp.root / ACCOUNTING)]
     code = subprocess.run(command).returncode
-    console.print(f"report: {exp.root / 'report.md'}" + (" (some configurations did not finish)" if code == 3 else ""))
-    return 0 if code in (0, 3) else code
+    console.print(f"report: {exp.root / 'report.md'}"
+                  + (" (some configurations did not finish)" if code == PIPELINE_FAILED else ""))
+    # jobs.report's REPORT_INCOMPLETE is PIPELINE_FAILED, passed on; its bad input (1) too: not a config error
+    return code
+
+
+def cancel(state: dict, console: Console) -> int:
+    """Cancel the experiment's jobs that have not ended, and say which: its states are asked first, so that
+    jobs that already ended are neither cancelled nor counted (a repeat cancels nothing). On Slurm, scancel;
+    on cluster=local, the launch running them in the foreground is stopped (dispatch.local.stop)."""
+    experiment = state["experiment"]
+    ours = {n: str(r["job_id"]) for n, r in state["stages"].items() if r.get("action") == "submitted" and r.get("job_id")}
+    exp = ExperimentDir(state["storage_root"], state["experiment"])
+    if state["executor"] == "slurm":
+        known = slurm.job_states(sorted(set(ours.values())))
+        before = {n: known[j][0] if j in known else "UNKNOWN" for n, j in ours.items()}
+        live = {n: s for n, s in before.items() if s in slurm.LIVE_STATES}
+    else:
+        before = {n: local.local_state(exp, j)[0] for n, j in ours.items()}
+        live = {n: s for n, s in before.items() if s in local.LIVE_STATES}
+    unknown = [n for n, s in before.items() if s == "UNKNOWN"]
+    ended = len(before) - len(live) - len(unknown)
+    notes = [f"{ended} had already ended"] if ended and (live or unknown) else []
+    if unknown:
+        notes.append(f"the {'Slurm' if state['executor'] == 'slurm' else 'local'} state of {len(unknown)} is not known "
+                     f"(ended long ago, or the query did not answer), not cancelled: {', '.join(unknown)}")
+    theirs = [f"{n} ({r['job_id']}, {r['action']})" for n, r in state["stages"].items()
+              if str(r.get("action", "")).startswith("reused from")]
+    if theirs:
+        notes.append(f"jobs of other experiments it waits on are theirs to cancel: {', '.join(theirs)}")
+    if not live:
+        what = (f"all {len(before)} job(s) of {experiment} already ended" if before and not unknown
+                else f"none of the {len(before)} job(s) of {experiment} is pending or running" if before
+                else f"{experiment} submitted no job (its stages were complete, or another experiment's jobs "
+                     "produce them)")
+        console.print(escape(f"nothing to cancel: {what}" + "".join(f"; {n}" for n in notes)), highlight=False,
+                      soft_wrap=True)
+        return 0
+    jobs = sorted({ours[n] for n in live})
+    if state["executor"] == "slurm":
+        problem = slurm.cancel(jobs)
+        how = f"; scancel said: {problem}" if problem else ""
+    else:
+        marked, waiting = local.stop(exp, jobs)
+        how = (f"; the launch running them (pid {waiting}) has not stopped yet" if waiting
+               else "; the launch that ran them had ended without finishing them: marked CANCELLED" if marked
+               else "; the launch running them stopped")
+        if not waiting:  # what it stopped, read back: a stage that completed meanwhile was not cancelled
+            live = {n: s for n, s in live.items() if local.local_state(exp, ours[n])[0] == "CANCELLED"}
+    listed = ", ".join(f"{n} ({ours[n]}, {s})" for n, s in live.items())
+    console.print(escape(f"cancelled {len(live)} job(s) of {experiment}: {listed}" + how
+                         + "".join(f"; {n}" for n in notes)), highlight=False, soft_wrap=True)
+    return 0
 
 
 def _all_ended(states: Dict[str, Tuple[str, str]]) -> bool:
@@ -177,18 +245,19 @@ def main(command: str, argv: List[str]) -> int:
     parser.add_argument("--watch", action="store_true", help="refresh until every stage has ended")
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--lines", type=int, default=0, help="logs: only the last N lines")
+    add_config_dir_argument(parser)
     args, overrides = parser.parse_known_args(argv)
     names = [n for n in args.names if "=" not in n]
     overrides += [n for n in args.names if "=" in n]
     console = make_console()
-    root = storage_root_from(overrides)
+    root = storage_root_from(overrides, args.config_dir)
     if command == "logs":
         if not names:
-            raise SystemExit("usage: python -m launcher logs [EXPERIMENT] STAGE")
+            fail("usage: python -m launcher logs [EXPERIMENT] STAGE")
         state = load_state(root, names[0] if len(names) > 1 else None)
         stage = names[-1]
         if stage not in state["stages"]:
-            raise SystemExit(f"no stage {stage!r} in {state['experiment']}; stages: {', '.join(state['stages'])}")
+            fail(f"no stage {stage!r} in {state['experiment']}; stages: {', '.join(state['stages'])}")
         path = state["stages"][stage].get("log")
         text = Path(path).read_text(errors="replace") if path and Path(path).is_file() else f"(no log at {path})\n"
         print("\n".join(text.splitlines()[-args.lines:]) if args.lines else text, end="")
@@ -197,18 +266,14 @@ def main(command: str, argv: List[str]) -> int:
     if command == "report":
         return regenerate_report(state, console)
     if command == "cancel":
-        ids = [str(r["job_id"]) for r in state["stages"].values() if r["action"] == "submitted"]
-        if state["executor"] == "slurm":
-            slurm.cancel(ids)
-        console.print(f"cancelled {len(ids)} job(s) of {state['experiment']}: {' '.join(ids)}")
-        return 0
+        return cancel(state, console)
     states = stage_states(state)
     if args.watch:  # one query of Slurm per refresh, shown and tested for the end
-        with Live(status_view(state, states), console=console, refresh_per_second=1) as live:
+        with Live(status_view(state, states, console), console=console, refresh_per_second=1) as live:
             while not _all_ended(states):
                 time.sleep(args.interval)
                 states = stage_states(state)
-                live.update(status_view(state, states))
+                live.update(status_view(state, states, console))
     else:
-        console.print(status_view(state, states), soft_wrap=True)  # log lines stay whole, for copying
+        console.print(status_view(state, states, console), soft_wrap=True)  # log lines stay whole, for copying
     return 0

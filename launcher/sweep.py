@@ -14,19 +14,18 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from launcher.launch import EXPERIMENT_OVERRIDE, compose_variants, dry_run, validate_variants
+from launcher.launch import (EXPERIMENT_OVERRIDE, compose_variants, dry_run, save_config, start_writing,
+                             validate_variants)
 from launcher.plan import build_plan
 from launcher.preview import exit_invalid, make_console
 from launcher.schema import GROUPS
-from launcher.validation import InvalidConfig
+from launcher.validation import NAME_FORM, ConfigError, InvalidConfig, name_errors, name_problem
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
-YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: hundreds of points' configs
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 
@@ -67,36 +66,49 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
     composer = PointComposer(config_loader, master)
     variants: Dict[str, DictConfig] = {}
     returns: List[JobReturn] = []
+    saved: List[Tuple[str, List[str], DictConfig]] = []  # (sweep directory entry, overrides, config) per point
     sweep_dir = Path(str(master.hydra.sweep.dir))
     for index, overrides in enumerate(points, start=initial_job_idx):
         cfg = composer.compose(overrides)
         name = point_name(cfg.launcher.experiment_name, [o for o in overrides if o not in common])
         with open_dict(cfg):
             cfg.launcher.experiment_name = name
-        point_dir = sweep_dir / f"{index}-{name}"
-        (point_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-        (point_dir / ".hydra" / "overrides.yaml").write_text(yaml.dump(overrides, Dumper=YAML_DUMPER))
-        (point_dir / ".hydra" / "config.yaml").write_text(
-            yaml.dump(OmegaConf.to_container(cfg), Dumper=YAML_DUMPER, sort_keys=False))
-        variants.update(compose_variants(cfg, overrides, prefix=f"{name}.") if cfg.launcher.campaign
-                        else {name: cfg})
-        returns.append(JobReturn(overrides=overrides, cfg=cfg, working_dir=str(point_dir), task_name="launcher",
-                                 status=JobStatus.COMPLETED, _return_value=name))
-    first = next(iter(variants.values()))
-    base = [o for o in common if not EXPERIMENT_OVERRIDE.match(o)]
-    for baseline in first.launcher.baselines:
-        variants.setdefault(baseline, composer.compose([*base, f"+experiment={baseline}"]))
+        entry = f"{index}-{name}"
+        saved.append((entry, overrides, cfg))
+        returns.append(JobReturn(overrides=overrides, cfg=cfg, working_dir=str(sweep_dir / entry),
+                                 task_name="launcher", status=JobStatus.COMPLETED, _return_value=name))
+    sweep_name = f"{master.launcher.experiment_name}-sweep-{sweep_dir.name}"
     try:
+        for entry, overrides, cfg in saved:
+            variants.update(compose_variants(cfg, overrides, prefix=f"{cfg.launcher.experiment_name}.")
+                            if cfg.launcher.campaign else {cfg.launcher.experiment_name: cfg})
+        first = next(iter(variants.values()))
+        base = [o for o in common if not EXPERIMENT_OVERRIDE.match(o)]
+        bad_names = [e for e in name_errors(first) if e.key.startswith("launcher.baselines")]
+        if bad_names:  # each is composed as `+experiment=<name>`
+            raise InvalidConfig(bad_names)
+        for baseline in first.launcher.baselines:
+            variants.setdefault(baseline, composer.compose([*base, f"+experiment={baseline}"]))
         validate_variants(variants)
+        problem = name_problem(sweep_name)
+        if problem:
+            raise InvalidConfig([ConfigError("hydra.sweep.dir", str(sweep_dir), f"its last part names the sweep's "
+                                             f"experiment {sweep_name!r}, {problem}", NAME_FORM)])
     except InvalidConfig as invalid:
         exit_invalid(invalid, console)
-    sweep_name = f"{master.launcher.experiment_name}-sweep-{sweep_dir.name}"
     plan = build_plan(sweep_name, variants)
+    # Nothing was written before: now the sweep's directory (locally, for a dry run's preview where this machine
+    # cannot write the storage root), each point's config and overrides redacted (launcher.launch.save_config).
+    preview = start_writing(plan, first, console)
+    if preview:
+        sweep_dir = preview / "sweep"
+    for entry, overrides, cfg in saved:
+        save_config(sweep_dir / entry / ".hydra", cfg, overrides)
     (sweep_dir / "experiment.txt").write_text(f"{sweep_name}\n{plan.storage_root}/experiments/{sweep_name}\n")
     console.print(f"{len(points)} point(s) and {len(first.launcher.baselines)} baseline(s) planned in "
                   f"{time.perf_counter() - started:.2f} s: {len(plan.stages)} distinct stages")
     if first.launcher.dry_run:
-        dry_run(plan, console)
+        dry_run(plan, console, preview)
     else:
         from launcher.dispatch import submit
 

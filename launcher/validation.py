@@ -10,12 +10,13 @@ import os
 import posixpath
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from jobs.services import PORT_SEARCH, PORT_SPREAD
+from launcher.schema import MIN_TIME_LIMIT_MIN
 
 # Compute capability per GPU type (cluster.gpu_type); cluster.gpu_compute_capability overrides it.
 GPU_COMPUTE_CAPABILITY = {
@@ -25,7 +26,6 @@ GPU_COMPUTE_CAPABILITY = {
 }
 FP8_MIN_CC = 8.9  # E4M3 FP8: Ada, Hopper, Blackwell
 REDRAFTER_MIN_CC = 8.0
-MAX_BASE_PORT = 65535 - PORT_SPREAD - PORT_SEARCH
 # Slurm warns a stage with USR2 this long before its time limit (`--signal=USR2@<lead>`); submitit then calls
 # the stage's checkpoint and requeues it. 90 s is enough to requeue; a short limit gets a tenth of itself,
 # but never under 30 s (a requeue calls scontrol).
@@ -34,20 +34,8 @@ SIGNAL_LEAD_MIN_S = 30
 # sbatch(1), --signal: "the signal may be sent up to 60 seconds earlier than specified". A time limit must
 # leave the stage minutes of work before the earliest warning, or it is signalled (and requeued) at once.
 SLURM_SIGNAL_EARLY_S = 60
-MIN_TIME_LIMIT_MIN = 5  # 300 s - 30 s lead - 60 s early = 3.5 min of work at least
+# launcher.schema.MIN_TIME_LIMIT_MIN = 5: 300 s - 30 s lead - 60 s early = 3.5 min of work at least
 
-CHOICES = {
-    "model.family": ("qwen2", "llama", "nemotron_nas"),
-    "model.checkpoint_tool": ("nemo_skills", "trtllm_examples"),
-    "quantization.qformat": ("full_prec", "fp8", "int8_wo"),
-    "quantization.kv_cache_dtype": (None, "fp8", "int8"),
-    "drafter.on_low_quality": ("fail", "warn"),
-    "drafter.save_strategy": ("no", "steps", "epoch"),
-    "drafter.engine_gemm_plugin": (None, "auto", "fp8", "bfloat16", "float16"),
-    "cluster.executor": ("local", "slurm"),
-    "cluster.container_runtime": ("pyxis", "none"),
-    "serving.backend": ("trt",),
-}
 CALIBRATED_QFORMATS = ("fp8",)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -122,6 +110,44 @@ def _walk(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
         yield prefix[:-1], node
 
 
+REDACTED = "<redacted>"
+
+
+def secret_value(key: str, value: Any) -> bool:
+    """Whether validation takes `value` of `key` (a dotted key, `[i]` for list entries) for a secret given by
+    value: the one test behind the errors and behind what is redacted from the config a launch saves."""
+    if not isinstance(value, str) or not value:
+        return False
+    name = key.rsplit(".", 1)[-1]
+    if key.startswith(("cluster.env_vars[", "cluster.required_env_vars[")):
+        return "=" in value or any(p.search(value) for p in TOKEN_PATTERNS)
+    if key.startswith(("cluster.env.", "serving.sandbox.env.")):
+        return bool(ENV_SECRET_NAME.search(name)) or any(p.search(value) for p in TOKEN_PATTERNS)
+    return bool(SECRET_KEY.search(name)) or any(
+        p.search(value) for p in TOKEN_PATTERNS if key not in COMMIT_KEYS or "hf_" in p.pattern)
+
+
+def redacted(node: Any, prefix: str = "") -> Any:
+    """A plain copy of a config container with every value secret_value flags replaced by <redacted>."""
+    if isinstance(node, dict):
+        return {k: redacted(v, f"{prefix}{k}.") for k, v in node.items()}
+    if isinstance(node, list):
+        return [redacted(v, f"{prefix[:-1]}[{i}].") for i, v in enumerate(node)]
+    return REDACTED if secret_value(prefix[:-1], node) else node
+
+
+def redacted_overrides(overrides: List[str]) -> List[str]:
+    """Command-line overrides (`+key=value`) with a secret value replaced by <redacted>, the key kept."""
+    kept = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        bare = key.lstrip("+~")
+        secret = secret_value(bare, value) or any(p.search(value) for p in TOKEN_PATTERNS
+                                                  if bare not in COMMIT_KEYS or "hf_" in p.pattern)
+        kept.append(f"{key}{sep}{REDACTED}" if sep and secret else override)
+    return kept
+
+
 def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
     errors = []
     c = cfg.cluster
@@ -132,12 +158,80 @@ def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
                                           "environment variables pass by name only; the value is read from your "
                                           "shell when jobs start", "a variable name such as HF_TOKEN"))
     for key, value in _walk(OmegaConf.to_container(cfg, resolve=True)):
-        if not isinstance(value, str) or key.startswith(("hydra", "cluster.env.", "serving.sandbox.env.")):  # cluster.env: _env_errors
+        # cluster.env and serving.sandbox.env: variables, checked by _env_errors and _sandbox_errors; the
+        # variable lists just above
+        if not isinstance(value, str) or key.startswith(("hydra", "cluster.env.", "serving.sandbox.env.",
+                                                          "cluster.env_vars[", "cluster.required_env_vars[")):
             continue
-        looks_like_token = any(p.search(value) for p in TOKEN_PATTERNS if key not in COMMIT_KEYS or "hf_" in p.pattern)
-        if looks_like_token or (SECRET_KEY.search(key.rsplit(".", 1)[-1]) and value):
+        if secret_value(key, value):
             errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value; secrets are never "
                                       "stored in configs, scripts or logs", "the variable's name in cluster.env_vars"))
+    return errors
+
+
+# Characters no config string may hold, anywhere (keys too): batch scripts are written line by line, so a line
+# break in any value that reaches one (a `# download: ...` comment, an `#SBATCH --job-name=` line) would end
+# its line and run the rest as a command; other controls (tab, ESC, DEL, C1) change what a terminal shows of
+# a script or log, and a lone surrogate (a byte of the command line that is not UTF-8) cannot be written.
+# Unicode categories: Cc controls (U+0000-001F, U+007F-009F), Zl/Zp line and paragraph separators, Cs.
+FORBIDDEN_TEXT_CATEGORIES = ("Cc", "Zl", "Zp", "Cs")
+# A backslash is an escape wherever Slurm reads our values: sbatch's #SBATCH parser (src/sbatch/opt.c
+# get_argument) drops it, and submitit writes its #SBATCH lines with shell quoting (shlex.quote), which keeps
+# it; in an --output file name it turns Slurm's %-patterns off and is removed (src/common/print_fields.c
+# expand_stdio_fields). Any config value can name a stage (`quantize[qformat=fp8]`: job names, log files), so
+# none may hold one; the variables of cluster.env and serving.sandbox.env only reach `export` lines and argv,
+# shell-quoted, and keep theirs.
+BACKSLASH_FREE_EXCEPT = ("cluster.env.", "serving.sandbox.env.")
+# Slurm expands %j, %x, ... in --output file names and submitit writes its logs under
+# <storage_root>/experiments/<experiment>/submitit/%j: a `%` of the storage root would be expanded too.
+PERCENT_FREE_KEYS = ("cluster.storage_root",)
+TEXT_FORM = "printable text: no line breaks, tabs or other control characters, and valid UTF-8"
+
+
+def forbidden_character(text: str) -> Optional[str]:
+    """How the first character no config string may hold is written (`\\n`, `\\x1b`, `\\u2028`), or None."""
+    for char in text:
+        if unicodedata.category(char) in FORBIDDEN_TEXT_CATEGORIES:
+            return repr(char)[1:-1]
+    return None
+
+
+def _text_errors(cfg: DictConfig) -> List[ConfigError]:
+    """Every string of the composed config, keys and list entries included: nothing a batch script or a path
+    is made of can end a line or hide from the terminal; values shown escaped (repr), or redacted."""
+    errors: List[ConfigError] = []
+
+    def check(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                shown = repr(str(name))[1:-1]  # a bad key is named escaped, as values are shown
+                path = f"{key}.{shown}" if key else shown
+                bad = forbidden_character(str(name))
+                if bad:
+                    errors.append(ConfigError(path, "<key>", f"the key holds {bad}: keys name variables, paths and "
+                                              "lines of batch scripts", TEXT_FORM))
+                check(value, path)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                check(value, f"{key}[{i}]")
+        elif isinstance(node, str):
+            shown = "<redacted>" if secret_value(key, node) else node
+            bad = forbidden_character(node)
+            if bad:
+                errors.append(ConfigError(key, shown, f"holds {bad}, a control character: a line break would end "
+                                          "the line of the batch script the value is written on (a comment, an "
+                                          "#SBATCH option) and run the rest as a command; no setting needs any "
+                                          "of them", TEXT_FORM))
+            elif "\\" in node and not key.startswith(BACKSLASH_FREE_EXCEPT):
+                errors.append(ConfigError(key, shown, "holds a backslash, which sbatch and Slurm's log file names "
+                                          "read as an escape: any value can name a stage, its job and log file",
+                                          "text without a backslash"))
+            elif "%" in node and key in PERCENT_FREE_KEYS:
+                errors.append(ConfigError(key, shown, "holds a `%`: Slurm expands %j, %x, ... in the log file "
+                                          "names made from it (#SBATCH --output)", "a path without `%`"))
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    check({k: v for k, v in container.items() if k != "hydra"}, "")
     return errors
 
 
@@ -166,9 +260,6 @@ def _env_errors(c: DictConfig) -> List[ConfigError]:
 
 # The code sandbox runs model-written code (jobs.sandbox_guard): on loopback only, limited in time and memory.
 SANDBOX_HOSTS = "127.0.0.1 (or another 127.x.y.z), localhost"
-SANDBOX_MAX_TIMEOUT_S = 600  # a tool call holds its generation; longer work is no tool call
-# A session's process needs ~0.4 GiB of address space once IPython, numpy, scipy and sympy are imported.
-SANDBOX_MEMORY_MB = (1024, 65536)
 SANDBOX_OWN_ENV = ("PYTHONPATH", "NEMO_SKILLS_SANDBOX_MEM_LIMIT")  # set by the launcher and the guard
 MOUNT = re.compile(r"^(/[^:,]*):(/[^:,]*)(?::([a-z+]+))?$")
 
@@ -186,15 +277,6 @@ def _sandbox_errors(cfg: DictConfig) -> List[ConfigError]:
                "the sandbox runs model-written code: it listens on a loopback address only, never on one that "
                "other machines reach")
         errors.append(ConfigError("serving.sandbox.host", host, why, SANDBOX_HOSTS))
-    if not 0 < sb.timeout_s <= SANDBOX_MAX_TIMEOUT_S:
-        errors.append(ConfigError("serving.sandbox.timeout_s", sb.timeout_s, "out of range for the wall-time cap "
-                                  "of one tool call, enforced by the sandbox (a cell past it is killed)",
-                                  f"0 < timeout_s <= {SANDBOX_MAX_TIMEOUT_S} (seconds)"))
-    low, high = SANDBOX_MEMORY_MB
-    if not low <= sb.memory_limit_mb <= high:
-        errors.append(ConfigError("serving.sandbox.memory_limit_mb", sb.memory_limit_mb, "out of range for the "
-                                  f"address space of each sandbox session's process; below {low} MiB importing "
-                                  "IPython, numpy, scipy and sympy may already fail", f"{low}..{high} (MiB)"))
     for name, value in sb.env.items():
         key = f"serving.sandbox.env.{name}"
         if not ENV_NAME.match(name):
@@ -261,6 +343,99 @@ def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]
     return errors, warnings
 
 
+# Experiment names (and campaign entries, sweep points, baselines) name a directory under
+# <storage_root>/experiments/ and the stage files in it: one path component, never `.`, `..` or a `/` that would
+# leave the storage root, nor empty (that is experiments/ itself), and short enough for a file name.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,-]*$")
+NAME_PART = re.compile(r"^[A-Za-z0-9._+=,-]+$")  # a value interpolated into a name
+NAME_MAX = 160
+NAME_FORM = f"letters, digits and . _ + = , - (not first), at most {NAME_MAX} characters"
+# Campaign entries and baselines are also experiments of conf/experiment/, composed as `+experiment=<name>`.
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+
+
+def name_problem(value: Any, form: re.Pattern = NAME) -> Optional[str]:
+    text = "" if value is None else str(value)
+    if not text:
+        return "empty: it names a directory under the storage root"
+    if len(text) > NAME_MAX:
+        return f"{len(text)} characters: it names a directory under the storage root and files in it"
+    if not form.match(text):
+        return "not one plain path component: it names a directory under the storage root"
+    return None
+
+
+def name_errors(cfg: DictConfig) -> List[ConfigError]:
+    """launcher.experiment_name, launcher.campaign and launcher.baselines as names; checked before a campaign
+    composes its entries. A default name made of other keys (${model.name}-...) blames those keys."""
+    errors = []
+    launcher = cfg.launcher
+    problem = name_problem(launcher.experiment_name)
+    if problem:
+        raw = str(OmegaConf.to_container(launcher, resolve=False)["experiment_name"])
+        blamed = [ref for ref in INTERPOLATION.findall(raw)
+                  if not NAME_PART.match(str(OmegaConf.select(cfg, ref, default="")))]
+        errors += [ConfigError(ref, OmegaConf.select(cfg, ref), f"makes the experiment's name "
+                               f"(launcher.experiment_name={raw}) {launcher.experiment_name!r}, {problem}",
+                               "letters, digits and . _ + = , -") for ref in blamed]
+        if not blamed:
+            errors.append(ConfigError("launcher.experiment_name", launcher.experiment_name, problem, NAME_FORM))
+    for field in ("campaign", "baselines"):
+        for i, entry in enumerate(launcher[field]):
+            problem = name_problem(entry, EXPERIMENT_NAME)
+            if problem:
+                errors.append(ConfigError(f"launcher.{field}[{i}]", entry, problem,
+                                          "the name of an experiment of conf/experiment/ (letters, digits, . _ -)"))
+    return errors
+
+
+# cluster.umask: octal with its leading 0 ('027', '0027', '0o027'), so that a YAML number (027 is 23) is refused.
+UMASK = re.compile(r"^0o?([0-7]{1,3})$")
+UMASK_ALLOWED = ("an octal string with its leading 0 (quoted in YAML): '027' (the group may read), '077' "
+                 "(private), '022' (anyone may read); never granting others write, never taking the owner's rights")
+
+
+def umask_value(text: Any) -> Optional[int]:
+    match = UMASK.match(str(text))
+    return int(match[1], 8) if match else None
+
+
+def _umask_errors(c: DictConfig) -> List[ConfigError]:
+    value = umask_value(c.umask)
+    if value is None:
+        return [ConfigError("cluster.umask", c.umask, "not an octal umask with its leading 0 (in YAML a bare 027 "
+                            "is the number 23)", UMASK_ALLOWED)]
+    if not value & 0o002:
+        return [ConfigError("cluster.umask", c.umask, "lets every user of the machine write the launch's files, "
+                            "logs and artifacts", UMASK_ALLOWED)]
+    if value & 0o700:
+        return [ConfigError("cluster.umask", c.umask, "takes the owner's own rights: the launcher and its jobs "
+                            "could not read or write what they write", UMASK_ALLOWED)]
+    return []
+
+
+STORAGE_ALLOWED = "an existing directory this user can write, or a new one inside one"
+
+
+def storage_problem(storage_root: str) -> Optional[str]:
+    """Why this machine cannot write under the storage root, or None. Asked before anything is created there:
+    making the directories of an unmounted /lustre/... on the login node would hide that it is not mounted.
+    One missing level is made by the launch; more means the filesystem is not here."""
+    root = os.path.abspath(storage_root)
+    existing = root
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is not a directory"
+    if existing not in (root, os.path.dirname(root)):
+        return (f"neither it nor its parent exists on this machine ({existing} is the nearest that does): is the "
+                "shared filesystem mounted here?")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user here (read-only, or not yours)"
+    return None
+
+
 def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> List[ConfigError]:
     """What a submission needs of this (login) machine, checked before anything is submitted: a job that
     would wait hours in the queue to fail on a missing image or variable fails here instead."""
@@ -271,11 +446,9 @@ def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> L
     if c.executor == "slurm" and shutil.which("sbatch") is None:
         errors.append(ConfigError("cluster.executor", "slurm", "sbatch is not on this machine's PATH",
                                   "submit from a Slurm login node, or cluster=local"))
-    root = os.path.abspath(c.storage_root)
-    if not os.path.isdir(root) and not os.path.isdir(os.path.dirname(root)):
-        errors.append(ConfigError("cluster.storage_root", c.storage_root, "neither it nor its parent exists on this "
-                                  "machine: is the shared filesystem mounted here?",
-                                  "an existing directory, or a new one inside an existing directory"))
+    problem = storage_problem(c.storage_root)
+    if problem:
+        errors.append(ConfigError("cluster.storage_root", c.storage_root, problem, STORAGE_ALLOWED))
     if c.container_runtime == "pyxis":
         for key in needed_containers:
             image = c.containers.get(key) or ""
@@ -287,14 +460,27 @@ def environment_errors(cfg: DictConfig, needed_containers: Tuple[str, ...]) -> L
     return errors
 
 
+def _one_per_key(errors: List[ConfigError]) -> List[ConfigError]:
+    """The first error of each key: a specific check's says more than a generic one's on the same value."""
+    seen: dict = {}
+    for error in errors:
+        seen.setdefault(error.key, error)
+    return list(seen.values())
+
+
 def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), submitting: bool = False) -> None:
     """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting)."""
-    errors = _secret_errors(cfg) + _env_errors(cfg.cluster)
+    from launcher.schema_check import config_errors
+
+    # Each key on its own first: its form, range, secrecy, and whether the schema has it at all. The checks after
+    # these relate keys to each other and assume each is in its range and has a value: on an out-of-range one they
+    # would only say it again, wrongly (gpus_per_node=0 as "allowed: tp*pp <= 0"), or fail. The specific checks
+    # come before the schema's generic one, which says nothing more of a key they named.
+    errors = _one_per_key(_text_errors(cfg) + _secret_errors(cfg) + _env_errors(cfg.cluster)
+                          + _time_limit_errors(cfg.cluster) + config_errors(cfg))
+    if errors:
+        raise InvalidConfig(errors)
     errors += environment_errors(cfg, needed_containers) if submitting else []
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            errors.append(ConfigError(key, value, "unknown value", ", ".join(str(a) for a in allowed)))
     m, q, d, c, b = cfg.model, cfg.quantization, cfg.drafter, cfg.cluster, cfg.benchmark
 
     cc = compute_capability(cfg)
@@ -312,15 +498,10 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
                                       f"cluster.gpu_type={c.gpu_type} has {cc}", "drafter=none"))
     if q.qformat in CALIBRATED_QFORMATS and not q.calibrate:
         errors.append(ConfigError("quantization.calibrate", q.calibrate, f"qformat {q.qformat} needs calibration", "true"))
-    for key in ("calib_size", "calib_batch_size", "calib_max_seq_length"):
-        if q[key] < 1:
-            errors.append(ConfigError(f"quantization.{key}", q[key], "must be positive", ">= 1"))
 
     available = c.gpus_per_node * c.max_nodes
     tp, pp = m.tensor_parallel, m.pipeline_parallel
-    if tp < 1 or pp < 1:
-        errors.append(ConfigError("model.tensor_parallel", f"{tp}x{pp}", "parallel sizes must be positive", ">= 1"))
-    elif tp * pp > available:
+    if tp * pp > available:
         errors.append(ConfigError("model.tensor_parallel", tp, f"tensor x pipeline parallel = {tp}x{pp} = {tp * pp} "
                                   f"GPUs, but cluster {c.name} offers {c.gpus_per_node} per node x {c.max_nodes} nodes",
                                   f"tp*pp <= {available}"))
@@ -350,13 +531,6 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
         if d.num_gpus > available or d.num_gpus < 1:
             errors.append(ConfigError("drafter.num_gpus", d.num_gpus, f"cluster {c.name} offers {available} GPUs",
                                       f"1..{available}"))
-        if d.num_beams < 1:
-            errors.append(ConfigError("drafter.num_beams", d.num_beams, "must be positive", ">= 1"))
-        if not 0 <= d.min_top1 <= 1:
-            errors.append(ConfigError("drafter.min_top1", d.min_top1, "is an accuracy", "0..1"))
-        for key in ("gate_window", "save_total_limit"):
-            if d[key] < 1:
-                errors.append(ConfigError(f"drafter.{key}", d[key], "must be positive", ">= 1"))
         if d.engine_gemm_plugin == "fp8" and q.qformat != "fp8":
             errors.append(ConfigError("drafter.engine_gemm_plugin", "fp8", f"needs an FP8 checkpoint, "
                                       f"quantization.qformat is {q.qformat}", "auto, or leave unset"))
@@ -366,23 +540,17 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
     if not 1 <= b.cancel_after <= b.num_generations:
         errors.append(ConfigError("benchmark.cancel_after", b.cancel_after, "cannot exceed the generations started "
                                   f"(benchmark.num_generations={b.num_generations})", f"1..{b.num_generations}"))
-    if b.max_code_executions < 0:
-        errors.append(ConfigError("benchmark.max_code_executions", b.max_code_executions, "negative", ">= 0"))
     errors += _request_length_errors(m, d, b)
     if not os.path.isfile(b.problems_file):
         errors.append(ConfigError("benchmark.problems_file", b.problems_file, "no such file", "a JSONL file of problems"))
 
     s = cfg.serving
-    for key, port in (("serving.port", s.port), ("serving.sandbox.port", s.sandbox.port)):
-        if not 1024 <= port <= MAX_BASE_PORT:
-            errors.append(ConfigError(key, port, "a job looks for a free port from here up to "
-                                      f"{PORT_SPREAD + PORT_SEARCH} above it", f"1024..{MAX_BASE_PORT}"))
     if s.port == s.sandbox.port:
         errors.append(ConfigError("serving.sandbox.port", s.sandbox.port, "the LLM server and the sandbox cannot "
                                   "start from the same port", f"any other than serving.port={s.port}"))
 
     errors += _sandbox_errors(cfg)
-    errors += _time_limit_errors(c)
+    errors += name_errors(cfg) + _umask_errors(c)
     if c.executor == "slurm" and not posixpath.isabs(c.storage_root):
         errors.append(ConfigError("cluster.storage_root", c.storage_root, "a Slurm cluster's storage must be an "
                                   "absolute path on a filesystem every node mounts", "an absolute path"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List
 
 from launcher.scripts import ExperimentDir
+from launcher.user_config import add_config_dir_argument
 
 RUN_GLOBS = ("offline-run-*", "wandb/offline-run-*")  # wandb puts its runs in <WANDB_DIR>/wandb/
 
@@ -42,6 +43,7 @@ def main(argv: List[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="[EXPERIMENT]")
     parser.add_argument("--dry-run", action="store_true", help="list the offline runs, sync nothing")
+    add_config_dir_argument(parser)
     args, overrides = parser.parse_known_args(argv)
     names = [n for n in args.names if "=" not in n]
     overrides += [n for n in args.names if "=" in n]
@@ -50,7 +52,7 @@ def main(argv: List[str]) -> int:
 
     from launcher.status import load_state, storage_root_from
 
-    root = storage_root_from(overrides)
+    root = storage_root_from(overrides, args.config_dir)
     experiment = names[0] if names else load_state(root, None)["experiment"]
     directory = wandb_dir(root, experiment)
     runs = offline_runs(directory)

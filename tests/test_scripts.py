@@ -75,6 +75,24 @@ def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
             "$SLURM_JOB_ID") in script
 
 
+def test_the_sandbox_steps_own_mounts_and_variables(tmp_path):
+    """serving.sandbox.mounts and .env reach the sandbox step, and only it; without a container the step
+    inherits the batch script's PYTHONPATH (the snapshot first) and gets no pyxis flags."""
+    sandbox = ("serving.sandbox.mounts=[/data/tables:/tables:ro]", "+serving.sandbox.env.OMP_NUM_THREADS=2")
+    plan = plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}", *sandbox)
+    script = _script(plan, "benchmark")
+    line = next(line for line in script.splitlines() if line.startswith("  srun --overlap"))
+    code = re.search(r"--container-mounts=([^:]+):", line)[1]
+    assert f"--container-mounts={code}:{code}:ro,/data/tables:/tables:ro " in line
+    assert f"env -u HF_TOKEN -u WANDB_API_KEY OMP_NUM_THREADS=2 PYTHONPATH={code} python -m jobs.sandbox_guard" in line
+    assert "/data/tables" not in script.replace(line, "")  # not the stage step's
+    bare = plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}",
+                    "cluster.container_runtime=none", sandbox[1])
+    line = next(line for line in _script(bare, "benchmark").splitlines() if line.startswith("  srun --overlap"))
+    assert line.startswith("  srun --overlap --ntasks=1 env -u HF_TOKEN -u WANDB_API_KEY OMP_NUM_THREADS=2 python -m "
+                           "jobs.sandbox_guard ") and "PYTHONPATH" not in line
+
+
 def _hold_two_ports(stack) -> int:
     """Listen on 6000 + k and 6001 + k for the first k where both are free; return a job id with that k."""
     for k in range(100, 990):

@@ -17,12 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from launcher import exit_codes
 from launcher.dispatch import local, slurm
-from launcher.dispatch.storage import (claim_path, damaged_artifacts, latest_pointer, move_aside, read_claim,
-                                       snapshot_code, storage_lock, write_claim, write_json)
+from launcher.dispatch.storage import (claim_path, damaged_artifacts, latest_pointer, launched_records, move_aside,
+                                       read_claim, snapshot_code, storage_lock, write_claim, write_json)
 from launcher.plan import Plan
 from launcher.preview import exit_invalid, is_complete, print_requests
-from launcher.scripts import ExperimentDir, write_stage_files
+from launcher.scripts import ExperimentDir, remove_stale_stage_files, write_stage_files
 from launcher.validation import InvalidConfig, published_drafter_gate
 
 PARALLEL_SUBMISSIONS = 8
@@ -45,7 +46,19 @@ def _waves(plan: Plan, names: List[str]) -> List[List[str]]:
     return [[n for n in names if depth[n] == level] for level in range(max(depth.values(), default=-1) + 1)]
 
 
+def _live_jobs_of_earlier_plan(plan: Plan, exp: ExperimentDir, executor: str) -> Dict[str, str]:
+    """{stage: job} of the experiment's last launch whose stage is not in this plan and whose job is still
+    pending or running: a job reads its spec when it starts (and again when requeued)."""
+    earlier = {n: str(r["job_id"]) for n, r in launched_records(exp.state).items()
+               if n not in plan.stages and r.get("job_id")}
+    if executor == "slurm":
+        states = slurm.job_states(sorted(set(earlier.values())))
+        return {n: j for n, j in earlier.items() if states.get(j, ("UNKNOWN", ""))[0] in slurm.LIVE_STATES}
+    return {n: j for n, j in earlier.items() if local.local_state(exp, j)[0] in local.LIVE_STATES}
+
+
 def submit(plan: Plan, console: Console) -> Dict[str, dict]:
+    exit_codes.mark_dispatch_started()  # an error from here on is not the config's (launcher.app.run)
     first = next(iter(plan.stages.values())).cfg
     executor = first.cluster.executor
     exp = ExperimentDir(plan.storage_root, plan.experiment)
@@ -122,16 +135,65 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                 claim_path(plan.stages[name]).unlink(missing_ok=True)
             console.print(f"[red]submission failed; cancelled the {len(submitted)} job(s) this launch submitted[/red]")
             raise
+        # The experiment's scripts are this plan's: those of stages an earlier plan had (before a change of
+        # `drafter=`) go, under the lock; a spec whose job may still read it stays, and the user is told.
+        earlier_live = _live_jobs_of_earlier_plan(plan, exp, executor)
+        stale = remove_stale_stage_files(plan, exp, keep_specs=list(earlier_live))
+        if stale:
+            console.print(f"removed the scripts of stages no longer in the plan: {escape(', '.join(stale))}")
+        for name, job in earlier_live.items():
+            console.print(f"[yellow]{escape(name)} (job {job}), of the plan launched before, is not in this one and "
+                          f"has not ended; it is no longer followed: cancel it if it is not wanted "
+                          f"({'scancel ' + job if executor == 'slurm' else 'in the shell that runs it'})[/yellow]",
+                          highlight=False, soft_wrap=True)
         write_json(exp.state, {"experiment": plan.experiment, "executor": executor, "storage_root": plan.storage_root,
                                "code": str(code_dir), "submitted_at": time.time(), "stages": records})
         latest_pointer(plan.storage_root).write_text(plan.experiment)
     elapsed = time.perf_counter() - started
     console.print(_submission_table(plan, records))
+    if executor == "local":
+        run_here(plan, backend, to_submit, console)
+        return records
     console.print(f"{len(to_submit)} job(s) submitted in {elapsed:.2f} s; "
                   f"follow with: python -m launcher status {plan.experiment} cluster.storage_root={plan.storage_root}")
-    if executor == "local" and to_submit:
-        backend.run_all(lambda name, state: console.print(f"{escape(name)}: {state}"))
     return records
+
+
+def run_here(plan: Plan, backend: local.LocalBackend, to_run: List[str], console: Console) -> None:
+    """cluster=local: the launch runs the stages itself, in the foreground, then says what ran, what failed and
+    why (the cause lines of its log, as `status` shows them); exits PIPELINE_FAILED unless all completed."""
+    from launcher.status import failure_report  # here: launcher.status imports this package
+
+    if not to_run:
+        console.print(f"nothing to run: every stage of {escape(plan.experiment)} is complete")
+        return
+    where = f"{plan.experiment} cluster.storage_root={plan.storage_root}"
+    console.print(f"running {len(to_run)} stage(s) here, one after another; to stop them: Ctrl-C, or from another "
+                  f"shell: python -m launcher cancel {escape(where)}", highlight=False, soft_wrap=True)
+    started = time.perf_counter()
+    outcome = backend.run_all(lambda name, state: console.print(f"{escape(name)}: {state}", highlight=False))
+    elapsed = time.perf_counter() - started
+    by_state: Dict[str, List[str]] = {}
+    for name, state in outcome.items():
+        by_state.setdefault(state, []).append(name)
+    completed = len(by_state.get("COMPLETED", []))
+    if completed == len(outcome):
+        console.print(f"{escape(plan.experiment)}: all {completed} stage(s) completed here in {elapsed:.1f} s")
+        return
+    parts = [f"{completed} of {len(outcome)} stage(s) completed here in {elapsed:.1f} s"]
+    if by_state.get("FAILED"):
+        parts.append(f"failed: {', '.join(by_state['FAILED'])}")
+    reasons: Dict[str, List[str]] = {}
+    for name in by_state.get("CANCELLED", []):
+        reasons.setdefault(backend.why_cancelled.get(name, "cancelled"), []).append(name)
+    parts += [f"cancelled ({why}): {', '.join(names)}" for why, names in reasons.items()]
+    console.print(escape(f"{plan.experiment}: " + "; ".join(parts)), highlight=False, soft_wrap=True)
+    for name in by_state.get("FAILED", []):
+        record_log = str(backend.exp.log(name))
+        console.print(failure_report(name, "FAILED", record_log, plan.experiment), highlight=False, soft_wrap=True)
+    if by_state.get("FAILED"):
+        console.print("the same command runs again only what did not complete")
+    raise SystemExit(exit_codes.PIPELINE_FAILED)
 
 
 def _submission_table(plan: Plan, records: Dict[str, dict]) -> Table:

@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 from launcher.plan import Plan, Stage
 from launcher.scripts import (ExperimentDir, accounting_argv, job_name, partition, pyxis_flags, python_command,
                               setup_lines, stage_image)
-from launcher.validation import signal_lead_s
+from launcher.validation import forbidden_character, signal_lead_s
 
 SUBMITIT_ENV = ("SUBMITIT_EXECUTOR",)
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
@@ -32,7 +32,8 @@ def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], cod
     if cfg.cluster.account:
         extra["account"] = cfg.cluster.account
     params = dict(
-        job_name=job_name(plan.experiment, stage), partition=partition(stage), qos=cfg.cluster.qos,
+        # An empty partition or qos is none, as in the script a dry run writes (no `--partition=`).
+        job_name=job_name(plan.experiment, stage), partition=partition(stage) or None, qos=cfg.cluster.qos or None,
         nodes=r.nodes, ntasks_per_node=1, cpus_per_task=r.cpus_per_task, mem=f"{r.mem_gb}G", time=r.time_min,
         signal_delay_s=signal_lead_s(r.time_min), stderr_to_stdout=True,
         setup=setup_lines(plan, stage, code_dir, accounting_ids),
@@ -41,7 +42,26 @@ def submitit_parameters(plan: Plan, stage: Stage, dependency_ids: List[str], cod
     )
     if r.gpus_per_node:
         params["gpus_per_node"] = r.gpus_per_node
-    return {k: v for k, v in params.items() if v is not None}
+    params = {k: v for k, v in params.items() if v is not None}
+    for key, value in [*params.items(), *extra.items()]:
+        if key not in SUBMITIT_SHELL_PARAMETERS:
+            _check_sbatch_value(key, value)
+    return params
+
+
+# What submitit writes into shell lines, quoted for the shell; every other parameter becomes an #SBATCH line.
+SUBMITIT_SHELL_PARAMETERS = ("setup", "srun_args", "additional_parameters", "signal_delay_s", "stderr_to_stdout")
+
+
+def _check_sbatch_value(key: str, value) -> None:
+    """submitit writes each #SBATCH value quoted for a shell (shlex.quote, submitit/slurm/slurm.py
+    _as_sbatch_flag), which sbatch reads back exactly (src/sbatch/opt.c get_argument: quotes group, `#` inside
+    them stays) but for a backslash, an escape to sbatch even inside quotes ('a\\b' is read `ab`, a trailing one
+    is a fatal "Unmatched `'`"), and a line break, which ends the line. Validation refuses both in every config
+    string: one here is a launcher bug, stopped before sbatch reads it otherwise."""
+    text = str(value)
+    if "\\" in text or forbidden_character(text):
+        raise ValueError(f"submitit cannot write {key}={text!r} on an #SBATCH line that sbatch reads back")
 
 
 def submitit_python(stage: Stage) -> str:
@@ -73,6 +93,7 @@ class SlurmBackend:
         from jobs.run_stage import StageJob
 
         first = stages[0]
+        _check_sbatch_value("folder", self.exp.submitit)  # the --output file names
         executor = submitit.SlurmExecutor(folder=self.exp.submitit / "%j", python=submitit_python(first))
         params = submitit_parameters(self.plan, first, dependency_ids, self.code_dir, accounting_ids)
         if len(stages) > 1:
@@ -119,6 +140,9 @@ def job_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
     return states
 
 
-def cancel(job_ids: List[str]) -> None:
-    if job_ids:
-        subprocess.run(["scancel", *job_ids], check=False, capture_output=True, timeout=60)
+def cancel(job_ids: List[str]) -> str:
+    """scancel these jobs; what it said on stderr (a job that ended in between: "already completing"), if anything."""
+    if not job_ids:
+        return ""
+    result = subprocess.run(["scancel", *job_ids], check=False, capture_output=True, text=True, timeout=60)
+    return " ".join(result.stderr.split())

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +51,13 @@ def code_snapshot_dir(storage_root: str) -> Path:
     return Path(storage_root) / "code" / digest.hexdigest()[:16]
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def snapshot_code(storage_root: str) -> Path:
     """Copy the launcher's code onto shared storage, so later edits never change a queued or running job."""
     target = code_snapshot_dir(storage_root)
@@ -57,11 +65,14 @@ def snapshot_code(storage_root: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+    # copy2 would copy the source tree's modes (0644): the snapshot follows the launch's umask (cluster.umask).
+    mask = current_umask()
     for path in _code_files():
         dest = staging / path.relative_to(SOURCE_ROOT)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
-    staging.chmod(0o755)
+        dest.chmod(stat.S_IMODE(path.stat().st_mode) & ~mask)
+    staging.chmod(0o777 & ~mask)  # mkdtemp makes it 0700
     try:
         os.rename(staging, target)
     except OSError:  # another launch published the same snapshot first
@@ -114,6 +125,15 @@ def write_json(path: Path, data: dict) -> None:
 
 def write_claim(stage: Stage, job_id: str, experiment: str, log: str) -> None:
     write_json(claim_path(stage), {"job_id": job_id, "experiment": experiment, "log": log, "time": time.time()})
+
+
+def launched_records(state_file: Path) -> Dict[str, dict]:
+    """{stage: record} of the jobs the experiment's last launch submitted (its state), whatever the plan is now."""
+    try:
+        records = json.loads(state_file.read_text())["stages"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return {}
+    return {name: record for name, record in records.items() if record.get("action") == "submitted"}
 
 
 def latest_pointer(storage_root: str) -> Path:

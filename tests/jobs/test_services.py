@@ -325,7 +325,7 @@ def test_a_failing_client_stops_both_servers(bench):
     spec["commands"]["client"] = [PY, "-c", "raise SystemExit('client: no problems file')"]
     with pytest.raises(StageFailed, match="client: no problems file"):
         run_stage.run(write_spec(Path(bench["path"]), spec))
-    assert [argv[0] for argv, _ in bench["started"]] == [PY, "trtllm-serve", PY]
+    assert [argv[0] for argv, _ in bench["started"]] == ["env", "trtllm-serve", PY]  # `env` starts the sandbox
     assert_all_stopped(bench)
 
 

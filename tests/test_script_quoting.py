@@ -1,0 +1,401 @@
+"""No config string can break out of its line of a batch script (issue 9, item 2).
+
+A value with a newline used to end the `# download: ...` comment or an `#SBATCH` line and run the rest as a
+command. Validation refuses control characters in every string of the config; every value of every line is
+quoted for what reads that line: bash, or sbatch, which parses the #SBATCH lines itself (src/sbatch/opt.c,
+get_argument: ported below, and checked against the real sbatch where it is installed).
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf, open_dict
+
+from launcher.dispatch.slurm import SUBMITIT_ENV, submitit_parameters, submitit_python
+from launcher.launch import validated_plan
+from launcher.scripts import (ExperimentDir, job_argv, job_name, partition, pyxis_flags, render_script,
+                              sandbox_argv, sandbox_pyxis_flags, sbatch_quote, stage_image, starts_sandbox_step)
+from launcher.validation import InvalidConfig, forbidden_character, validate
+from tests.helpers import compose_config, plan_for
+
+SBATCH_SPACE = " \t\n\v\f\r"  # C's isspace() in the C locale
+
+
+def sbatch_words(text: str) -> List[str]:
+    """The words sbatch takes from what follows `#SBATCH` on a line: a port of get_argument (src/sbatch/opt.c,
+    SchedMD/slurm master; the same in 22.05). Whitespace separates words; '...' or "..." group characters
+    (mixed within a word as in a shell); a backslash makes the next character literal, inside quotes too
+    (`\\ ` a space); an unquoted `#` ends the line; a word that comes out empty ends it too."""
+    words, i, n = [], 0, len(text)
+    while True:
+        while i < n and text[i] in SBATCH_SPACE:
+            i += 1
+        if i < n and text[i] == ":":
+            raise ValueError(f"sbatch: fatal: Unexpected `:` in [{text}]")
+        word, quoted, quote, escaped = None, False, "", False
+        while i < n and (quoted or text[i] not in SBATCH_SPACE) and text[i] != "\n":
+            char = text[i]
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                i += 1
+                if i < n and text[i] == " ":
+                    word, i = (word or "") + " ", i + 1
+                else:
+                    escaped = True
+                continue
+            elif quoted:
+                if char == quote:
+                    quoted, i = False, i + 1
+                    continue
+            elif char in "\"'":
+                quoted, quote, i = True, char, i + 1
+                continue
+            elif char == "#":
+                break
+            word, i = (word or "") + char, i + 1
+        if quoted:
+            raise ValueError(f"sbatch: fatal: Unmatched `{quote}` in [{text}]")
+        if word is None:
+            return words
+        words.append(word)
+
+
+def sbatch_options(script: str) -> Dict[str, object]:
+    """{option: value} of a script's #SBATCH lines as sbatch reads them (_opt_batch_script: only lines that
+    begin with `#SBATCH`, up to the first line that is neither blank nor a comment); `--flag` gives True."""
+    options: Dict[str, object] = {}
+    for line in script.split("\n"):
+        if not line.startswith("#SBATCH"):
+            if line.strip() and not line.lstrip().startswith("#"):
+                break
+            continue
+        for word in sbatch_words(line[len("#SBATCH"):]):
+            assert word.startswith("--"), (word, line)
+            key, sep, value = word[2:].partition("=")
+            assert key not in options, (key, script)
+            options[key] = value if sep else True
+    return options
+
+
+def real_sbatch_options(path: Path) -> Dict[str, str]:
+    """What the installed sbatch read from a script's #SBATCH lines: its verbose "defined options" table,
+    printed before it contacts the controller (--test-only: nothing is ever submitted). It is stopped once
+    the table is printed: without a controller it would retry for many seconds."""
+    proc = subprocess.Popen(["sbatch", "--test-only", "-vv", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=path.parent)
+    options, inside = {}, False
+    try:
+        for line in proc.stderr:
+            if "fatal:" in line or ": error:" in line:
+                raise AssertionError(line)
+            if line.startswith("sbatch: end of defined options"):
+                break
+            if inside and not line.startswith("sbatch: ----"):
+                name, value = re.match(r"^sbatch: (\S+)\s*: (.*)$", line.rstrip("\n")).groups()
+                options[name] = value
+            inside = inside or line.startswith("sbatch: defined options")
+    finally:
+        proc.kill()
+        proc.wait()
+    return options
+
+
+def _render(plan, name, dependency=None, code_dir=None, accounting_ids=()):
+    code_dir = code_dir or Path(plan.storage_root) / "code" / ("0" * 16)
+    return render_script(plan, plan.stages[name], ExperimentDir(plan.storage_root, plan.experiment), dependency,
+                         code_dir, accounting_ids)
+
+
+def _submitit_script(plan, stage, dependency_ids, code_dir, accounting_ids=()) -> str:
+    """The script submitit writes for this stage, as SlurmBackend.submit has it made (nothing is submitted)."""
+    import submitit
+
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    executor = submitit.SlurmExecutor(folder=exp.submitit / "%j", python=submitit_python(stage))
+    executor.update_parameters(**submitit_parameters(plan, stage, dependency_ids, code_dir, accounting_ids))
+    return executor._make_submission_file_text(executor._submitit_command_str, "uid")
+
+
+# --------------------------------------------------------------------------------------------------
+# The issue's exact cases
+# --------------------------------------------------------------------------------------------------
+INJECTED = "touch /tmp/launcher-injected"
+
+
+@pytest.mark.parametrize("override,key", [
+    (f"model.hf_id='nvidia/x\n{INJECTED} #'", "model.hf_id"),  # the `# download: hf download ...` comment
+    (f"cluster.account='acct\n{INJECTED}'", "cluster.account"),  # an #SBATCH line
+    (f"cluster.qos='normal\r\n{INJECTED}'", "cluster.qos"),
+    (f"cluster.mounts=['/data:/data\n{INJECTED}']", "cluster.mounts[0]"),  # list entries too
+    (f"cluster.env_vars=['HF_TOKEN\n']", "cluster.env_vars[0]"),  # a name ENV_NAME's `$` let through
+    ("launcher.wandb_project='launcher\x1b[2J'", "launcher.wandb_project"),  # a terminal escape
+])
+def test_a_newline_or_other_control_character_in_any_config_string_is_refused(tmp_path, override, key):
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}", override)
+    errors = [e for e in raised.value.errors if e.key == key]
+    assert errors and "control character" in errors[0].problem, str(raised.value)
+    for error in raised.value.errors:  # the message shows the value escaped: it cannot break a terminal line
+        assert forbidden_character(str(error)) is None, str(error)
+    assert "\\n" in str(raised.value) or "\\r" in str(raised.value) or "\\x1b" in str(raised.value)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_bad_key_is_refused_and_named_escaped(tmp_path):
+    """Keys too: `export FOO\\n=...` would end its line; ENV_NAME's `$` matches before a final newline."""
+    cfg = compose_config("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}",
+                         "launcher.dry_run=true")
+    with open_dict(cfg):  # as a user's YAML file (--config-dir) may have it; an override's grammar cannot
+        cfg.cluster.env["NCCL_DEBUG\n"] = "WARN"
+    with pytest.raises(InvalidConfig) as raised:
+        validate(cfg)
+    assert "cluster.env.NCCL_DEBUG\\n" in [e.key for e in raised.value.errors], str(raised.value)
+
+
+def test_a_secret_with_a_newline_is_refused_without_showing_it(tmp_path):
+    token = "hf_" + "abcdefghijklmnopqrstuvwxyz123456"
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}",
+                 f"model.revision='{token}\n'")
+    assert [e for e in raised.value.errors if e.key == "model.revision" and "control character" in e.problem]
+    assert "abcdefghij" not in str(raised.value)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("cluster.account='a\\\\b'", "cluster.account"),  # submitit writes 'a\b', which sbatch reads `ab`
+    ("model.hf_id='nvidia\\\\x'", "model.hf_id"),  # it can name a stage: a job name, a log file
+])
+def test_a_backslash_is_refused_where_sbatch_would_drop_it(tmp_path, override, key):
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}", override)
+    assert [e for e in raised.value.errors if e.key == key and "backslash" in e.problem], str(raised.value)
+
+
+def test_a_percent_in_the_storage_root_is_refused(tmp_path):
+    """Slurm expands %j, %x, ... in --output: submitit's logs under <storage_root>/.../%j would be elsewhere."""
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}/100%x")
+    assert [e for e in raised.value.errors if e.key == "cluster.storage_root" and "%" in e.problem]
+
+
+# A storage root and an account with what sbatch reads specially: whitespace, quotes, `#`, non-ASCII.
+AWKWARD = "my data #1 'x' \"y\" é"
+
+
+@pytest.fixture(scope="module")
+def awkward_plan(tmp_path_factory):
+    root = tmp_path_factory.mktemp("storage") / AWKWARD
+    return plan_for("cluster=example_slurm", "+experiment=fp8_redrafter",
+                    "cluster.storage_root='" + str(root).replace("'", "\\'") + "'",
+                    "cluster.account='" + AWKWARD.replace("'", "\\'") + "'")
+
+
+def test_sbatch_reads_every_value_of_our_sbatch_lines_as_written(awkward_plan):
+    """`--output` with a space broke: sbatch read `--output=/.../my` and an option `data`."""
+    plan = awkward_plan
+    for name, stage in plan.stages.items():
+        options = sbatch_options(_render(plan, name, "afterok:1:2"))
+        assert options["job-name"] == job_name(plan.experiment, stage)
+        assert options["account"] == AWKWARD
+        assert options["output"] == str(ExperimentDir(plan.storage_root, plan.experiment).log(name))
+        assert options["dependency"] == "afterok:1:2" and options["requeue"] is True
+
+
+def test_the_comments_show_each_command_as_it_could_be_pasted(awkward_plan):
+    plan = awkward_plan
+    for name, stage in plan.stages.items():
+        lines = _render(plan, name).split("\n")
+        for key, argv in stage.commands.items():
+            shown = next(line for line in lines if line.startswith(f"#   {shlex.quote(key)}: "))
+            assert shlex.split(shown.split(": ", 1)[1]) == [str(a) for a in argv], (name, key)
+
+
+def test_submitits_sbatch_lines_are_read_back_as_given(awkward_plan):
+    """submitit writes `#SBATCH --key=<shlex.quote(value)>`: sbatch's quotes are a shell's but for the
+    backslash (refused by validation)."""
+    plan = awkward_plan
+    code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
+    for stage in plan.stages.values():
+        options = sbatch_options(_submitit_script(plan, stage, ["1", "2"], code_dir))
+        params = submitit_parameters(plan, stage, ["1", "2"], code_dir)
+        assert options["job-name"] == params["job_name"] and options["account"] == AWKWARD
+        assert options["output"].startswith(str(ExperimentDir(plan.storage_root, plan.experiment).submitit))
+        assert options["dependency"] == stage.dependency(["1", "2"])
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs Slurm's sbatch (no controller needed)")
+def test_the_real_sbatch_reads_our_lines_and_submitits_as_this_port_does(awkward_plan, tmp_path):
+    plan = awkward_plan
+    code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
+    stage = plan.stages["benchmark"]
+    for i, script in enumerate([_render(plan, "benchmark", "afterok:1:2"),
+                                _submitit_script(plan, stage, ["1", "2"], code_dir)]):
+        path = tmp_path / f"{i}.sbatch"
+        path.write_text(script)
+        real, ported = real_sbatch_options(path), sbatch_options(script)
+        for key in ("job-name", "account", "partition", "qos", "output", "dependency"):
+            assert real[key] == ported[key], (key, real[key], ported[key])
+        assert real["account"] == AWKWARD
+
+
+@given(st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"))))
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_sbatch_quote_gives_one_word_that_sbatch_reads_as_the_value(text):
+    assert sbatch_words("--x=" + sbatch_quote(text) + " # a comment") == ["--x=" + text]
+
+
+# --------------------------------------------------------------------------------------------------
+# Any string, anywhere: refused by name, or every script parses and runs nothing but our commands
+# --------------------------------------------------------------------------------------------------
+RUNS = itertools.count()
+MARK = "PWNED"  # what an injected command would create, in the directory the script runs in
+PAYLOADS = [
+    f"\ntouch {MARK}\n", f"\r\ntouch {MARK}", f"$(touch {MARK})", f"`touch {MARK}`", f"'; touch {MARK}; '",
+    f'"; touch {MARK}; "', f"\n/usr/bin/touch {MARK}\n", f"\necho > {MARK}\n", f"$(echo > {MARK})",
+    f"\n#SBATCH --output={MARK}\n", "\\", "\\\n", "#", " ", "\t", "%x", "%%", "'", '"', "$HOME", "${X:-y}",
+    "\u2028", "\x85", "\x00", "\x1b[2J", "é", "-", ":", ",", "/", "..", "*", "?", "!", ";", "&", "|", "<>", "()",
+]
+TEXT = st.one_of(
+    st.text(max_size=24),
+    st.lists(st.one_of(st.sampled_from(PAYLOADS), st.text(max_size=4)), min_size=1, max_size=5).map("".join),
+)
+TARGETS = {
+    # key: how a value is put there (the storage root stays under the test's directory)
+    "model.hf_id": lambda cfg, text, base: setattr(cfg.model, "hf_id", "nvidia/" + text),
+    "launcher.experiment_name": lambda cfg, text, base: setattr(cfg.launcher, "experiment_name", text),
+    "launcher.wandb_project": lambda cfg, text, base: setattr(cfg.launcher, "wandb_project", text),
+    "cluster.account": lambda cfg, text, base: setattr(cfg.cluster, "account", text),
+    "cluster.partition": lambda cfg, text, base: setattr(cfg.cluster, "partition", text),
+    "cluster.cpu_partition": lambda cfg, text, base: setattr(cfg.cluster, "cpu_partition", text),
+    "cluster.qos": lambda cfg, text, base: setattr(cfg.cluster, "qos", text),
+    "cluster.python": lambda cfg, text, base: setattr(cfg.cluster, "python", text),
+    "cluster.storage_root": lambda cfg, text, base: setattr(cfg.cluster, "storage_root",
+                                                            f"{base}/a/b/{text.replace('/', '')}"),
+    "cluster.mounts": lambda cfg, text, base: setattr(cfg.cluster, "mounts", [f"/data/{text}:/data", text]),
+    "cluster.containers.trtllm": lambda cfg, text, base: setattr(cfg.cluster.containers, "trtllm", text),
+    "cluster.env": lambda cfg, text, base: OmegaConf.update(cfg, "cluster.env", {"NCCL_DEBUG": text}, force_add=True),
+    "cluster.env_vars": lambda cfg, text, base: cfg.cluster.env_vars.append(text),
+    "serving.sandbox.mounts": lambda cfg, text, base: setattr(cfg.serving.sandbox, "mounts", [f"/data/{text}:/d"]),
+    "quantization.calib_dataset": lambda cfg, text, base: setattr(cfg.quantization, "calib_dataset", text),
+}
+# A stand-in for every command the scripts run; srun and sacct record their argv (one file per call). Any other
+# command bash looks up is no command of ours: command_not_found_handle records it (PATH holds only these).
+RECORD = '#!/bin/bash\nprintf "%s\\0" "$@" > "$RECORDS/$(basename "$0").$$.$RANDOM"\n'
+REAL_COMMANDS = ("seq", "grep", "sleep", "rm", "cat", "basename")
+UNEXPECTED = 'command_not_found_handle() { printf "%s\\n" "$*" >> "$RECORDS/unexpected"; return 127; }\n'
+
+
+@pytest.fixture(scope="module")
+def fuzz_base(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fuzz")
+    cfg = compose_config("cluster=example_slurm", "+experiment=fp8_redrafter", f"cluster.storage_root={base}/a/b/c",
+                         "launcher.dry_run=true")
+    stubs = base / "bin"
+    stubs.mkdir()
+    for name in ("srun", "sacct"):
+        (stubs / name).write_text(RECORD)
+        (stubs / name).chmod(0o755)
+    for name in REAL_COMMANDS:
+        (stubs / name).symlink_to(shutil.which(name))
+    (base / "bash_env").write_text(UNEXPECTED)
+    return base, cfg
+
+
+def _run(script: str, where: Path, base: Path) -> Dict[str, List[List[str]]]:
+    """Run a batch script as slurmd would (bash, SLURM_JOB_ID set) with the stand-ins; {command: [argv, ...]}."""
+    where.mkdir(parents=True)
+    records = where / "records"
+    records.mkdir()
+    path = where / "job.sbatch"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True, capture_output=True)
+    env = {"PATH": str(base / "bin"), "BASH_ENV": str(base / "bash_env"), "RECORDS": str(records),
+           "SLURM_JOB_ID": "4242"}
+    done = subprocess.run(["bash", str(path)], cwd=where, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (records / "unexpected").exists(), (records / "unexpected").read_text()
+    assert not (where / MARK).exists()
+    calls: Dict[str, List[List[str]]] = {}
+    for record in records.iterdir():
+        calls.setdefault(record.name.split(".")[0], []).append(record.read_text().split("\0")[:-1])
+    return calls
+
+
+def _check_stage(plan, stage, where: Path, base: Path) -> None:
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    assert exp.root.resolve().is_relative_to(base.resolve()), exp.root  # what the scripts write stays in here
+    (exp.root / "logs").mkdir(parents=True, exist_ok=True)
+    code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
+    accounting = ["1", "2"] if stage.kind == "report" else []
+    script = _render(plan, stage.name, "afterok:1", code_dir, accounting)
+    options = sbatch_options(script)
+    assert options["job-name"] == job_name(plan.experiment, stage)
+    assert options["output"].replace("%%", "%") == str(exp.log(stage.name))
+    assert "%" not in options["output"].replace("%%", "")
+    for key, value in (("account", stage.cfg.cluster.account), ("partition", partition(stage)),
+                       ("qos", stage.cfg.cluster.qos)):
+        assert options.get(key) == (value or None), key
+    lines = script.split("\n")
+    for key, argv in stage.commands.items():
+        shown = next(line for line in lines if line.startswith(f"#   {shlex.quote(key)}: "))
+        assert shlex.split(shown.split(": ", 1)[1]) == [str(a) for a in argv]
+    inner = job_argv(stage.cfg, exp.spec(stage.name), stage_image(stage))
+    sandbox = ["--overlap", "--ntasks=1", *sandbox_pyxis_flags(stage.cfg, code_dir), *sandbox_argv(stage, code_dir)]
+    calls = _run(script, where / "ours", base)
+    stage_steps = [c for c in calls.get("srun", []) if c[:1] != ["--overlap"]]
+    assert stage_steps == [[*pyxis_flags(plan, stage, code_dir), *inner]]
+    if starts_sandbox_step(stage):
+        (sandbox_step,) = [c for c in calls["srun"] if c[:1] == ["--overlap"]]
+        assert sandbox_step[:-1] == sandbox[:-1]  # the last: the port the script chose
+    else:
+        assert len(calls.get("srun", [])) == 1
+
+    # The script submitit writes (submitit's own quoting of our values) runs the same step.
+    submitted = _submitit_script(plan, stage, ["1"], code_dir, accounting)
+    options = sbatch_options(submitted)
+    assert options["job-name"] == job_name(plan.experiment, stage)
+    assert options["output"] == str(exp.submitit / "%j" / "%j_0_log.out")
+    for key, value in (("account", stage.cfg.cluster.account), ("partition", partition(stage)),
+                       ("qos", stage.cfg.cluster.qos)):
+        assert options.get(key) == (value or None), key  # as in our script
+    calls = _run(submitted, where / "submitit", base)
+    step = next(c for c in calls["srun"] if c[:1] == ["--unbuffered"])
+    python = shlex.split(submitit_python(stage))
+    assert step[3:] == [*pyxis_flags(plan, stage, code_dir, extra_env=SUBMITIT_ENV), *python, "-u", "-m",
+                        "submitit.core._submit", str(exp.submitit / "%j")]
+
+
+@given(target=st.sampled_from(sorted(TARGETS)), text=TEXT)
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+def test_any_config_string_is_refused_by_name_or_runs_nothing_but_our_commands(fuzz_base, target, text):
+    base, composed = fuzz_base
+    cfg = copy.deepcopy(composed)
+    TARGETS[target](cfg, text, base)
+    try:
+        plan = validated_plan(cfg, ["launcher.dry_run=true"])
+    except InvalidConfig as invalid:
+        assert [e for e in invalid.errors if e.key == target or e.key.startswith((target + ".", target + "["))], \
+            (target, text, str(invalid))
+        for error in invalid.errors:
+            assert forbidden_character(str(error)) is None, str(error)
+        return
+    assert forbidden_character(text) is None and "\\" not in text  # what validation lets through
+    where = base / "runs" / str(next(RUNS))
+    # Every stage kind's script: the sandbox step (benchmark), the accounting (report), the rest alike.
+    kinds = {}
+    for stage in plan.stages.values():
+        kinds.setdefault(stage.kind, stage)
+    for i, stage in enumerate(kinds.values()):
+        _check_stage(plan, stage, where / str(i), base)
