@@ -53,11 +53,12 @@ def run() -> None:
     # The command line's keys against the schema, before Hydra composes: Hydra adds an unknown `+key` silently
     # (and suggests `+` for a mistyped key), and fails with a traceback on `cluster.env_vars.HF_TOKEN=...`.
     overrides = get_args_parser().parse_known_args(sys.argv[1:])[0].overrides
-    errors = override_errors(overrides)
-    if errors:
-        exit_invalid(InvalidConfig(errors), make_console())
     full_error = hydra_raises()  # Hydra raises its compose errors to here, said below in one paragraph each
     try:
+        # In the try: an override that does not parse (`key=[1`) raises here, before Hydra would report it.
+        errors = override_errors(overrides)
+        if errors:
+            exit_invalid(InvalidConfig(errors), make_console())
         main()
     except SystemExit as stop:
         if stop.code == 1 and not exit_codes.dispatch_started():

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
@@ -51,44 +51,51 @@ def artifact_label(artifact: str, storage_root: str, form: str) -> str:
     return f"{path.parent.name}/{path.name[:8]}" if form == "short" else path.name[:8]
 
 
-def fitted_table(console: Optional[Console], title: str, headers: Sequence[str], rows_for: Callable[[str], Rows],
-                 whole: Sequence[str] = ("stage",), forms: Sequence[str] = ARTIFACT_FORMS) -> Table:
-    """A table that fits the console without splitting a word: the first artifact form whose rows fit
-    unwrapped; else the first whose longest words fit, its columns given widths here (rich's own shrinking
-    narrows the widest column first, below its longest word); else the last form, as rich lays it out.
-    The `whole` columns (stage names) are never wrapped. Without a console: the first form, unfitted."""
-    def make(rows: Rows, widths: Optional[List[int]] = None) -> Table:
-        table = Table(title=title, title_justify="left")
-        for i, header in enumerate(headers):
-            table.add_column(header, overflow="fold", no_wrap=header in whole, width=widths[i] if widths else None)
+class FittedTable:
+    """A table laid out when it is printed, for the width it is printed at: the first artifact form whose rows
+    fit unwrapped; else the first whose longest words fit, its columns given widths here (rich's own shrinking
+    narrows the widest column first, below its longest word); else the last form, as rich lays it out. The
+    `whole` columns (stage names) are never wrapped."""
+
+    def __init__(self, title: str, headers: Sequence[str], rows_for: Callable[[str], Rows],
+                 whole: Sequence[str] = ("stage",), forms: Sequence[str] = ARTIFACT_FORMS):
+        self.title, self.headers, self.rows_for, self.whole, self.forms = title, headers, rows_for, whole, forms
+
+    def table(self, rows: Rows, widths: Optional[List[int]] = None) -> Table:
+        table = Table(title=self.title, title_justify="left")
+        for i, header in enumerate(self.headers):
+            table.add_column(header, overflow="fold", no_wrap=header in self.whole,
+                             width=widths[i] if widths else None)
         for row in rows:
             table.add_row(*row)
         return table
 
-    if console is None:
-        return make(rows_for(forms[0]))
-    options = console.options.update_width(1 << 20)  # a cell's own widths, not clamped to the console's
+    def fitted(self, console: Console, width: int) -> Table:
+        options = console.options.update_width(1 << 20)  # a cell's own widths, not clamped to the console's
 
-    def ranges(rows: Rows) -> List[Tuple[int, int]]:
-        result = []
-        for i, header in enumerate(headers):
-            cells = [Measurement.get(console, options, Text.from_markup(cell))
-                     for cell in (escape(header), *(row[i] for row in rows))]
-            longest = max(m.maximum for m in cells)
-            result.append((longest if header in whole else max(m.minimum for m in cells), longest))
-        return result
+        def ranges(rows: Rows) -> List[Tuple[int, int]]:
+            result = []
+            for i, header in enumerate(self.headers):
+                cells = [Measurement.get(console, options, Text.from_markup(cell))
+                         for cell in (escape(header), *(row[i] for row in rows))]
+                longest = max(m.maximum for m in cells)
+                result.append((longest if header in self.whole else max(m.minimum for m in cells), longest))
+            return result
 
-    room = console.width - (3 * len(headers) + 1)  # the borders, and a space either side of each cell
-    candidates = []
-    for form in forms:
-        rows = rows_for(form)
-        candidates.append((rows, ranges(rows)))
-        if sum(most for _, most in candidates[-1][1]) <= room:
-            return make(rows)
-    for rows, widths in candidates:
-        if sum(least for least, _ in widths) <= room:
-            return make(rows, _share(widths, room))
-    return make(candidates[-1][0])
+        room = width - (3 * len(self.headers) + 1)  # the borders, and a space either side of each cell
+        candidates = []
+        for form in self.forms:
+            rows = self.rows_for(form)
+            candidates.append((rows, ranges(rows)))
+            if sum(most for _, most in candidates[-1][1]) <= room:
+                return self.table(rows)
+        for rows, widths in candidates:
+            if sum(least for least, _ in widths) <= room:
+                return self.table(rows, _share(widths, room))
+        return self.table(candidates[-1][0])
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        yield self.fitted(console, options.max_width)
 
 
 def _share(ranges: List[Tuple[int, int]], room: int) -> List[int]:
@@ -105,8 +112,8 @@ def _share(ranges: List[Tuple[int, int]], room: int) -> List[int]:
 PLAN_COLUMNS = ("stage", "depends on", "GPUs x nodes", "time limit", "container", "artifact", "state")
 
 
-def plan_table(plan: Plan, console: Optional[Console] = None) -> Table:
-    """The plan's stages, fitted to the console's width when one is given (see fitted_table)."""
+def plan_table(plan: Plan) -> FittedTable:
+    """The plan's stages, fitted to the width they are printed at."""
     states = {}  # checked once (a damaged artifact's files are listed), whatever form the table takes
     for stage in plan.stages.values():
         complete = is_complete(stage.artifact)
@@ -122,7 +129,7 @@ def plan_table(plan: Plan, console: Optional[Console] = None) -> Table:
             states[stage.name],
         ] for stage in plan.stages.values()]
 
-    return fitted_table(console, f"plan of {escape(plan.experiment)}", PLAN_COLUMNS, rows)
+    return FittedTable(f"plan of {escape(plan.experiment)}", PLAN_COLUMNS, rows)
 
 
 def print_requests(plan: Plan, console: Console) -> None:
@@ -133,5 +140,5 @@ def print_requests(plan: Plan, console: Console) -> None:
 
 
 def print_plan(plan: Plan, console: Console) -> None:
-    console.print(plan_table(plan, console))
+    console.print(plan_table(plan))
     print_requests(plan, console)

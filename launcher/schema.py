@@ -63,21 +63,23 @@ class Form:
     """The shape a string key (or each entry of a list of strings) must have, as a regular expression."""
     pattern: str
     allowed: str
+    what: str = "of its form"  # said of a value that does not match: "not {what}"
 
     def matches(self, value: str) -> bool:
         return re.fullmatch(self.pattern, value) is not None
 
 
 _NO_CONTROL = r"[^\x00-\x1f\x7f]"
-PATH = Form(f"{_NO_CONTROL}+", "a path")
-ABSOLUTE_PATH = Form(f"/{_NO_CONTROL}*", "an absolute path")
+PATH = Form(f"{_NO_CONTROL}+", "a path", "a path")
+ABSOLUTE_PATH = Form(f"/{_NO_CONTROL}*", "an absolute path", "an absolute path")
 # Under another directory (TensorRT-LLM's examples/): relative, and never out of it through `..`.
-RELATIVE_PATH = Form(rf"(?!/)(?!(?:.*/)?\.\.(?:/|$)){_NO_CONTROL}+", "a relative path without `..`")
+RELATIVE_PATH = Form(rf"(?!/)(?!(?:.*/)?\.\.(?:/|$)){_NO_CONTROL}+", "a relative path without `..`", "a relative path")
 # pyxis' --container-mounts entries: commas separate entries, colons the parts, `+` the flags (ro+rprivate).
 MOUNT = Form(r"/[^:,\x00-\x1f\x7f]*:/[^:,\x00-\x1f\x7f]*(?::[a-z]+(?:\+[a-z]+)*)?",
-             "SRC:DST or SRC:DST:FLAGS (ro, rw, ro+rprivate, ...), both absolute paths")
+             "SRC:DST or SRC:DST:FLAGS (ro, rw, ro+rprivate, ...), both absolute paths", "a mount")
 # huggingface_hub's validate_repo_id: `name` or `namespace/name`, no `--` or `..`, at most 96 characters.
-HF_REPO = Form(r"(?!.*(?:--|\.\.))(?=.{1,96}$)[\w.-]+(?:/[\w.-]+)?", "a Hugging Face repo id (namespace/name)")
+HF_REPO = Form(r"(?!.*(?:--|\.\.))(?=.{1,96}$)[\w.-]+(?:/[\w.-]+)?", "a Hugging Face repo id (namespace/name)",
+               "a Hugging Face repo id")
 
 
 def ranged(default: Any, low: float, high: float, *, above: bool = False, unit: str = "", why: str = "") -> Any:
@@ -398,7 +400,7 @@ class ClusterConfig:
     mounts: List[str] = formed([], MOUNT)  # besides storage and code
     # the python that runs jobs (inside the container when there is one)
     python: str = formed("python", Form(r"/[^\x00-\x20\x7f]*|[\w.+-]+", "a command on the PATH (python3) or "
-                                                                        "an absolute path"))
+                                                                        "an absolute path", "a command"))
     trtllm_examples_dir: str = formed("/opt/TensorRT-LLM/examples", ABSOLUTE_PATH)
     env_vars: List[str] = field(default_factory=list)  # names passed to jobs; values never stored
     # Plain (non-secret) variables for every stage job, by value: exported by the batch script and named in

@@ -172,7 +172,7 @@ def _check_value(key: str, value: Any, tp: Any, meta: dict, errors: List[ConfigE
             errors.append(ConfigError(key, value, "is empty", (form.allowed if form else "a non-empty string")
                                       + ("; or null (unset)" if meta.get("optional") else "")))
         elif value and form is not None and not form.matches(value):
-            errors.append(ConfigError(key, _shown(key, value), f"not {form.allowed}", form.allowed))
+            errors.append(ConfigError(key, _shown(key, value), f"not {form.what}", form.allowed))
 
 
 def _parsed(overrides: Sequence[str]):

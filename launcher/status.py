@@ -26,7 +26,7 @@ from jobs.services import log_tail
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
 from launcher.exit_codes import CONFIG_ERROR, PIPELINE_FAILED
-from launcher.preview import artifact_label, fitted_table, is_complete, make_console
+from launcher.preview import FittedTable, artifact_label, is_complete, make_console
 from launcher.scripts import ATTEMPT_START, SANDBOX_ENDED, ExperimentDir
 from launcher.user_config import add_config_dir_argument
 
@@ -142,9 +142,9 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
             f"python -m launcher logs {escape(experiment)} {escape(name)})\n" + escape("\n".join(cause)))
 
 
-def status_view(state: dict, states: Dict[str, Tuple[str, str]], console: Console | None = None) -> Group:
-    """The stages' table, fitted to the console's width when one is given (names whole: preview.fitted_table),
-    then why each failed stage failed."""
+def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
+    """The stages' table, fitted to the width it is printed at (names whole: preview.FittedTable), then why
+    each failed stage failed."""
     def rows(artifact_form: str) -> List[List[str]]:
         result = []
         for name, record in state["stages"].items():
@@ -155,8 +155,8 @@ def status_view(state: dict, states: Dict[str, Tuple[str, str]], console: Consol
                            elapsed, escape(artifact_label(record["artifact"], state["storage_root"], artifact_form))])
         return result
 
-    table = fitted_table(console, escape(f"{state['experiment']} ({state['executor']})"),
-                         ("stage", "job", "state", "elapsed", "artifact"), rows)
+    table = FittedTable(escape(f"{state['experiment']} ({state['executor']})"),
+                        ("stage", "job", "state", "elapsed", "artifact"), rows)
     failures = [failure_report(name, states[name][0], record.get("log"), state["experiment"])
                 for name, record in state["stages"].items() if states[name][0].split()[0] in ERRORS]
     return Group(table, *failures)
@@ -250,7 +250,15 @@ def main(command: str, argv: List[str]) -> int:
     names = [n for n in args.names if "=" not in n]
     overrides += [n for n in args.names if "=" in n]
     console = make_console()
-    root = storage_root_from(overrides, args.config_dir)
+    try:
+        root = storage_root_from(overrides, args.config_dir)
+    except Exception as error:  # a cluster that is not there, a YAML file that does not parse: said, no traceback
+        from launcher.errors import input_error_message
+
+        message = input_error_message(error, overrides)
+        if message is None:
+            raise
+        fail(message)
     if command == "logs":
         if not names:
             fail("usage: python -m launcher logs [EXPERIMENT] STAGE")
@@ -269,11 +277,11 @@ def main(command: str, argv: List[str]) -> int:
         return cancel(state, console)
     states = stage_states(state)
     if args.watch:  # one query of Slurm per refresh, shown and tested for the end
-        with Live(status_view(state, states, console), console=console, refresh_per_second=1) as live:
+        with Live(status_view(state, states), console=console, refresh_per_second=1) as live:
             while not _all_ended(states):
                 time.sleep(args.interval)
                 states = stage_states(state)
-                live.update(status_view(state, states, console))
+                live.update(status_view(state, states))
     else:
-        console.print(status_view(state, states, console), soft_wrap=True)  # log lines stay whole, for copying
+        console.print(status_view(state, states), soft_wrap=True)  # log lines stay whole, for copying
     return 0

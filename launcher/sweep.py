@@ -9,10 +9,11 @@ every key and type.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Collection, Dict, List, Sequence, Tuple
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -23,7 +24,8 @@ from launcher.launch import (EXPERIMENT_OVERRIDE, compose_variants, dry_run, sav
 from launcher.plan import build_plan
 from launcher.preview import exit_invalid, make_console
 from launcher.schema import GROUPS
-from launcher.validation import NAME_FORM, ConfigError, InvalidConfig, name_errors, name_problem
+from launcher.errors import config_error_from, restore_environment
+from launcher.validation import NAME_FORM, NAME_MAX, ConfigError, InvalidConfig, name_errors, name_problem
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
@@ -51,14 +53,27 @@ class PointComposer:
         return cfg
 
 
-def point_name(base: str, varying: Sequence[str]) -> str:
-    """`fp8_redrafter.num_layers=1.draft_len_per_beam=2`: the experiment plus what this point changes."""
-    parts = [NAME_UNSAFE.sub("_", o.lstrip("+~").split(".")[-1]) for o in varying]
-    return ".".join([base, *parts])
+def point_name(base: str, varying: Sequence[str], taken: Collection[str] = ()) -> str:
+    """`fp8_redrafter.num_layers=1.learning_rate=0.5`: the experiment plus what this point changes, each override
+    as its key's last part and its whole value, made one safe path component. A point is a variant of the plan
+    under this name: two points must never share one (the second would replace the first). A name already
+    `taken` (values that differ only in characters made safe) or too long for a file name gets a digest of the
+    point's overrides."""
+    parts = []
+    for override in varying:
+        key, eq, value = override.lstrip("+~").partition("=")
+        last = key.rsplit(".", 1)[-1]
+        parts.append(NAME_UNSAFE.sub("_", f"{last}={value}" if eq else f"without_{last}"))
+    name = ".".join([base, *parts])
+    if name in taken or len(name) > NAME_MAX:
+        digest = hashlib.sha256("\0".join(varying).encode()).hexdigest()[:8]
+        name = f"{name[:NAME_MAX - len(digest) - 1]}.{digest}"
+    return name
 
 
 def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequence[str]],
                  initial_job_idx: int) -> List[JobReturn]:
+    restore_environment()  # composed: the launch's processes get the user's environment (launcher.app.run)
     console = make_console()
     started = time.perf_counter()
     points = [list(o) for o in job_overrides]
@@ -68,9 +83,19 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
     returns: List[JobReturn] = []
     saved: List[Tuple[str, List[str], DictConfig]] = []  # (sweep directory entry, overrides, config) per point
     sweep_dir = Path(str(master.hydra.sweep.dir))
+    failed: List[ConfigError] = []  # points Hydra cannot compose (a value of the wrong type): all said at once
+    names: set = set()
     for index, overrides in enumerate(points, start=initial_job_idx):
-        cfg = composer.compose(overrides)
-        name = point_name(cfg.launcher.experiment_name, [o for o in overrides if o not in common])
+        try:
+            cfg = composer.compose(overrides)
+        except Exception as error:
+            found = config_error_from(error, overrides)
+            if found is None:
+                raise
+            failed.append(found)
+            continue
+        name = point_name(cfg.launcher.experiment_name, [o for o in overrides if o not in common], names)
+        names.add(name)
         with open_dict(cfg):
             cfg.launcher.experiment_name = name
         entry = f"{index}-{name}"
@@ -78,18 +103,25 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
         returns.append(JobReturn(overrides=overrides, cfg=cfg, working_dir=str(sweep_dir / entry),
                                  task_name="launcher", status=JobStatus.COMPLETED, _return_value=name))
     sweep_name = f"{master.launcher.experiment_name}-sweep-{sweep_dir.name}"
+    applied: Dict[str, List[str]] = {}  # each variant's overrides: one no variant uses is an error
     try:
+        if failed:
+            raise InvalidConfig(list({str(e): e for e in failed}.values()))
         for entry, overrides, cfg in saved:
-            variants.update(compose_variants(cfg, overrides, prefix=f"{cfg.launcher.experiment_name}.")
-                            if cfg.launcher.campaign else {cfg.launcher.experiment_name: cfg})
+            point = (compose_variants(cfg, overrides, prefix=f"{cfg.launcher.experiment_name}.")
+                     if cfg.launcher.campaign else {cfg.launcher.experiment_name: cfg})
+            variants.update(point)
+            applied.update({name: overrides for name in point})
         first = next(iter(variants.values()))
         base = [o for o in common if not EXPERIMENT_OVERRIDE.match(o)]
         bad_names = [e for e in name_errors(first) if e.key.startswith("launcher.baselines")]
         if bad_names:  # each is composed as `+experiment=<name>`
             raise InvalidConfig(bad_names)
         for baseline in first.launcher.baselines:
-            variants.setdefault(baseline, composer.compose([*base, f"+experiment={baseline}"]))
-        validate_variants(variants)
+            if baseline not in variants:
+                variants[baseline] = composer.compose([*base, f"+experiment={baseline}"])
+                applied[baseline] = base
+        validate_variants(variants, applied)
         problem = name_problem(sweep_name)
         if problem:
             raise InvalidConfig([ConfigError("hydra.sweep.dir", str(sweep_dir), f"its last part names the sweep's "

@@ -176,3 +176,28 @@ def test_cancel_from_another_shell_stops_a_local_run(tmp_path):
     assert "stopped by signal 15" in (tmp_path / "experiments" / "fp8" / "logs" / "build_engine.log").read_text()
     again = subprocess.run(cancel, capture_output=True, text=True, timeout=120)
     assert again.returncode == OK and "nothing to cancel: all 7 job(s) of fp8 already ended" in again.stdout
+
+
+def test_a_launch_after_a_change_of_drafter_leaves_only_the_new_plans_scripts(tmp_path):
+    """Under the storage lock, a launch removes the scripts and specs of the stages its plan no longer has, whose
+    jobs ended (a dry run's side: tests/test_stage_files.py). They used to stay: 9 + 1 scripts for 7 stages."""
+    environment = {**os.environ, "PATH": f"{STANDINS / 'bin'}:{os.environ['PATH']}",
+                   "PYTHONPATH": str(STANDINS / "python"), "WANDB_MODE": "disabled"}
+
+    def launch(*overrides):  # with an interpreter that is not there, every stage fails at once: only plans matter
+        return subprocess.run([sys.executable, "-m", "launcher", "+experiment=fp8_redrafter", "cluster=local",
+                               f"cluster.storage_root={tmp_path}", "cluster.python=python-not-installed-here",
+                               *overrides], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+
+    exp = tmp_path / "experiments" / "fp8_redrafter"
+    first = launch()
+    assert first.returncode == PIPELINE_FAILED, first.stdout + first.stderr
+    assert len(list((exp / "scripts").glob("*.sbatch"))) == 9
+    second = launch("drafter=none")
+    assert second.returncode == PIPELINE_FAILED, second.stdout + second.stderr
+    assert ("removed the scripts of stages no longer in the plan: build_drafter_engine, convert_drafter, "
+            "train_drafter" in second.stdout), second.stdout
+    plan = sorted(json.loads((exp / "state.json").read_text())["stages"])
+    assert len(plan) == 7
+    assert sorted(p.stem for p in (exp / "scripts").glob("*.sbatch")) == plan
+    assert sorted(p.stem for p in (exp / "stages").glob("*.json")) == plan
