@@ -30,7 +30,8 @@ from jobs.gpu_check import describe_recorded
 
 MANIFEST = "manifest.json"
 RESULTS = "results.json"
-REPORT_COMPLETE, BAD_INPUT, REPORT_INCOMPLETE = 0, 1, 3  # REPORT_INCOMPLETE: the same as jobs.run_stage's
+# REPORT_INCOMPLETE: the same as jobs.run_stage's, and launcher.exit_codes.PIPELINE_FAILED (`report` passes it on)
+REPORT_COMPLETE, BAD_INPUT, REPORT_INCOMPLETE = 0, 1, 3
 ACCOUNTING_FIELDS = ("JobIDRaw", "JobName", "State", "ElapsedRaw", "AllocTRES", "Start", "End")
 ENGINE_KINDS = {"build_engine": "engine (GiB)", "build_drafter_engine": "engine with drafter (GiB)"}
 TOP1 = re.compile(r"^redrafter(\d+)_top1$")

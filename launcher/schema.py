@@ -9,7 +9,6 @@ import re
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import yaml

@@ -252,7 +252,9 @@ def unused_override_errors(variants: Dict[str, DictConfig], applied: Dict[str, S
     used = set()
     for name, cfg in variants.items():
         for override, key, value in _parsed(applied.get(name, ())):
-            if override.is_delete():
+            # Removing or clearing an unused key (`cluster.mounts=[]` where there are no containers) expects
+            # nothing of it: no mistake.
+            if override.is_delete() or (not override.is_sweep_override() and override.value() in (None, "", [], {})):
                 continue
             gate = _gate(cfg, key)
             if gate is None:

@@ -20,7 +20,6 @@ from typing import Dict, List, NoReturn, Tuple
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
 from jobs.services import log_tail
 from launcher.dispatch import local, slurm

@@ -47,10 +47,10 @@ def main(argv: List[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     names = [n for n in args.names if "=" not in n]
     overrides += [n for n in args.names if "=" in n]
-    if len(names) > 1:
-        raise SystemExit("usage: python -m launcher sync [EXPERIMENT] [--dry-run] [overrides]")
+    from launcher.status import fail, load_state, storage_root_from
 
-    from launcher.status import load_state, storage_root_from
+    if len(names) > 1:
+        fail("usage: python -m launcher sync [EXPERIMENT] [--dry-run] [overrides]")
 
     root = storage_root_from(overrides, args.config_dir)
     experiment = names[0] if names else load_state(root, None)["experiment"]
@@ -71,7 +71,7 @@ def main(argv: List[str]) -> int:
         return 0
     executable = shutil.which("wandb")
     if executable is None:
-        raise SystemExit("the wandb command is not installed here: pip install 'launcher[wandb]'")
+        fail("the wandb command is not installed here: pip install 'launcher[wandb]'")
     if not os.environ.get("WANDB_API_KEY"):
         print("note: WANDB_API_KEY is not set; wandb uses its stored login, if any")
     # The jobs' WANDB_MODE=offline must not leak into the upload, should this shell have it.

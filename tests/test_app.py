@@ -39,12 +39,15 @@ def test_typo_fails_at_compose_time_naming_the_key(tmp_path):
     (["model=no_such_model"], "no_such_model"),  # an unknown group option
     (["drafter.num_layers=[1"], "'[1'"),  # override syntax
     (["drafter.num_layers=four"], "four"),  # a value of the wrong type
-    (["-m", "drafter.num_layer=1,2"], "num_layer"),  # a sweep point's key
+    (["-m", "drafter.num_layers=1,four"], "four"),  # a sweep point's value (composed by launcher.sweep)
+    (["-m", "model=openmath_nemotron_14b_kaggle,no_such_model"], "no_such_model"),  # a sweep point's option
 ])
 def test_hydras_compose_errors_exit_with_the_config_error_code(tmp_path, overrides, says):
     """Hydra prints its compose errors and exits 1, the code of any crash; a validation error exited 2. Both are
     the input's, nothing submitted: CONFIG_ERROR."""
-    result = run_launcher(tmp_path, "+experiment=fp8_redrafter", "launcher.dry_run=true", *overrides)
+    multirun = [o for o in overrides if o == "-m"]  # before the overrides, or argparse refuses what follows it
+    result = run_launcher(tmp_path, *multirun, "+experiment=fp8_redrafter", "launcher.dry_run=true",
+                          *[o for o in overrides if o != "-m"])
     assert result.returncode == CONFIG_ERROR, result.stdout + result.stderr
     assert says in result.stdout + result.stderr
     assert not (tmp_path / "launcher_storage" / "experiments").exists()

@@ -68,7 +68,8 @@ def test_help_does_not_load_hydra():
 def test_help_shows_the_users_own_config_directory(tmp_path):
     (tmp_path / "cfg" / "cluster").mkdir(parents=True)
     (tmp_path / "cfg" / "cluster" / "mycluster.yaml").write_text("name: mycluster\n")
-    result = run(tmp_path, sys.executable, "-m", "launcher", "--help", env={"LAUNCHER_CONFIG_DIR": str(tmp_path / "cfg")})
+    result = run(tmp_path, sys.executable, "-m", "launcher", "--help",
+                 env={"LAUNCHER_CONFIG_DIR": str(tmp_path / "cfg")})
     assert result.returncode == 0, result.stderr
     assert f"local*, mycluster ({tmp_path / 'cfg'})" in " ".join(result.stdout.split())  # lines may wrap
 

@@ -33,6 +33,8 @@ def launcher(root, *args, env=None, check=True):
                    "PYTHONPATH": str(STANDINS / "python"), "WANDB_MODE": "disabled", **(env or {})}
     subcommand = [a for a in args if a in ("status", "logs", "cancel")]
     overrides = [f"cluster.storage_root={root}"] if subcommand else cluster_overrides(root)
+    if "+experiment=bf16" in args:  # BF16 calibrates nothing: the launcher refuses an override that changes nothing
+        overrides.remove("quantization.calib_size=16")
     result = subprocess.run([sys.executable, "-m", "launcher", *args, *overrides], cwd=root, env=environment,
                             capture_output=True, text=True, timeout=180)
     if check:
@@ -209,12 +211,50 @@ def test_a_stage_requeued_while_running_finishes_with_nothing_lost(slurm_cluster
 
 
 def test_cancel_cancels_every_job(slurm_cluster, tmp_path):
-    launcher(tmp_path, "+experiment=fp8", env={"STANDIN_SLEEP_S": "5"})
+    # Every tool sleeps long: no job ends before the cancel, which counts only jobs that have not ended.
+    launcher(tmp_path, "+experiment=fp8", env={"STANDIN_SLEEP_S": "120"})
     ids = job_ids(state(tmp_path, "fp8"))
     out = launcher(tmp_path, "cancel").stdout
     assert f"cancelled {len(ids)} job(s)" in out
     rows = slurm_cluster.wait_all_done(ids.values(), timeout=120)
     assert {r["State"].split()[0] for r in rows} == {"CANCELLED"}
+
+
+def test_cancel_cancels_and_counts_only_the_jobs_that_have_not_ended(slurm_cluster, tmp_path):
+    """It asks Slurm first: with four stages done and the engine build running, it cancels that and the two
+    pending after it, and says so; a repeat cancels nothing. It used to say "cancelled 7 job(s)" both times."""
+    launcher(tmp_path, "+experiment=fp8", env={"STANDIN_SLEEP_S": "trtllm-build=120"})
+    ids = job_ids(state(tmp_path, "fp8"))
+    done = [ids[n] for n in ("download_model", "download_dataset", "calibration_data", "quantize")]
+    assert {r["State"] for r in slurm_cluster.wait_all_done(done, timeout=300)} == {"COMPLETED"}
+    _wait_for(ids["build_engine"], "RUNNING")
+    out = launcher(tmp_path, "cancel").stdout
+    assert (f"cancelled 3 job(s) of fp8: build_engine ({ids['build_engine']}, RUNNING), benchmark "
+            f"({ids['benchmark']}, PENDING), report ({ids['report']}, PENDING); 4 had already ended" in out), out
+    rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=120)}
+    assert [rows[ids[n]] for n in ("build_engine", "benchmark", "report")] == ["CANCELLED"] * 3, rows
+    again = launcher(tmp_path, "cancel").stdout
+    assert f"nothing to cancel: all {len(ids)} job(s) of fp8 already ended" in again, again
+
+
+def test_a_launch_of_another_plan_keeps_only_the_specs_earlier_jobs_still_read(slurm_cluster, tmp_path):
+    """After a change of `drafter=`, the scripts are the new plan's; the specs of the earlier plan's stages whose
+    jobs are still pending or running stay (a job reads its spec when it starts), and the user is told."""
+    launcher(tmp_path, "+experiment=fp8_redrafter", env={"STANDIN_SLEEP_S": "120"})
+    first = job_ids(state(tmp_path))
+    try:
+        out = launcher(tmp_path, "+experiment=fp8_redrafter", "drafter=none").stdout
+        exp = Path(tmp_path) / "experiments" / "fp8_redrafter"
+        plan = sorted(state(tmp_path)["stages"])
+        drafter_stages = ["build_drafter_engine", "convert_drafter", "train_drafter"]
+        assert sorted(p.stem for p in (exp / "scripts").glob("*.sbatch")) == plan and len(plan) == 7
+        assert sorted(p.stem for p in (exp / "stages").glob("*.json")) == sorted(plan + drafter_stages)
+        assert f"removed the scripts of stages no longer in the plan: {', '.join(drafter_stages)}" in out, out
+        assert (f"train_drafter (job {first['train_drafter']}), of the plan launched before, is not in this one and "
+                f"has not ended; it is no longer followed: cancel it if it is not wanted (scancel "
+                f"{first['train_drafter']})" in out), out
+    finally:
+        subprocess.run(["scancel", *first.values(), *job_ids(state(tmp_path)).values()], check=False)
 
 
 def test_concurrent_launches_submit_each_artifact_once(slurm_cluster, tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from launcher.exit_codes import CONFIG_ERROR
-from launcher.scripts import ExperimentDir, render_script, stage_file_name
-from launcher.validation import InvalidConfig, redacted, redacted_overrides, storage_problem
+from launcher.scripts import ExperimentDir, render_script
+from launcher.validation import InvalidConfig
 from tests.helpers import plan_for
 
 # Built, so that no token-shaped literal is committed.
@@ -45,7 +45,7 @@ def workdir(tmp_path):
     ["-m", "launcher.dry_run=true", "drafter.num_layers=1,2"],  # a sweep: Hydra's multirun.yaml, the points' configs
 ])
 def test_a_secret_given_by_value_is_refused_before_anything_is_written(tmp_path, workdir, secret, mode):
-    result = run_launcher(workdir, "+experiment=fp8_redrafter", *mode, secret)
+    result = run_launcher(workdir, *mode, "+experiment=fp8_redrafter", secret)
     assert result.returncode == CONFIG_ERROR, result.stdout + result.stderr
     assert FAKE_HF_TOKEN not in result.stdout + result.stderr
     written = everything_under(tmp_path)
@@ -68,6 +68,8 @@ def test_a_launch_saves_its_config_once_valid(workdir):
 
 
 def test_what_is_saved_is_redacted_as_validation_judges_secrets():
+    from launcher.validation import redacted, redacted_overrides
+
     commit = "0123456789abcdef" * 2 + "01234567"  # a revision may be a commit
     config = {"model": {"revision": commit, "hf_id": "nvidia/x"},
               "cluster": {"hf_token": "anything", "env_vars": ["HF_TOKEN", f"HF_TOKEN={FAKE_HF_TOKEN}"],
@@ -94,7 +96,7 @@ def test_what_is_saved_is_redacted_as_validation_judges_secrets():
     (["-m", "launcher.experiment_name=ok,../../../x"], "launcher.experiment_name"),  # a sweep point's name
 ])
 def test_a_name_that_is_not_one_path_component_is_refused_naming_the_key(tmp_path, workdir, overrides, key):
-    result = run_launcher(workdir, "launcher.dry_run=true", *overrides)
+    result = run_launcher(workdir, *overrides, "launcher.dry_run=true")
     assert result.returncode == CONFIG_ERROR, result.stdout + result.stderr
     assert f"{key}=" in result.stdout and "Traceback" not in result.stdout + result.stderr
     assert everything_under(tmp_path) == [workdir]
@@ -108,6 +110,8 @@ def test_a_name_made_of_a_long_model_name_is_refused():
 
 def test_stage_files_stay_in_their_folder_whatever_the_config_values(workdir):
     """Repeated stages are named after the values that set them apart, such as a dataset `org/name`."""
+    from launcher.scripts import stage_file_name
+
     result = run_launcher(workdir, "-m", "+experiment=fp8", "launcher.dry_run=true",
                           "quantization.calib_dataset=org/a,org/b")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -148,7 +152,7 @@ def test_a_dry_run_writes_nothing_world_readable_and_umask_022_gives_the_old_mod
 
 def test_a_local_run_and_its_jobs_write_nothing_world_readable(workdir):
     python = sys.executable
-    env = {"PATH": f"{STANDINS / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(STANDINS / "python"),
+    env = {"PATH": f"{STANDINS / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": os.pathsep.join(filter(None, [str(STANDINS / "python"), os.environ.get("PYTHONPATH")])),
            "WANDB_MODE": "disabled"}
     result = run_launcher(workdir, "+experiment=bf16", "cluster=local", f"cluster.storage_root={workdir / 's'}",
                           f"cluster.python={python}", f"cluster.trtllm_examples_dir={STANDINS / 'trtllm_examples'}",
@@ -239,6 +243,8 @@ def test_a_read_only_storage_root_gets_a_message_not_a_traceback(tmp_path, workd
 
 
 def test_storage_problem_judges_the_nearest_existing_directory(tmp_path, monkeypatch):
+    from launcher.validation import storage_problem
+
     assert storage_problem(str(tmp_path)) is None
     assert storage_problem(str(tmp_path / "new")) is None  # one level is made by the launch
     assert "mounted" in storage_problem(str(tmp_path / "a" / "b"))

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from launcher.schema import CONF_DIR, register_configs
 from launcher.sweep import PointComposer, point_name
+from launcher.validation import NAME_MAX
 from tests.helpers import plan_for
 
 SWEEP = ["-m", "+experiment=fp8_redrafter", "drafter.num_layers=1,2", "drafter.draft_len_per_beam=2,3",
@@ -83,6 +84,31 @@ def test_a_bad_point_stops_the_whole_sweep_before_anything_is_written(tmp_path):
     assert result.returncode == 2
     assert "drafter.draft_len_per_beam=4" in result.stdout and "Traceback" not in result.stdout + result.stderr
     assert not list((tmp_path / "launcher_storage" / "experiments").glob("*/scripts"))
+
+
+def test_points_whose_values_end_alike_are_all_planned(tmp_path):
+    """Names kept only each value's last dot-part: learning rates 0.5 and 1.5 were both `.5`, one point replaced
+    the other and the plan had 14 stages instead of 18."""
+    result = run_launcher(tmp_path, "-m", "+experiment=fp8_redrafter", "drafter.learning_rate=0.5,1.5",
+                          "launcher.dry_run=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 point(s) and 2 baseline(s) planned" in result.stdout and "18 distinct stages" in result.stdout
+    sweep_dir = next((tmp_path / "launcher_storage" / "sweeps").iterdir())
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == [
+        "0-fp8_redrafter.learning_rate=0.5", "1-fp8_redrafter.learning_rate=1.5"]
+    scripts = {p.stem for p in (Path(sweep_dir.joinpath("experiment.txt").read_text().split()[1]) / "scripts").iterdir()}
+    assert {"benchmark[fp8_redrafter.learning_rate=0.5]", "benchmark[fp8_redrafter.learning_rate=1.5]",
+            "train_drafter[learning_rate=0.5]", "train_drafter[learning_rate=1.5]"} <= scripts
+
+
+def test_point_names_tell_every_point_apart():
+    assert point_name("fp8_redrafter", ["drafter.learning_rate=0.5"]) != point_name("fp8_redrafter",
+                                                                                   ["drafter.learning_rate=1.5"])
+    first = point_name("fp8", ["model.hf_id=org/a"])
+    second = point_name("fp8", ["model.hf_id=org_a"], taken={first})  # the same once made a safe path component
+    assert first == "fp8.hf_id=org_a" and second != first and "/" not in second
+    long = point_name("fp8", [f"benchmark.problems_file=/{'x' * 300}.jsonl"])
+    assert len(long) <= NAME_MAX and long != point_name("fp8", [f"benchmark.problems_file=/{'x' * 301}.jsonl"])
 
 
 def test_point_names_say_what_the_point_changes():
