@@ -167,7 +167,10 @@ def regenerate_report(state: dict, console: Console) -> int:
     import sys
 
     from launcher.plan import ACCOUNTING
+    from launcher.validation import umask_value
 
+    if umask_value(state.get("umask")) is not None:  # the launch's cluster.umask, for what is written here
+        os.umask(umask_value(state["umask"]))
     exp = ExperimentDir(state["storage_root"], state["experiment"])
     ids = sorted({str(r["job_id"]) for r in state["stages"].values() if r.get("job_id")})
     if state["executor"] == "slurm":

@@ -158,7 +158,12 @@ def test_a_local_run_and_its_jobs_write_nothing_world_readable(workdir):
                           f"cluster.python={python}", f"cluster.trtllm_examples_dir={STANDINS / 'trtllm_examples'}",
                           "benchmark.num_generations=2", "benchmark.cancel_after=1", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+    (workdir / "s" / "experiments" / "bf16" / "report.md").unlink()
+    again = run_launcher(workdir, "report", "bf16", f"cluster.storage_root={workdir / 's'}", prefix=(
+        "sh", "-c", 'umask 022 && exec "$@"', "sh"))  # from a shell that shares what it writes
+    assert again.returncode == 0, again.stdout + again.stderr
     written = modes(workdir / "s")
+    assert (workdir / "s" / "experiments" / "bf16" / "report.md") in written
     assert any(p.name == "manifest.json" for p in written) and any(p.suffix == ".log" for p in written)
     assert {p: oct(m) for p, m in written.items() if m & 0o007} == {}
 

@@ -203,15 +203,23 @@ def awkward_plan(tmp_path_factory):
                     "cluster.account='" + AWKWARD.replace("'", "\\'") + "'")
 
 
-def test_sbatch_reads_every_value_of_our_sbatch_lines_as_written(awkward_plan):
-    """`--output` with a space broke: sbatch read `--output=/.../my` and an option `data`."""
+def test_sbatch_reads_every_value_of_our_sbatch_lines_and_submitits_as_written(awkward_plan):
+    """`--output` with a space broke: sbatch read `--output=/.../my` and an option `data`. submitit writes
+    `#SBATCH --key=<shlex.quote(value)>`, which sbatch reads as a shell would but for a backslash (refused by
+    validation): the script a dry run writes and the one submitted ask sbatch for the same."""
     plan = awkward_plan
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
     for name, stage in plan.stages.items():
-        options = sbatch_options(_render(plan, name, "afterok:1:2"))
-        assert options["job-name"] == job_name(plan.experiment, stage)
-        assert options["account"] == AWKWARD
-        assert options["output"] == str(ExperimentDir(plan.storage_root, plan.experiment).log(name))
-        assert options["dependency"] == "afterok:1:2" and options["requeue"] is True
+        ours = sbatch_options(_render(plan, name, stage.dependency(["1", "2"])))
+        assert ours["job-name"] == job_name(plan.experiment, stage)
+        assert ours["account"] == AWKWARD and ours["output"] == str(exp.log(name))
+        assert ours["dependency"] == stage.dependency(["1", "2"]) and ours["requeue"] is True
+        submitted = sbatch_options(_submitit_script(plan, stage, ["1", "2"], code_dir))
+        assert submitted["output"] == str(exp.submitit / "%j" / "%j_0_log.out")
+        for key in ("job-name", "account", "partition", "qos", "dependency", "nodes", "cpus-per-task", "mem",
+                    "requeue", "kill-on-invalid-dep", "open-mode", "signal"):
+            assert submitted.get(key) == ours.get(key), (name, key)
 
 
 def test_the_comments_show_each_command_as_it_could_be_pasted(awkward_plan):
@@ -223,17 +231,22 @@ def test_the_comments_show_each_command_as_it_could_be_pasted(awkward_plan):
             assert shlex.split(shown.split(": ", 1)[1]) == [str(a) for a in argv], (name, key)
 
 
-def test_submitits_sbatch_lines_are_read_back_as_given(awkward_plan):
-    """submitit writes `#SBATCH --key=<shlex.quote(value)>`: sbatch's quotes are a shell's but for the
-    backslash (refused by validation)."""
-    plan = awkward_plan
-    code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
-    for stage in plan.stages.values():
-        options = sbatch_options(_submitit_script(plan, stage, ["1", "2"], code_dir))
-        params = submitit_parameters(plan, stage, ["1", "2"], code_dir)
-        assert options["job-name"] == params["job_name"] and options["account"] == AWKWARD
-        assert options["output"].startswith(str(ExperimentDir(plan.storage_root, plan.experiment).submitit))
-        assert options["dependency"] == stage.dependency(["1", "2"])
+def test_a_line_break_from_anywhere_but_the_config_writes_no_script(awkward_plan):
+    """Validation refuses line breaks in config strings; a value from elsewhere (a plan's name) that held one
+    stops the rendering instead of ending its line."""
+    plan = copy.copy(awkward_plan)
+    plan.experiment = f"x\n{INJECTED}"
+    with pytest.raises(ValueError, match="would end its line"):
+        _render(plan, "download_model")
+
+
+def test_what_submitit_cannot_quote_for_sbatch_is_never_passed_to_it(awkward_plan):
+    """submitit writes 'a\\b' on an #SBATCH line, which sbatch reads `ab` (and a trailing backslash is a fatal
+    unmatched quote): a value validation did not see stops before sbatch would read it so."""
+    plan = copy.copy(awkward_plan)
+    plan.experiment = "x\\y"
+    with pytest.raises(ValueError, match="submitit cannot write job_name="):
+        submitit_parameters(plan, plan.stages["download_model"], [], Path(plan.storage_root) / "code")
 
 
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs Slurm's sbatch (no controller needed)")

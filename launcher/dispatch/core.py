@@ -147,7 +147,8 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                           f"({'scancel ' + job if executor == 'slurm' else 'in the shell that runs it'})[/yellow]",
                           highlight=False, soft_wrap=True)
         write_json(exp.state, {"experiment": plan.experiment, "executor": executor, "storage_root": plan.storage_root,
-                               "code": str(code_dir), "submitted_at": time.time(), "stages": records})
+                               "code": str(code_dir), "submitted_at": time.time(), "stages": records,
+                               "umask": first.cluster.umask})  # what `report` regenerates follows it too
         latest_pointer(plan.storage_root).write_text(plan.experiment)
     elapsed = time.perf_counter() - started
     console.print(_submission_table(plan, records))

@@ -120,6 +120,9 @@ def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
+    with contextlib.suppress(FileNotFoundError):
+        # `status`/`cancel` rewrite a launch's files from a shell of another umask: the file keeps its mode.
+        tmp.chmod(stat.S_IMODE(path.stat().st_mode))
     os.replace(tmp, path)
 
 
