@@ -141,6 +141,9 @@ def train_drafter_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out
         "--rnn", str(d.rnn),
         "--phase", "train",
         "--report_to", d.report_to,
+        # Else TrainingArguments' default <output_dir>/runs/<time>_<host name>, which WandbCallback puts in the
+        # trainer's W&B run config (args.to_dict()): the host name, whatever jobs.wandb_log.TRAINER_ENV turns off.
+        "--logging_dir", f"{output_dir}/runs",
         *(["--save_steps", str(d.save_steps)] if d.save_strategy == "steps" else []),
         # Checkpoints (steps or epoch) each hold the frozen base model + optimizer state: keep the newest few.
         *(["--save_total_limit", str(d.save_total_limit)] if d.save_strategy != "no" else []),

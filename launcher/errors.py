@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence
 
 import yaml
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from launcher.validation import REDACTED, ConfigError, InvalidConfig, secret_value
@@ -94,6 +94,11 @@ def _keyed(error: BaseException, overrides: Sequence[str]) -> Optional[ConfigErr
     """A compose error that names a key (OmegaConf's full_key) as the ConfigError validation would give."""
     from launcher.schema_check import UNKNOWN
 
+    missing = next((e for e in _chain(error) if isinstance(e, MissingConfigException)), None)
+    if missing is not None and missing.options is not None and "/" in str(missing.missing_cfg_file):
+        group, option = str(missing.missing_cfg_file).rsplit("/", 1)
+        options = [o for o in missing.options if not o.endswith("_schema")]  # the schema behind a group is no option
+        return ConfigError(group, option, f"no such option of the config group {group}", ", ".join(options))
     keyed = next((e for e in _chain(error) if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None)),
                  None)
     if keyed is None:

@@ -90,11 +90,12 @@ def start_writing(plan: Plan, cfg: DictConfig, console: Console) -> Optional[Pat
     return preview
 
 
-def save_config(root: Path, cfg: DictConfig, overrides: List[str]) -> None:
-    """The launch's composed config (resolved) and command line, beside its scripts: with every value that
-    validation takes for a secret replaced by <redacted> (validation refused any it saw; this keeps it so)."""
+def save_config(root: Path, cfg: DictConfig, overrides: List[str], resolve: bool = True) -> None:
+    """The launch's composed config and command line, beside its scripts: with every value that validation
+    takes for a secret replaced by <redacted> (validation refused any it saw; this keeps it so). `resolve`:
+    the values used; unresolved, `${...}` stay as written (an `${oc.env:...}` is never looked up)."""
     root.mkdir(parents=True, exist_ok=True)
-    config = redacted(OmegaConf.to_container(cfg, resolve=True))
+    config = redacted(OmegaConf.to_container(cfg, resolve=resolve))
     (root / "config.yaml").write_text(yaml.dump(config, Dumper=YAML_DUMPER, sort_keys=False))
     (root / "overrides.yaml").write_text(yaml.dump(redacted_overrides(list(overrides)), Dumper=YAML_DUMPER))
 

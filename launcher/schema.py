@@ -1,7 +1,10 @@
 """Structured configs: every key the launcher reads, with its type and default.
 
 Each dataclass backs one Hydra config group (``conf/<group>/``); registering them in Hydra's
-ConfigStore makes an unknown key or a wrong type fail at compose time, naming the key.
+ConfigStore makes an unknown key or a wrong type fail at compose time, naming the key. What a key may hold
+lives here too: a Choice (an Enum: other values fail at compose time), a Range for every number and a Form
+for paths and mounts (field metadata, enforced by launcher.schema_check), and UsedWhen: the setting under
+which a key is used at all (an override of it otherwise changes nothing, and is refused).
 """
 from __future__ import annotations
 

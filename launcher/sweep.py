@@ -135,7 +135,7 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
     if preview:
         sweep_dir = preview / "sweep"
     for entry, overrides, cfg in saved:
-        save_config(sweep_dir / entry / ".hydra", cfg, overrides)
+        save_config(sweep_dir / entry / ".hydra", cfg, overrides, resolve=False)  # as Hydra saved them: cheaper
     (sweep_dir / "experiment.txt").write_text(f"{sweep_name}\n{plan.storage_root}/experiments/{sweep_name}\n")
     console.print(f"{len(points)} point(s) and {len(first.launcher.baselines)} baseline(s) planned in "
                   f"{time.perf_counter() - started:.2f} s: {len(plan.stages)} distinct stages")

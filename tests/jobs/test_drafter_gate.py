@@ -320,6 +320,32 @@ def test_the_trainer_records_no_host_argv_stats_or_console_in_wandb(pipeline, tm
     assert wandb.__version__  # the settings' names were checked against this version (jobs/wandb_log.py)
 
 
+def test_the_trainer_wandb_config_holds_no_host_name(pipeline, tmp_path, monkeypatch):
+    # transformers' WandbCallback records args.to_dict() as the trainer's run config, whatever the W&B settings;
+    # TrainingArguments' default logging_dir is <output_dir>/runs/<time>_<host name>. Seen in the real trainer's
+    # offline run on 2 x H200 (2026-11-29): "logging_dir": ".../redrafter_output/runs/Nov29_00-44-20_<host>".
+    from tests.jobs.test_run_stage import STANDINS
+
+    host = socket.gethostname()
+    config_file = tmp_path / "trainer-wandb-config.json"
+    monkeypatch.setenv("STANDIN_WANDB_CONFIG_FILE", str(config_file))
+    path, _ = train(pipeline, tmp_path / "train")
+    run_stage.run(path)
+    config = json.loads(config_file.read_text())
+    assert config["report_to"] == "wandb" and config["logging_dir"]
+    assert not [v for v in config.values() if isinstance(v, str) and host in Path(v).name.split("_")], config
+
+    # The stand-in models the default: without --logging_dir the host name is there.
+    argv = json.loads(Path(path).read_text())["commands"]["train"]
+    script_args = argv[argv.index("nemo_skills.training.train_redrafter") + 1:]
+    at = script_args.index("--logging_dir")
+    monkeypatch.syspath_prepend(str(STANDINS / "python"))
+    from standin_tools import hf_training_args
+
+    default = hf_training_args.parse(script_args[:at] + script_args[at + 2:])
+    assert Path(default.logging_dir).name.endswith("_" + host)
+
+
 def test_every_trainer_wandb_variable_is_a_setting_of_the_installed_wandb():
     wandb = pytest.importorskip("wandb")
     transformers_own = {"WANDB_LOG_MODEL", "WANDB_WATCH"}  # read by transformers' WandbCallback, not by wandb

@@ -18,6 +18,7 @@ or choice is an argparse error (exit code 2).
 from __future__ import annotations
 
 import argparse
+import os
 
 TRAINING_ARGUMENTS = [   ('output_dir', 'str', None, None), ('overwrite_output_dir', 'bool', False, None),
     ('do_train', 'bool', False, None), ('do_eval', 'bool', False, None),
@@ -203,9 +204,20 @@ class UnusedArgumentsError(ValueError):
     pass
 
 
+def default_logdir() -> str:
+    """transformers 4.57.6 training_args.default_logdir: `runs/<time>_<host name>` ("same default as PyTorch")."""
+    import socket
+    from datetime import datetime
+
+    return os.path.join("runs", datetime.now().strftime("%b%d_%H-%M-%S") + "_" + socket.gethostname())
+
+
 def parse(argv=None, prog: str = "train_redrafter.py") -> argparse.Namespace:
     parser = build_parser(prog)
     ns, remaining = parser.parse_known_args(argv)
     if remaining:
         raise UnusedArgumentsError(f"Some specified arguments are not used by the HfArgumentParser: {remaining}")
+    # TrainingArguments.__post_init__, at parse time (before train_redrafter rewrites output_dir).
+    if ns.logging_dir is None and ns.output_dir is not None:
+        ns.logging_dir = os.path.join(ns.output_dir, default_logdir())
     return ns

@@ -30,7 +30,9 @@ per-micro-batch noise added to every logged top-1, default 0.03; 0: the bare tre
 too), ``STANDIN_FAIL`` (crash half-way, after checkpoints so far were written),
 ``STANDIN_FAIL_AT_STEP`` (with STANDIN_FAIL: crash at that global step instead),
 ``STANDIN_SLEEP_S`` (total seconds, spread over the steps), ``STANDIN_REDRAFTER_ROWS`` (cap on
-rows read, to keep tests small).
+rows read, to keep tests small), ``STANDIN_WANDB_CONFIG_FILE`` (with ``--report_to wandb``: the config
+transformers' WandbCallback records in the trainer's W&B run, ``args.to_dict()``, as JSON; ``logging_dir``
+defaults to ``<output_dir>/runs/<time>_<host name>`` as in transformers 4.57.6).
 """
 
 from __future__ import annotations
@@ -284,7 +286,11 @@ def run(a) -> int:
                f"{a.per_device_train_batch_size}, gradient_accumulation_steps={a.gradient_accumulation_steps}, "
                f"logging_steps={a.logging_steps}, save_strategy={a.save_strategy}, bf16={a.bf16}, "
                f"drafter_predict_n_tokens={n}, drafter_num_layers={a.drafter_num_layers}, rnn={a.rnn}, "
-               f"report_to={a.report_to}, ...)  # [STAND-IN]")
+               f"report_to={a.report_to}, logging_dir={a.logging_dir!r}, ...)  # [STAND-IN]")
+        # transformers' WandbCallback.setup (world process zero) puts args.to_dict() in the run's config.
+        if "wandb" in str(a.report_to) and os.environ.get("STANDIN_WANDB_CONFIG_FILE"):
+            Path(os.environ["STANDIN_WANDB_CONFIG_FILE"]).write_text(
+                json.dumps({**vars(a), "output_dir": str(out)}, indent=1, default=str))
         log(TOOL, f"{rows} rows of {a.dataset}:{a.dataset_split}; world_size {world}; "
                   f"{steps_per_epoch} steps/epoch; {total} steps; output {out}")
 
