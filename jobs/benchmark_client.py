@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 import time
 import uuid
@@ -46,15 +47,15 @@ from collections import Counter
 from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, get_args
 
 import httpx
+import httpx_sse
+
+from jobs.calibration_data import PROMPTS, user_turn
 
 TOOL_START = "<tool_call>"
 TOOL_END = "</tool_call>"
 OUTPUT_BEGIN = "\n```output\n"
 OUTPUT_END = "```\n"
 OUTPUT_CUT = "<output cut>"
-PROMPT_TEMPLATE = (
-    "Solve the following math problem. Make sure to put the answer (and only answer) inside \\boxed{{}}.\n\n{problem}"
-)
 
 FINISHED, CANCELLED, ERROR = "finished", "cancelled", "error"
 
@@ -79,6 +80,7 @@ class BenchmarkConfig:
     max_code_executions: int = 2
     sandbox_timeout: float = 10.0
     max_output_characters: int = 1000
+    prompt: str = "generic/math"  # a NeMo-Skills prompt config of jobs.calibration_data.PROMPTS
     traceback_verbosity: TracebackVerbosity = "Plain"
     request_timeout: float = 1800.0  # max seconds between two streamed chunks
     connect_timeout: float = 30.0
@@ -97,6 +99,8 @@ class BenchmarkConfig:
             raise ValueError("max_code_executions must be >= 0")
         if self.max_code_executions > 0 and not self.sandbox_url:
             raise ValueError("max_code_executions > 0 needs a sandbox_url")
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"prompt={self.prompt!r}: unknown; known: {', '.join(PROMPTS)}")
         if self.traceback_verbosity not in TRACEBACK_VERBOSITIES:
             raise ValueError(f"traceback_verbosity={self.traceback_verbosity!r}: IPython's FormattedTB accepts "
                              f"{', '.join(TRACEBACK_VERBOSITIES)}")
@@ -174,26 +178,19 @@ def normalize_answer(ans: Optional[str]) -> Optional[str]:
     return s
 
 
-def percentile(values: Sequence[float], q: float) -> Optional[float]:
-    """q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default)."""
-    vals = sorted(values)
-    if not vals:
-        return None
-    pos = (len(vals) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+def percentile(values: Sequence[float], q: int) -> Optional[float]:
+    """q-th percentile (1..99) with linear interpolation between closest ranks (numpy's default)."""
+    if len(values) < 2:  # statistics.quantiles needs two points before Python 3.13
+        return float(values[0]) if values else None
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
-    return sum(values) / len(values) if values else None
+    return statistics.fmean(values) if values else None
 
 
 def _pstd(values: Sequence[float]) -> Optional[float]:
-    if not values:
-        return None
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+    return statistics.pstdev(values) if values else None
 
 
 def majority_vote(answers: Iterable[Optional[str]]) -> Optional[str]:
@@ -286,8 +283,8 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def build_prompt(tokenizer, problem: str) -> str:
-    messages = [{"role": "user", "content": PROMPT_TEMPLATE.format(problem=problem)}]
+def build_prompt(tokenizer, prompt: str, problem: str) -> str:
+    messages = [{"role": "user", "content": user_turn(prompt, problem)}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -397,15 +394,13 @@ async def _stream_round(client: httpx.AsyncClient, cfg: BenchmarkConfig, payload
     done = False
     last_chunk_t: Optional[float] = None
     rec.num_requests += 1
-    async with client.stream("POST", url, json=payload) as resp:
+    async with httpx_sse.aconnect_sse(client, "POST", url, json=payload) as events:
+        resp = events.response
         if resp.status_code != 200:
             body = (await resp.aread()).decode("utf-8", "replace")
             raise StreamError(f"HTTP {resp.status_code} from {url}: {body[:500]}")
-        async for line in resp.aiter_lines():
-            line = line.strip()
-            if not line.startswith("data:"):
-                continue
-            data = line[len("data:"):].strip()
+        async for event in events.aiter_sse():
+            data = event.data
             if data == "[DONE]":
                 done = True
                 break
@@ -516,7 +511,7 @@ async def run_problem(client: httpx.AsyncClient, sandbox: Optional[httpx.AsyncCl
                       cfg: BenchmarkConfig, problem: Dict[str, Any], problem_index: int,
                       run_id: str = "") -> tuple:
     """One batch: N concurrent generations, cancel the rest once K finished. Returns (records, wall_s)."""
-    prompt = build_prompt(tokenizer, problem["problem"])
+    prompt = build_prompt(tokenizer, cfg.prompt, problem["problem"])
     n_in = count_tokens(tokenizer, prompt)
     expected = problem.get("expected_answer")
     records = [
@@ -597,21 +592,6 @@ async def run_benchmark(cfg: BenchmarkConfig, problems: Sequence[Dict[str, Any]]
     }
 
 
-async def wait_for_health(url: str, timeout_s: float, path: str = "/health") -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as c:
-        while True:
-            try:
-                r = await c.get(url.rstrip("/") + path)
-                if r.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{url}{path} not healthy after {timeout_s:g}s")
-            await asyncio.sleep(1.0)
-
-
 def load_problems(path: str) -> List[Dict[str, Any]]:
     problems = []
     with open(path, encoding="utf-8") as f:
@@ -648,14 +628,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-code-executions", type=int, default=2)
     p.add_argument("--sandbox-timeout", type=float, default=10.0)
     p.add_argument("--max-output-characters", type=int, default=1000)
+    p.add_argument("--prompt", choices=list(PROMPTS), default="generic/math",
+                   help="the NeMo-Skills prompt config each problem is put in (the user turn)")
     p.add_argument("--traceback-verbosity", choices=TRACEBACK_VERBOSITIES, default="Plain")
     p.add_argument("--engine-dir", help="the served TensorRT-LLM engine: its config.json's build_config.max_seq_len "
                    "bounds every request's prompt + max_tokens")
     p.add_argument("--max-seq-len", type=int, help="that bound given directly (the lower one wins when the engine's "
                    "config.json is read too); needed when there is no --engine-dir")
     p.add_argument("--request-timeout", type=float, default=1800.0, help="max seconds between streamed chunks")
-    p.add_argument("--wait-timeout", type=float, default=0.0,
-                   help="wait up to this many seconds for /health of the server (and sandbox) first")
     p.add_argument("--output", required=True)
     return p
 
@@ -683,13 +663,10 @@ async def _amain(args: argparse.Namespace) -> Dict[str, Any]:
         num_generations=args.num_generations, cancel_after=args.cancel_after, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, max_code_executions=args.max_code_executions,
         sandbox_timeout=args.sandbox_timeout, max_output_characters=args.max_output_characters,
+        prompt=args.prompt,
         traceback_verbosity=args.traceback_verbosity, request_timeout=args.request_timeout,
         max_seq_len=args.max_seq_len,
     )
-    if args.wait_timeout > 0:
-        await wait_for_health(cfg.server_url, args.wait_timeout)
-        if cfg.max_code_executions > 0:
-            await wait_for_health(cfg.sandbox_url, args.wait_timeout)
     results = await run_benchmark(cfg, load_problems(args.problems), args.tokenizer)
     results["config"]["tokenizer"] = args.tokenizer
     results["config"]["problems_file"] = args.problems

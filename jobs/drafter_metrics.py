@@ -34,17 +34,11 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from jobs.services import StageFailed
+from jobs.process import StageFailed, log
 
 TRAIN_LOG = "train.attempt-{n}.log"
 TRAIN_LOG_PATTERN = re.compile(r"train\.attempt-(\d+)\.log")
 TRAINER_STATE = "trainer_state.json"
-
-
-def _log(message: str) -> None:
-    from jobs.run_stage import log
-
-    log(message)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,7 +157,7 @@ def measure_trained_drafter(spec: dict, staging: Path, train_log: Path, resumed:
                           + (f", nor in {checkpoint}/{TRAINER_STATE}" if checkpoint else "")
                           + "; the drafter's quality is unknown")
     if resumed:
-        _log(f"training resumed from {resumed.name}: its metrics are the trainer's history in {source} "
+        log(f"training resumed from {resumed.name}: its metrics are the trainer's history in {source} "
              f"({len(history)} logged records, {len(printed)} of them printed by this attempt)")
     key = gated_metric(settings["predict_n_tokens"])
     values = [r[key] for r in history if key in r]
@@ -173,7 +167,7 @@ def measure_trained_drafter(spec: dict, staging: Path, train_log: Path, resumed:
     window = int(settings["gate_window"])
     gate = {"metric": key, "statistic": "mean", **window_stats(values[-window:]), "window_requested": window,
             "last": values[-1], "history": values, "source": source}
-    _log(f"drafter trained: {describe(gate)}")
+    log(f"drafter trained: {describe(gate)}")
     return {"drafter_dir": drafter_dir.name, "drafter_metrics": windowed_means(history, window),
             "drafter_metrics_last": {k: v for k, v in history[-1].items() if k.startswith("redrafter")},
             "drafter_metrics_history_len": len(history), "drafter_gate": gate}
@@ -251,10 +245,10 @@ def check_gate(spec: dict) -> dict:
         if decision["on_low_quality"] == "fail":
             raise StageFailed(f"drafter quality below the gate (drafter.on_low_quality=fail): {gate_problem(decision)};"
                               f" no engine is built on it. {gate_remedy(decision)} ({path})")
-        _log(f"WARNING drafter quality below the gate (drafter.on_low_quality=warn): {gate_problem(decision)}; "
+        log(f"WARNING drafter quality below the gate (drafter.on_low_quality=warn): {gate_problem(decision)}; "
              f"converting it anyway")
     else:
-        _log(f"drafter quality ok: {describe(decision)} >= drafter.min_top1={decision['min_top1']}")
+        log(f"drafter quality ok: {describe(decision)} >= drafter.min_top1={decision['min_top1']}")
     return {"drafter_gate": decision, "drafter_gate_passed": decision["passed"]}
 
 

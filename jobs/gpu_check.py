@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from jobs.services import StageFailed
+from jobs.process import StageFailed
 
 QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,compute_cap,memory.total", "--format=csv,noheader,nounits"]
 

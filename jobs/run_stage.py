@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from jobs import artifacts, drafter_metrics, gpu_check, services, wandb_log
-from jobs.services import StageFailed, StageStopped  # defined there: services raises them too
+from jobs.process import StageFailed, StageStopped, log, process_group, run_command, stopped_by, tool_failure
 
 MANIFEST = artifacts.MANIFEST
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
@@ -32,20 +32,6 @@ REPORT_INCOMPLETE = 3  # jobs.report's exit code when some results are missing
 # Calibration memory grows with batch size x calib_max_seq_length (a trap the seeds name); the calibration
 # statistics (per-tensor amax) do not depend on the batch size, so an out-of-memory quantize retries at half.
 CUDA_OOM = re.compile(r"CUDA out of memory|OutOfMemoryError")
-
-
-def log(message: str) -> None:
-    print(f"[launcher {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def run_command(argv, log_file: Path | None = None, cwd: Path | None = None, env: dict | None = None) -> None:
-    """Run one tool in its own process group, its output to ours (and to `log_file`), failing loudly.
-    `env`: its whole environment (default: ours)."""
-    log("$ " + " ".join(argv))
-    with services.process_group(argv, log_file, cwd=cwd, env=env) as process:
-        process.wait()
-    if process.returncode:
-        raise services.tool_failure(argv, process)
 
 
 def _versions() -> dict:
@@ -82,13 +68,13 @@ def run_kind(spec: dict, staging: Path) -> dict:
     if kind == "quantize" and "--batch_size" in commands.get("quantize", ()):
         return quantize_halving_batch_on_oom(commands["quantize"], staging)
     if kind == "report":
-        with services.process_group(commands["report"], cwd=staging) as process:
+        with process_group(commands["report"], cwd=staging) as process:
             process.wait()
         if process.returncode == REPORT_INCOMPLETE:
             log("report written with failed points; it is not published, the next launch regenerates it")
             return {"publish": False}
         if process.returncode:
-            raise services.tool_failure(commands["report"], process)
+            raise tool_failure(commands["report"], process)
         return {}
     for name, argv in commands.items():
         # In the staging directory: trtllm-build leaves its timing cache (model.cache) in the working directory.
@@ -234,7 +220,7 @@ class StageJob:
 def _stop_on_sigterm(signum, frame) -> None:
     """scancel, a local cancel or a time limit: unwind, so that every tool's process group is stopped."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not interrupt the stopping
-    log(f"{services.stopped_by(signum)}: stopping the stage's tools")
+    log(f"{stopped_by(signum)}: stopping the stage's tools")
     raise SystemExit(128 + signum)
 
 

@@ -235,5 +235,7 @@ def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: st
         "--max-new-tokens", str(b.max_new_tokens),
         "--max-code-executions", str(b.max_code_executions if s.sandbox.enabled else 0),
         "--sandbox-timeout", str(s.sandbox.timeout_s),
+        "--max-output-characters", str(s.sandbox.max_output_characters),
+        "--prompt", b.prompt,
         "--output", out_file,
     ]

@@ -122,12 +122,6 @@ PORT_WHY = f"a job looks for a free port from here up to {PORT_SPREAD + PORT_SEA
 MIN_TIME_LIMIT_MIN = 5
 
 
-class Family(Choice):
-    qwen2 = "qwen2"
-    llama = "llama"
-    nemotron_nas = "nemotron_nas"
-
-
 class CheckpointTool(Choice):
     nemo_skills = "nemo_skills"
     trtllm_examples = "trtllm_examples"
@@ -219,7 +213,6 @@ class ModelConfig:
     name: str = MISSING  # short name used in stage labels
     hf_id: str = formed(MISSING, HF_REPO)
     revision: Optional[str] = None
-    family: Family = MISSING
     num_layers: int = ranged(MISSING, 1, 1024)
     num_attention_heads: int = ranged(MISSING, 1, 1024)
     num_kv_heads: int = ranged(MISSING, 1, 1024)

@@ -86,6 +86,19 @@ def test_client_reads_the_served_engine(experiment, engine_stage):
     assert client["--engine-dir"] == engine == _command(plan, "benchmark", "server")[2]
 
 
+def test_the_client_gets_the_sandbox_output_cap_and_the_prompt():
+    """serving.sandbox.max_output_characters and benchmark.prompt change the benchmark's fingerprint: they reach
+    the client, which sends the cap with every tool call and puts each problem in the prompt."""
+    from jobs import benchmark_client
+
+    plan = plan_for("+experiment=fp8", "serving.sandbox.max_output_characters=250")
+    argv = _command(plan, "benchmark", "client")
+    _, client = parse_command(argv)
+    assert (client["--max-output-characters"], client["--prompt"]) == (250, "generic/math")
+    args = benchmark_client.build_parser().parse_args(argv[3:])
+    assert (args.max_output_characters, args.prompt) == (250, "generic/math")
+
+
 def test_fp8_engine_matches_the_seed():
     plan = plan_for("+experiment=fp8")
     expected = SEED_FP8_ENGINE.format(out=plan.stages["build_engine"].staging_dir, **_paths(plan))

@@ -57,13 +57,12 @@ def when(value):
 @pytest.fixture(scope="module")
 def happy(slurm_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("happy")
-    started = time.monotonic()
     result = launcher(root, "+experiment=fp8_redrafter")
-    launch_s = time.monotonic() - started
     st = state(root)
     ids = job_ids(st)
+    at_return = slurm_cluster.states(ids.values())  # what Slurm said when the launch had returned
     rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=300)}
-    return root, st, ids, rows, launch_s, result
+    return root, st, ids, rows, at_return, result
 
 
 def test_every_stage_ran_in_dependency_order_with_its_gpus(happy):
@@ -104,8 +103,9 @@ def test_every_artifact_is_published_with_its_manifest(happy):
 
 
 def test_the_launch_returns_at_once_and_a_second_launch_submits_nothing(happy):
-    root, _, ids, _, launch_s, first = happy
-    assert "9 job(s) submitted" in first.stdout and launch_s < 60
+    root, _, ids, _, at_return, first = happy
+    assert "9 job(s) submitted" in first.stdout
+    assert at_return.get(ids["report"]) != "COMPLETED", at_return  # it did not wait for the jobs it submitted
     again = launcher(root, "+experiment=fp8_redrafter")
     assert "0 job(s) submitted" in again.stdout
     assert set(r["action"] for r in state(root)["stages"].values()) == {"complete"}
@@ -162,9 +162,8 @@ def test_a_sandbox_that_cannot_start_fails_the_benchmark_at_once(slurm_cluster, 
     rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
     benchmark = rows[ids["benchmark"]]
     assert benchmark["State"] == "FAILED", rows
-    assert (when(benchmark["End"]) - when(benchmark["Start"])).total_seconds() < 120, benchmark
     status = launcher(tmp_path, "status").stdout
-    assert "exited with code 1 before it was healthy" in status, status
+    assert "exited with code 1 before it was healthy" in status, status  # not the health wait's timeout
     log = launcher(tmp_path, "logs", "fp8", "benchmark").stdout  # the sandbox step wrote its own reason there
     assert "[STAND-IN] sandbox: simulated failure (STANDIN_FAIL) at start" in log, log
 
@@ -177,8 +176,8 @@ def test_a_stage_on_gpus_below_what_the_config_promised_fails_at_once(slurm_clus
     by_stage = {name: rows[job] for name, job in ids.items()}
     assert by_stage["quantize"] == "FAILED" and by_stage["build_engine"] == "CANCELLED", by_stage
     status = launcher(tmp_path, "status").stdout
-    failure = next(line for line in status.splitlines() if line.startswith("jobs.services.StageFailed"))
-    assert failure == ("jobs.services.StageFailed: wrong GPUs for this stage: quantization.qformat=fp8 needs compute "
+    failure = next(line for line in status.splitlines() if line.startswith("jobs.process.StageFailed"))
+    assert failure == ("jobs.process.StageFailed: wrong GPUs for this stage: quantization.qformat=fp8 needs compute "
                        "capability 8.9+, this node has 2 x NVIDIA A100-SXM4-80GB (8.0); cluster.gpu_type=h100 "
                        "promised 9.0: check cluster.partition")  # one line, not wrapped: the job's 2 GPUs of 8
     assert "[STAND-IN]" not in launcher(tmp_path, "logs", "fp8", "quantize").stdout  # no tool ran
@@ -388,7 +387,7 @@ def test_a_stage_that_cannot_resume_signalled_again_and_again_fails_saying_why(s
     rows = slurm_cluster.wait_all_done([build], timeout=120)
     assert rows[0]["State"] == "FAILED", rows
     status = launcher(tmp_path, "status").stdout
-    assert ("jobs.services.StageFailed: build_engine was signalled by Slurm 3 times (its time limit, or a preemption) "
+    assert ("jobs.process.StageFailed: build_engine was signalled by Slurm 3 times (its time limit, or a preemption) "
             "and a build_engine stage starts afresh at every requeue: not requeued again. The time limit is too short "
             "for the stage if it ran out of time: raise cluster.time_limits.build_engine (now 90 min)") in status, status
 

@@ -161,7 +161,7 @@ def test_keys_with_fixed_choices_are_enums_of_the_schema():
     assert not hasattr(launcher.validation, "CHOICES")
     choices = {key: tp for key, tp, _ in _schema_fields() if isinstance(tp, type) and issubclass(tp, Choice)}
     assert {"quantization.qformat", "quantization.kv_cache_dtype", "cluster.executor", "drafter.save_strategy",
-            "drafter.on_low_quality", "model.family", "serving.backend"} <= set(choices)
+            "drafter.on_low_quality", "serving.backend"} <= set(choices)
     for tp in choices.values():  # OmegaConf converts by name: each name is its value
         assert all(member.name == member.value for member in tp)
 

@@ -20,8 +20,8 @@ Traceback (most recent call last):
   File "/usr/local/lib/python3.12/dist-packages/submitit/core/submission.py", line 55, in process_job
     result = delayed.result()
              ^^^^^^^^^^^^^^^^
-  File "{CODE}/jobs/run_stage.py", line 47, in run_command
-    raise services.tool_failure(argv, process)
+  File "{CODE}/jobs/process.py", line 166, in run_command
+    raise tool_failure(argv, process)
 """
 
 # The stage's image is broken: pyxis fails the step at once, at the top of the log. (The scripts of the time
@@ -71,7 +71,7 @@ launcher: starting job 2311 on node-a17 (restart 0)
   {{'loss': 4.1, 'redrafter0_top1': 0.31, 'epoch': 0.1}}
   [rank0]: Traceback (most recent call last):
   [rank0]: RuntimeError: simulated failure at step 4 (STANDIN_FAIL)
-{SUBMITIT_TRACEBACK}jobs.services.StageFailed: torchrun exited with code 1; its last lines:
+{SUBMITIT_TRACEBACK}jobs.process.StageFailed: torchrun exited with code 1; its last lines:
   {{'loss': 4.1, 'redrafter0_top1': 0.31, 'epoch': 0.1}}
   [rank0]: Traceback (most recent call last):
   [rank0]: RuntimeError: simulated failure at step 4 (STANDIN_FAIL)
@@ -84,12 +84,12 @@ launcher: starting job 2312 on node-a17 (restart 0)
 [launcher 10:01:02] quantize: job 2312 writing /lustre/fsw/my_account/launcher/artifacts/quantize/488f.partial
 submitit WARNING (2026-11-28 10:05:00,000) - Bypassing signal SIGTERM
 [launcher 10:05:00] python stopped by signal 15 (time limit/preemption/requeue)
-{SUBMITIT_TRACEBACK}jobs.services.StageStopped: python stopped by signal 15 (time limit/preemption/requeue)
+{SUBMITIT_TRACEBACK}jobs.process.StageStopped: python stopped by signal 15 (time limit/preemption/requeue)
 slurmstepd: error: *** JOB 2312 ON node-a17 CANCELLED AT 2026-11-28T10:05:01 DUE TO JOB REQUEUE ***
 launcher: starting job 2312 on node-a20 (restart 1)
 [launcher 10:08:40] quantize: job 2312 writing /lustre/fsw/my_account/launcher/artifacts/quantize/488f.partial
 [launcher 10:08:41] FAILED: input download_model is damaged: model.safetensors is 12 bytes, manifest.json says 40
-{SUBMITIT_TRACEBACK}jobs.services.StageFailed: input download_model is damaged: model.safetensors is 12 bytes, \
+{SUBMITIT_TRACEBACK}jobs.process.StageFailed: input download_model is damaged: model.safetensors is 12 bytes, \
 manifest.json says 40
 srun: error: node-a20: task 0: Exited with exit code 1
 """
@@ -148,7 +148,7 @@ def test_a_failed_tool_shows_the_failed_line_with_what_it_quotes_and_the_excepti
         "  {'loss': 4.1, 'redrafter0_top1': 0.31, 'epoch': 0.1}",
         "  [rank0]: Traceback (most recent call last):",
         "  [rank0]: RuntimeError: simulated failure at step 4 (STANDIN_FAIL)",
-        "jobs.services.StageFailed: torchrun exited with code 1; its last lines:",
+        "jobs.process.StageFailed: torchrun exited with code 1; its last lines:",
         "srun: error: node-a17: task 0: Exited with exit code 1",
     ]
 
@@ -157,7 +157,7 @@ def test_only_the_last_attempt_of_a_requeued_job_counts():
     assert failure_cause(REQUEUED_THEN_FAILED) == [
         "[launcher 10:08:41] FAILED: input download_model is damaged: model.safetensors is 12 bytes, "
         "manifest.json says 40",
-        "jobs.services.StageFailed: input download_model is damaged: model.safetensors is 12 bytes, "
+        "jobs.process.StageFailed: input download_model is damaged: model.safetensors is 12 bytes, "
         "manifest.json says 40",
         "srun: error: node-a20: task 0: Exited with exit code 1",
     ]

@@ -75,7 +75,11 @@ def test_report_inputs_name_every_configuration_and_its_chain():
     assert [entry["kind"] for entry in chain.values()] == [
         "download_model", "download_dataset", "calibration_data", "quantize", "train_drafter", "convert_drafter",
         "build_drafter_engine", "benchmark"]
-    assert chain["quantize[qformat=fp8]"]["artifact"] == plan.stages["quantize[qformat=fp8]"].artifact
+    quantize = chain["quantize[qformat=fp8]"]["artifact"]
+    assert quantize.startswith(f"{plan.storage_root}/artifacts/quantize/") and len(Path(quantize).name) == 16
+    variants = inputs["variants"]  # fp8 and fp8_redrafter read one quantized checkpoint; bf16 its own
+    assert variants["fp8"]["stages"]["quantize[qformat=fp8]"]["artifact"] == quantize
+    assert variants["bf16"]["stages"]["quantize[qformat=full_prec]"]["artifact"] != quantize
 
 
 def test_a_bad_point_stops_the_whole_sweep_before_anything_is_written(tmp_path):

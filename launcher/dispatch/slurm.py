@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from launcher.dispatch import slurm_states
 from launcher.plan import Plan, Stage
 from launcher.scripts import (ExperimentDir, accounting_argv, job_name, partition, pyxis_flags, python_command,
                               setup_lines, stage_image)
@@ -120,24 +121,13 @@ def job_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
     """{job id: (state, elapsed)} from sacct, else squeue/scontrol; jobs Slurm has forgotten are absent."""
     if not job_ids:
         return {}
-    states: Dict[str, Tuple[str, str]] = {}
-    # JobID, not JobIDRaw: array elements are known as <array id>_<index>.
-    out = _run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "--format=JobID,State,Elapsed"])
-    for line in (out or "").splitlines():
-        job_id, state, elapsed = (line.split("|") + ["", ""])[:3]
-        states[job_id] = (state.split()[0] if state else "UNKNOWN", elapsed)
+    states = slurm_states.parse_sacct(_run(slurm_states.sacct_argv(job_ids)) or "")
     missing = [j for j in job_ids if j not in states]
     if missing:
-        out = _run(["squeue", "-h", "-r", "-j", ",".join(missing), "-o", "%i|%T|%M"])
-        for line in (out or "").splitlines():
-            job_id, state, elapsed = line.split("|")
-            states[job_id] = (state, elapsed)
+        states.update(slurm_states.parse_squeue(_run(slurm_states.squeue_argv(missing)) or ""))
     for job_id in [j for j in job_ids if j not in states]:
-        out = _run(["scontrol", "show", "job", job_id, "-o"])
-        if out:
-            fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
-            states[job_id] = (fields.get("JobState", "UNKNOWN"), fields.get("RunTime", ""))
-    return states
+        states.update(slurm_states.parse_scontrol(_run(slurm_states.scontrol_argv(job_id)) or ""))
+    return {j: states[j] for j in job_ids if j in states}
 
 
 def cancel(job_ids: List[str]) -> str:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from jobs import benchmark_client as bc
+from jobs.calibration_data import user_turn
 from tests.standins.servers.openai_server import STANDIN_LABEL, OpenAIStandinServer
 from tests.standins.servers.guarded_sandbox import GuardedSandbox
 
@@ -91,7 +92,7 @@ def write_engine(path: Path, max_seq_len: int, tp: int = 1) -> Path:
 # Streaming and the protocol
 # --------------------------------------------------------------------------------------------------
 def test_prompt_uses_chat_template_and_generic_math_text(tokenizer):
-    assert bc.build_prompt(tokenizer, PROBLEM) == expected_prompt()
+    assert bc.build_prompt(tokenizer, "generic/math", PROBLEM) == expected_prompt()
 
 
 def test_streaming_records_text_tokens_and_timings(tokenizer):
@@ -113,9 +114,9 @@ def test_streaming_records_text_tokens_and_timings(tokenizer):
         assert rec["output_tokens"] == 5 and rec["answer"] == "42"
         specials_apart = expected_prompt().replace("<|im_start|>", " S ").replace("<|im_end|>", " E ")
         assert rec["input_tokens"] == len(specials_apart.split())
-        assert 0.3 <= rec["ttft_s"] < 2.0
+        assert rec["ttft_s"] >= 0.3  # the server's first-token delay: the record measures it, whatever the load
         # one inter-chunk latency per chunk after the first; chunks are 0.1 s apart at the server
-        assert len(rec["itl_s"]) == 4 and 0.05 <= sum(rec["itl_s"]) / 4 < 0.6
+        assert len(rec["itl_s"]) == 4 and sum(rec["itl_s"]) / 4 >= 0.05
         assert rec["e2e_latency_s"] >= rec["ttft_s"] + 0.2
         assert rec["num_code_executions"] == 0
     s = res["summary"]
@@ -201,10 +202,11 @@ def test_sandbox_timeout_is_fed_back_and_generation_continues(tokenizer):
         cfg = bc.BenchmarkConfig(server_url=srv.url, sandbox_url=sb.url, model="tiny", num_generations=1,
                                  cancel_after=1, max_new_tokens=100, max_code_executions=2, sandbox_timeout=0.5)
         res = run(cfg, tokenizer)
+        calls = list(sb.calls)
     rec = res["records"][0]
     assert rec["status"] == "finished" and rec["answer"] == "1"
     assert rec["code_executions"][0]["status"] == "timeout"
-    assert rec["code_executions"][0]["duration_s"] < 30  # cut off, not the cell's 30 s sleep
+    assert [c["timeout"] for c in calls] == [0.5]  # the sandbox was told to cut the cell's 30 s sleep off
     assert "</tool_call>\n```output\nTimed out\n```\n\nfine \\boxed{1}" in rec["generation"]
 
 
@@ -298,7 +300,7 @@ def test_with_shipped_tiny_bpe_tokenizer():
                                  cancel_after=2, max_new_tokens=100, max_code_executions=0)
         res = run(cfg, str(SHIPPED_TOKENIZER))
         prompts = {r["prompt"] for r in srv.snapshot()}
-    rendered = tok.apply_chat_template([{"role": "user", "content": bc.PROMPT_TEMPLATE.format(problem=PROBLEM)}],
+    rendered = tok.apply_chat_template([{"role": "user", "content": user_turn("generic/math", PROBLEM)}],
                                        tokenize=False, add_generation_prompt=True)
     assert prompts == {rendered} and PROBLEM in rendered
     for rec in res["records"]:
@@ -392,6 +394,61 @@ def test_percentile_majority_and_normalisation():
     assert bc.majority_vote(["b", "a", "a", "b"]) == "b"  # tie: first seen
     assert bc.majority_vote([None]) is None
     assert bc.normalize_answer("1,000") == "1000" and bc.normalize_answer("\\frac{1}{2}") == "\\frac{1}{2}"
+
+
+def test_percentiles_are_numpys_linear_interpolation():
+    numpy = pytest.importorskip("numpy")
+    samples = [[0.5, 0.25], [4, 1, 3, 2], [float(x * x % 17) for x in range(1, 40)], [2.0] * 7 + [9.0]]
+    for values in samples:
+        for q in (50, 90, 99):
+            assert bc.percentile(values, q) == pytest.approx(numpy.percentile(values, q), rel=1e-12)
+    assert bc.summarize([], 1.0)["p99_latency_s"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# The completion stream as trtllm-serve writes it: server-sent events, [DONE], error objects
+# --------------------------------------------------------------------------------------------------
+def stream_one(tokenizer, *events: str, content_type: str = "text/event-stream; charset=utf-8"):
+    """One generation (no tools) against a server answering `events`, each one `data:` event."""
+    def server(request: httpx.Request) -> httpx.Response:
+        body = "".join(f"data: {event}\n\n" for event in events) + ": keep-alive comment\n\n"
+        return httpx.Response(200, headers={"content-type": content_type}, content=body.encode())
+
+    async def generate():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+            rec = bc.GenerationRecord(problem_index=0, seed=0)
+            return await bc.generate_one(client, None, tokenizer, cfg, "prompt ", rec, time.perf_counter(), "s")
+
+    cfg = bc.BenchmarkConfig(server_url="http://llm", sandbox_url=None, model="m", num_generations=1,
+                             cancel_after=1, max_code_executions=0)
+    return asyncio.run(generate())
+
+
+def chunk(text: str, finish_reason=None) -> str:
+    return json.dumps({"choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "stop_reason": None}]})
+
+
+def test_a_stream_ends_at_done_with_every_piece(tokenizer):
+    rec = stream_one(tokenizer, chunk("So "), chunk("\\boxed{42}"), chunk("", "stop"), "[DONE]",
+                     chunk("after done "))
+    assert (rec.status, rec.finish_reason, rec.generation, rec.answer) == ("finished", "stop", "So \\boxed{42}", "42")
+    assert rec.output_tokens == 2 and len(rec.itl_s) == 1
+
+
+def test_an_error_object_in_the_stream_is_an_error_record_that_keeps_the_partial_text(tokenizer):
+    rec = stream_one(tokenizer, chunk("half "), chunk("way "),
+                     json.dumps({"error": {"message": "engine failed", "code": 500}}))
+    assert rec.status == "error" and rec.error == "StreamError: server error: {'message': 'engine failed', 'code': 500}"
+    assert rec.generation == "half way " and rec.output_tokens == 2
+
+
+@pytest.mark.parametrize("events, error", [
+    ([chunk("cut ")], "StreamError: stream ended before [DONE] and without finish_reason"),
+    ([chunk("a "), "not json"], "StreamError: bad SSE payload: not json"),
+])
+def test_a_broken_stream_is_an_error_record(tokenizer, events, error):
+    rec = stream_one(tokenizer, *events)
+    assert (rec.status, rec.error) == ("error", error)
 
 
 def test_tool_call_helpers():

@@ -118,13 +118,14 @@ def test_the_artifact_appears_only_complete(tmp_path, monkeypatch):
         real_rename(src, dst)
 
     monkeypatch.setattr(run_stage.os, "rename", rename)
-    result = run_stage.run(write_spec(tmp_path / "spec.json", spec))
+    run_stage.run(write_spec(tmp_path / "spec.json", spec))
     assert renames == [(spec["staging_dir"], str(artifact), True)]
     assert json.loads((artifact / "seen.json").read_text()) == [False, spec["staging_dir"]]
     assert not Path(spec["staging_dir"]).exists()
-    assert manifest(artifact) == result
-    assert result["stage"] == "quantize" and result["fingerprint"] == "0123456789abcdef"
-    assert result["config"] == {"x": 1} and result["size_bytes"] > 0 and result["ended"] >= result["started"]
+    recorded = manifest(artifact)  # what it published, as consumers read it
+    assert recorded["stage"] == "quantize" and recorded["fingerprint"] == "0123456789abcdef"
+    assert recorded["config"] == {"x": 1} and recorded["ended"] >= recorded["started"]
+    assert recorded["size_bytes"] == len(json.dumps([False, spec["staging_dir"]]))  # its one file, seen.json
     assert [p.name for p in artifact.parent.iterdir()] == [artifact.name]  # nothing else beside it
 
 
@@ -254,8 +255,8 @@ def train_spec(downloads, tmp_path, extra_args=()) -> tuple[str, Path]:
 
 def test_train_drafter_records_the_drafter_and_its_metrics(downloads, tmp_path):
     path, artifact = train_spec(downloads, tmp_path)
-    result = run_stage.run(path)
-    assert result == manifest(artifact)
+    run_stage.run(path)
+    result = manifest(artifact)  # what it published, as consumers read it
     assert result["drafter_dir"] == DRAFTER_DIR and result["resumed_from_checkpoint"] is None
     assert (artifact / DRAFTER_DIR / "config.json").is_file() and (artifact / DRAFTER_DIR / "model.safetensors").is_file()
     # The stand-in's trend ends at 0.65; each logged value is one micro-batch's, +-0.03 around it.
@@ -328,8 +329,9 @@ def test_the_report_is_not_published_while_results_are_missing(tmp_path):
     assert not Path(spec["artifact"]).exists() and "fingerprint" not in result
     # The next launch runs it again (a non-resumable kind: afresh), and publishes it once complete.
     spec["commands"]["report"] = report_spec(tmp_path, 0)["commands"]["report"]
-    result = run_stage.run(write_spec(tmp_path / "report.json", spec))
-    assert manifest(spec["artifact"]) == result and (Path(spec["artifact"]) / "report.md").is_file()
+    run_stage.run(write_spec(tmp_path / "report.json", spec))
+    assert manifest(spec["artifact"])["stage"] == "report"
+    assert (Path(spec["artifact"]) / "report.md").read_text() == "| bf16 | failed |"
 
 
 def test_a_failing_report_fails_the_stage(tmp_path):

@@ -61,8 +61,8 @@ def wait_for_file(path: Path, timeout: float = 20) -> str:
 # A leader that starts a grandchild in its group and records both pids; `ignore` makes both ignore SIGTERM.
 FAMILY = """
 import os, signal, subprocess, sys, time
-if {ignore}:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if {ignore}:  # the leader notes each SIGTERM in <pids>.term, and goes on
+    signal.signal(signal.SIGTERM, lambda *_: open({pids!r} + ".term", "a").write("TERM\\n"))
 child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
                           + ("signal.signal(signal.SIGTERM, signal.SIG_IGN); " if {ignore} else "")
                           + "time.sleep(120)"])
@@ -107,15 +107,13 @@ def test_children_left_behind_by_a_leader_that_exited_are_stopped(tmp_path):
 
 
 def test_a_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
-    monkeypatch.setattr(services, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr("jobs.process.STOP_GRACE_S", 0.5)
     argv, pids = family(tmp_path, ignore=True)
     with services.process_group(argv, echo=False) as process:
         leader, child = map(int, wait_for_file(pids).split())
-        stopping = time.monotonic()
-    waited = time.monotonic() - stopping
     assert not alive(leader) and not alive(child) and not group_alive(process.pid)
     assert process.returncode == -9  # SIGKILL
-    assert 0.5 <= waited < 5, waited
+    assert Path(f"{pids}.term").read_text() == "TERM\n"  # killed after the SIGTERM it outlived, not at once
 
 
 def test_a_tool_that_writes_much_more_than_a_pipe_holds_is_not_blocked(tmp_path):
@@ -133,13 +131,11 @@ def test_wait_for_health_fails_early_with_the_log_when_the_server_dies(tmp_path)
     log = tmp_path / "server.log"
     argv = [PY, "-c", "import time; print('loading engine', flush=True); time.sleep(0.3); "
                       "raise SystemExit('engine built for tp=2, served with tp=1')"]
-    started = time.monotonic()
     with services.process_group(argv, log, echo=False) as process:
         with pytest.raises(StageFailed) as failure:
             services.wait_for_health(f"http://127.0.0.1:{free_port()}/health", 60, process, log, "LLM server")
-    assert time.monotonic() - started < 10  # not the 60 s timeout
     message = str(failure.value)
-    assert "LLM server exited with code 1 before it was healthy" in message
+    assert "LLM server exited with code 1 before it was healthy" in message  # not the 60 s timeout's message
     assert "loading engine" in message and "engine built for tp=2, served with tp=1" in message
 
 
@@ -148,10 +144,9 @@ def test_wait_for_health_times_out_with_a_clear_message(tmp_path):
     port = free_port()
     with services.process_group([PY, "-c", "print('still loading', flush=True); import time; time.sleep(60)"], log,
                                 echo=False) as process:
-        started = time.monotonic()
         with pytest.raises(StageFailed) as failure:
             services.wait_for_health(f"http://127.0.0.1:{port}/health", 1.5, process, log, "LLM server")
-        assert 1.5 <= time.monotonic() - started < 8
+        assert process.poll() is None  # the server was not what ended the wait
     assert f"LLM server was not healthy at http://127.0.0.1:{port}/health after 1.5 s" in str(failure.value)
     assert "still loading" in str(failure.value)
 
@@ -168,7 +163,7 @@ def test_wait_for_health_goes_straight_to_loopback_whatever_the_proxy(tmp_path, 
         since = time.monotonic() - 100
         waited = services.wait_for_health(f"http://127.0.0.1:{port}/health", 20, process, tmp_path / "server.log",
                                           "server", since=since)
-    assert 100 <= waited < 120  # measured from `since`
+    assert waited >= 100  # measured from `since` (a wait measured from its own start is under its 20 s timeout)
     assert not listening(port)
 
 
@@ -263,6 +258,7 @@ def bench(tmp_path, monkeypatch):
         return _Entered(context, process)
 
     monkeypatch.setattr(services, "process_group", recording)
+    monkeypatch.setattr("jobs.process.process_group", recording)  # the client, through run_command
     return {"spec": spec, "path": write_spec(tmp_path / "benchmark.json", spec), "started": started,
             "ports": (server_port, sandbox_port)}
 
@@ -288,17 +284,27 @@ def assert_all_stopped(bench):
 
 
 def test_benchmark_end_to_end(bench):
-    result = run_stage.run(bench["path"])
+    run_stage.run(bench["path"])
     artifact = Path(bench["spec"]["artifact"])
     results = json.loads((artifact / "results.json").read_text())
-    assert results["summary"]["num_finished"] >= 3
+    summary = results["summary"]
+    # 4 generations, the rest cancelled once 3 finished; each finished one is the stand-in's 24-token script.
     finished = [r for r in results["records"] if r["status"] == "finished"]
-    assert finished and all(r["answer"] == "42" for r in finished)
+    assert summary["num_finished"] == len(finished) >= 3 and summary["num_generations"] == 4
+    assert summary["num_cancelled"] == 4 - len(finished) and summary["num_errors"] == 0
+    assert summary["total_output_tokens_finished"] == 24 * len(finished)
+    assert all(r["answer"] == "42" and r["output_tokens"] == 24 for r in finished)
+    assert summary["per_problem"] == [{"problem_index": 0, "expected_answer": "70", "majority_answer": "42",
+                                       "num_votes": len(finished), "correct": False}]
     # The tool call ran in the sandbox, reached on its shifted port.
-    assert all(r["code_executions"] == [{"status": "completed", "duration_s": pytest.approx(0, abs=30)}]
+    assert summary["total_code_executions"] == len(finished)
+    assert all([e["status"] for e in r["code_executions"]] == ["completed"]
                and "\n```output\n42\n```\n" in r["generation"] for r in finished)
-    assert result == manifest(artifact) and result["benchmark_summary"] == results["summary"]
-    assert result["server_startup_s"] > 0
+    recorded = manifest(artifact)  # what the stage published, as consumers read it
+    assert (recorded["stage"], recorded["experiment"], recorded["job_id"], recorded["restart_count"]) == \
+        ("benchmark", "bf16", str(JOB_ID), 0)
+    assert list(recorded["inputs"]) == ["build_engine"] and recorded["benchmark_summary"]["num_finished"] == len(finished)
+    assert recorded["server_startup_s"] > 0
     sandbox, server, client = (argv for argv, _ in bench["started"])
     guard = sandbox.index(PY)  # after `env` and what it sets and unsets: the guard, on the shifted port
     assert sandbox[0] == "env" and sandbox[guard:guard + 3] == [PY, "-m", "jobs.sandbox_guard"]
