@@ -78,27 +78,23 @@ def _group_alive(pgid: int) -> bool:
     """Whether process group `pgid` has a process that is not a zombie.
 
     A zombie cannot be signalled away: it waits for its parent (or for init, which in some containers never
-    reaps), so it does not count. Linux's /proc says which members are zombies; elsewhere signal 0 decides.
+    reaps), so it does not count.
     """
     try:
-        os.killpg(pgid, 0)
+        os.killpg(pgid, 0)  # no process at all: no need to look at each one
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").is_file():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # ended meanwhile
-            continue
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            return True
+    # Here, not at the top: the login node imports the modules built on this one (for their constants) and has
+    # no psutil; only a stage job stops process groups.
+    import psutil
+
+    gone = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)  # no signal stops these
+    for member in psutil.process_iter(["status"]):
+        with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+            if os.getpgid(member.pid) == pgid and member.info["status"] not in gone:
+                return True
     return False
 
 

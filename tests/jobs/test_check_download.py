@@ -146,7 +146,9 @@ def test_dataset_card_configs_name_the_split_files(tmp_path):
     assert cd.check_dataset(str(d), ["tir"]) == []
     assert "not among the splits of README.md's configs (tir)" in cd.check_dataset(str(d), ["cot"])[0]
     (d / "shards" / "part-a.parquet").write_bytes(b"PAR1 cut short")
-    assert cd.check_dataset(str(d), ["tir"]) == ["shards/part-a.parquet: not a complete parquet file (no PAR1 footer)"]
+    assert cd.check_dataset(str(d), ["tir"]) == ["shards/part-a.parquet: not a complete parquet file (Parquet magic bytes "
+                                                 "not found in footer. Either the file is corrupted or this is not a "
+                                                 "parquet file.)"]
 
 
 def test_dataset_cli_exit_codes(tmp_path):
@@ -160,3 +162,14 @@ def test_dataset_cli_exit_codes(tmp_path):
     empty.mkdir()
     done = cli("dataset", empty)
     assert done.returncode == 1 and "no data files at all" in done.stderr
+
+
+def test_a_parquet_file_with_both_magics_but_no_metadata_is_broken(tmp_path):
+    """Its footer's magic bytes are not enough: the metadata they close must be readable (a file cut and padded,
+    or two files' ends glued together)."""
+    d = tmp_path / "ds"
+    parquet(d / "tir.parquet")
+    whole = (d / "tir.parquet").read_bytes()
+    (d / "tir.parquet").write_bytes(whole[:4] + whole[len(whole) // 2:])  # its middle lost, both ends kept
+    [problem] = cd.check_dataset(str(d), ["tir"])
+    assert problem.startswith("tir.parquet: not a complete parquet file (")

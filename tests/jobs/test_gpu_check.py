@@ -111,7 +111,8 @@ def test_the_manifest_records_the_gpus(tmp_path):
     assert len(result["gpus"]) == 8 and result["gpus"][0]["compute_capability"] == 9.0
 
 
-@pytest.mark.parametrize("experiment,kind,minimum,why,count", [  # count: the seed model's tensor parallel 2, or 1
+# count: the GPUs the stage asks for (the seed model runs tensor parallel 2; an engine build takes one)
+@pytest.mark.parametrize("experiment,kind,minimum,why,count", [
     ("fp8", "quantize", 8.9, "quantization.qformat=fp8", 2),
     ("fp8", "benchmark", 8.9, "quantization.qformat=fp8", 2),
     ("bf16", "build_engine", None, "", 1),

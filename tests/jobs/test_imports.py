@@ -5,6 +5,7 @@ a cycle is still the cycle.
 """
 import ast
 import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ JOB_MODULES = sorted(f"jobs.{p.stem}" for p in (ROOT / "jobs").glob("*.py") if p
 # What the login side may import from jobs/: constants and helpers both sides share, and StageJob, the callable
 # submitit pickles by reference to run a stage.
 SHARED_WITH_LAUNCHER = {"jobs.artifacts", "jobs.drafter_metrics", "jobs.run_stage", "jobs.services"}
+# What the login node installs (pyproject's dependencies, by import name): the shared modules, and the job modules
+# they import, import nothing else at their top (a job-side package is imported where a stage job uses it).
+LOGIN_NODE_PACKAGES = {"hydra", "omegaconf", "submitit", "jinja2", "rich"}
 
 
 def imported_modules(path: Path, package: str) -> set:
@@ -93,3 +97,26 @@ def test_the_launcher_imports_only_the_shared_job_modules():
             if module in JOB_MODULES:
                 used.setdefault(module, []).append(str(path.relative_to(ROOT)))
     assert {m: files for m, files in used.items() if m not in SHARED_WITH_LAUNCHER} == {}
+
+
+def top_level_packages(path: Path) -> set:
+    """The packages `path` imports when it is imported: its module-level imports, not its functions'."""
+    found = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_shared_job_modules_import_only_what_the_login_node_has():
+    graph, seen, todo = job_graph(), set(), sorted(SHARED_WITH_LAUNCHER)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    allowed = set(sys.stdlib_module_names) | LOGIN_NODE_PACKAGES | {"jobs", "__future__"}
+    needed = {m: sorted(top_level_packages(ROOT / "jobs" / f"{m[5:]}.py") - allowed) for m in sorted(seen)}
+    assert {m: packages for m, packages in needed.items() if packages} == {}

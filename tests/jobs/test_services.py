@@ -116,6 +116,26 @@ def test_a_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path, monkey
     assert Path(f"{pids}.term").read_text() == "TERM\n"  # killed after the SIGTERM it outlived, not at once
 
 
+def test_a_group_whose_only_member_is_a_zombie_is_gone():
+    """A zombie still takes signal 0 but no signal stops it: waiting for it to go would wait out every grace."""
+    import os
+    import subprocess
+
+    from jobs import process as tools
+
+    sleeper = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    leader = subprocess.Popen([PY, "-c", "pass"], start_new_session=True)
+    try:
+        os.waitid(os.P_PID, leader.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+        os.killpg(leader.pid, 0)  # the group still exists for the kernel
+        assert tools._group_alive(sleeper.pid) and not tools._group_alive(leader.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        leader.wait()
+    assert not tools._group_alive(sleeper.pid)
+
+
 def test_a_tool_that_writes_much_more_than_a_pipe_holds_is_not_blocked(tmp_path):
     log = tmp_path / "tool.log"
     argv = [PY, "-c", "import sys\nfor i in range(20000): print('x' * 50, i)"]
@@ -297,7 +317,7 @@ def test_benchmark_end_to_end(bench):
     assert summary["per_problem"] == [{"problem_index": 0, "expected_answer": "70", "majority_answer": "42",
                                        "num_votes": len(finished), "correct": False}]
     # The tool call ran in the sandbox, reached on its shifted port.
-    assert summary["total_code_executions"] == len(finished)
+    assert summary["total_code_executions"] == sum(len(r["code_executions"]) for r in results["records"])
     assert all([e["status"] for e in r["code_executions"]] == ["completed"]
                and "\n```output\n42\n```\n" in r["generation"] for r in finished)
     recorded = manifest(artifact)  # what the stage published, as consumers read it
