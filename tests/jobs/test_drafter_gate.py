@@ -201,7 +201,7 @@ def test_changing_the_gate_never_retrains_the_drafter(tmp_path):
     out = " ".join(again.stdout.split())  # rich wraps long lines
     assert f"drafter.min_top1=0.6: the drafter trained by train_drafter ({trained})" in out
     assert f"redrafter2_top1={value:.4f}" in out and "drafter.on_low_quality=warn" in out
-    assert "job(s) submitted" not in out and (exp / "local_jobs.json").read_text() == jobs_before
+    assert "stage(s) here" not in out and (exp / "local_jobs.json").read_text() == jobs_before
 
     lower = launch(tmp_path, f"drafter.min_top1={drafter_metrics.passing_min_top1({'value': value})}")
     assert lower.returncode == 0, lower.stdout + lower.stderr
@@ -216,7 +216,7 @@ def test_changing_the_gate_never_retrains_the_drafter(tmp_path):
     warned = launch(tmp_path, "drafter.on_low_quality=warn")  # below the gate again, but allowed: said
     assert warned.returncode == 0, warned.stdout + warned.stderr
     assert "is below the quality gate (drafter.on_low_quality=warn)" in " ".join(warned.stdout.split())
-    assert "0 job(s) submitted" in warned.stdout
+    assert "nothing to run: every stage of" in warned.stdout
 
 
 # --------------------------------------------------------------------------------------------------
