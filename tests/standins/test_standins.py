@@ -391,6 +391,15 @@ def test_train_redrafter_logging_resume_and_failure(work, env, model_dir, omr_di
     assert any(line.startswith("{'loss'") for line in p.stdout.splitlines())
 
 
+def test_train_redrafter_counts_a_last_partial_accumulation_as_a_step(work, env, model_dir, omr_dir):
+    """transformers 4.57.6 (Trainer.set_initial_training_values): steps per epoch = ceil(batches a rank /
+    gradient_accumulation_steps). The real trainer on 2 x H200 (2026-11-29): 300 rows, 2 ranks, accumulation 4
+    -> 150 batches a rank -> 38 steps, the redrafter dict logged at steps 0, 2, ..., 36."""
+    cmd = SEED_TRAIN.format(llm=model_dir, out="partial").replace("--logging_steps 20", "--logging_steps 1")
+    logs = redrafter_logs(run(cmd, env, work, extra_env={"STANDIN_REDRAFTER_ROWS": "60"}).stdout)
+    assert len(logs) == 8  # 30 batches a rank: 7 accumulations of 4, then one of 2 (steps 0..7)
+
+
 def test_train_redrafter_rejects_bad_input(work, env, model_dir, omr_dir, capsys):
     base = SEED_TRAIN.format(llm=model_dir, out="bad")
     direct = base.replace("torchrun --nproc_per_node=2 -m", "python -m")

@@ -265,7 +265,9 @@ def run(a) -> int:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     per_step = a.per_device_train_batch_size * world
     batches = math.ceil(rows / per_step)
-    steps_per_epoch = max(1, batches // a.gradient_accumulation_steps)
+    # Trainer.set_initial_training_values (4.57.6): a last partial accumulation is an optimizer step too
+    # (300 rows, 2 ranks, accumulation 4: 38 steps on 2 x H200, 2026-11-29).
+    steps_per_epoch = max(1, math.ceil(batches / a.gradient_accumulation_steps))
     total = a.max_steps if a.max_steps > 0 else math.ceil(a.num_train_epochs * steps_per_epoch)
     target = _target_top1()
     n = a.drafter_predict_n_tokens
