@@ -141,10 +141,7 @@ def redacted_overrides(overrides: List[str]) -> List[str]:
     kept = []
     for override in overrides:
         key, sep, value = override.partition("=")
-        bare = key.lstrip("+~")
-        secret = secret_value(bare, value) or any(p.search(value) for p in TOKEN_PATTERNS
-                                                  if bare not in COMMIT_KEYS or "hf_" in p.pattern)
-        kept.append(f"{key}{sep}{REDACTED}" if sep and secret else override)
+        kept.append(f"{key}{sep}{REDACTED}" if sep and secret_value(key.lstrip("+~"), value) else override)
     return kept
 
 
@@ -235,14 +232,20 @@ def _text_errors(cfg: DictConfig) -> List[ConfigError]:
     return errors
 
 
+def _variable_name_error(key: str, name: str) -> List[ConfigError]:
+    if ENV_NAME.match(name):
+        return []
+    return [ConfigError(key, name, "not an environment variable name", "letters, digits and _, not starting with a digit")]
+
+
 def _env_errors(c: DictConfig) -> List[ConfigError]:
     """cluster.env: plain variables by value, which end up in batch scripts; never a secret, never one of ours."""
     errors = []
     for name, value in c.env.items():
         key = f"cluster.env.{name}"
-        if not ENV_NAME.match(name):
-            errors.append(ConfigError(key, name, "not an environment variable name",
-                                      "letters, digits and _, not starting with a digit"))
+        bad_name = _variable_name_error(key, name)
+        if bad_name:
+            errors += bad_name
         elif name in c.env_vars:
             errors.append(ConfigError(key, "<redacted>", f"{name} is a secret of cluster.env_vars, which passes by "
                                       "name only; a value here would be written into batch scripts",
@@ -251,7 +254,7 @@ def _env_errors(c: DictConfig) -> List[ConfigError]:
             reserved = ", ".join([*LAUNCHER_ENV, *(f"{prefix}*" for prefix in LAUNCHER_ENV_PREFIXES)])
             errors.append(ConfigError(key, value, "the launcher sets this variable in every stage job itself",
                                       f"any name but {reserved}"))
-        elif any(p.search(str(value)) for p in TOKEN_PATTERNS) or (ENV_SECRET_NAME.search(name) and value):
+        elif secret_value(key, value):
             errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value; cluster.env is "
                                       "written into batch scripts", f"{name} in cluster.env_vars (passed by name, "
                                       "its value read from your shell)"))
@@ -261,7 +264,6 @@ def _env_errors(c: DictConfig) -> List[ConfigError]:
 # The code sandbox runs model-written code (jobs.sandbox_guard): on loopback only, limited in time and memory.
 SANDBOX_HOSTS = "127.0.0.1 (or another 127.x.y.z), localhost"
 SANDBOX_OWN_ENV = ("PYTHONPATH", "NEMO_SKILLS_SANDBOX_MEM_LIMIT")  # set by the launcher and the guard
-MOUNT = re.compile(r"^(/[^:,]*):(/[^:,]*)(?::([a-z+]+))?$")
 
 
 def _sandbox_errors(cfg: DictConfig) -> List[ConfigError]:
@@ -279,27 +281,24 @@ def _sandbox_errors(cfg: DictConfig) -> List[ConfigError]:
         errors.append(ConfigError("serving.sandbox.host", host, why, SANDBOX_HOSTS))
     for name, value in sb.env.items():
         key = f"serving.sandbox.env.{name}"
-        if not ENV_NAME.match(name):
-            errors.append(ConfigError(key, name, "not an environment variable name",
-                                      "letters, digits and _, not starting with a digit"))
+        bad_name = _variable_name_error(key, name)
+        if bad_name:
+            errors += bad_name
         elif name in SANDBOX_OWN_ENV:
             errors.append(ConfigError(key, value, "set for the sandbox by the launcher itself (the code snapshot; "
                                       "the memory limit is serving.sandbox.memory_limit_mb)",
                                       f"any name but {', '.join(SANDBOX_OWN_ENV)}"))
-        elif name in c.env_vars or any(p.search(str(value)) for p in TOKEN_PATTERNS) or (
-                ENV_SECRET_NAME.search(name) and value):
+        elif name in c.env_vars or secret_value(key, value):
             errors.append(ConfigError(key, "<redacted>", "this looks like a secret given by value: the sandbox runs "
                                       "model-written code and gets no secrets", "plain, non-secret variables"))
-    for i, mount in enumerate(sb.mounts):
-        key, match = f"serving.sandbox.mounts[{i}]", MOUNT.match(str(mount))
+    for i, mount in enumerate(sb.mounts):  # each SRC:DST[:FLAGS], its form checked by the schema (schema.MOUNT)
+        key, source = f"serving.sandbox.mounts[{i}]", posixpath.normpath(mount.split(":", 1)[0])
         if c.container_runtime == "none":
             errors.append(ConfigError(key, mount, "the sandbox has no container to mount into "
                                       "(cluster.container_runtime=none)",
                                       "no mounts, or cluster.container_runtime=pyxis"))
-        elif not match:
-            errors.append(ConfigError(key, mount, "not a mount", "SRC:DST or SRC:DST:FLAGS (ro), absolute paths"))
-        elif posixpath.normpath(c.storage_root).startswith(posixpath.join(posixpath.normpath(match[1]), "")) or (
-                posixpath.normpath(match[1]) == posixpath.normpath(c.storage_root)):
+        elif posixpath.normpath(c.storage_root) == source or posixpath.normpath(c.storage_root).startswith(
+                posixpath.join(source, "")):
             errors.append(ConfigError(key, mount, "holds the storage root (cluster.storage_root): the sandbox runs "
                                       "model-written code and sees no artifacts, logs or other launches' code",
                                       "a directory outside the storage root"))
