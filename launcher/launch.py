@@ -117,8 +117,9 @@ def dry_run(plan: Plan, console: Console, preview: Optional[Path] = None) -> Exp
                           into=exp)
     # A dry run asks Slurm nothing: the specs of what the last launch submitted stay, a job may still read them.
     stale = remove_stale_stage_files(plan, exp, keep_specs=list(launched_records(exp.state)))
-    print_plan(plan, console)
-    for name, problem in damaged_artifacts(plan).items():  # reported only: moving it is the launch's, under its lock
+    damaged = damaged_artifacts(plan)
+    print_plan(plan, console, damaged)
+    for name, problem in damaged.items():  # reported only: moving it is the launch's, under its lock
         console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
                       f"{escape(problem)}; a launch moves it aside and rebuilds it (this dry run leaves it)"
                       "[/yellow]", highlight=False, soft_wrap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console, ConsoleOptions
 from rich.markup import escape
@@ -12,7 +12,6 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from jobs import artifacts
 from launcher.exit_codes import CONFIG_ERROR
 from launcher.plan import COMPLETE_MARKER, Plan
 from launcher.scripts import format_time_limit
@@ -112,14 +111,12 @@ def _share(ranges: List[Tuple[int, int]], room: int) -> List[int]:
 PLAN_COLUMNS = ("stage", "depends on", "GPUs x nodes", "time limit", "container", "artifact", "state")
 
 
-def plan_table(plan: Plan) -> FittedTable:
-    """The plan's stages, fitted to the width they are printed at."""
-    states = {}  # checked once (a damaged artifact's files are listed), whatever form the table takes
-    for stage in plan.stages.values():
-        complete = is_complete(stage.artifact)
-        damaged = complete and artifacts.problem(stage.artifact, stage.kind, stage.fingerprint)
-        states[stage.name] = ("[red]damaged: to rebuild[/red]" if damaged
-                              else "[green]complete[/green]" if complete else "to run")
+def plan_table(plan: Plan, damaged: Dict[str, str]) -> FittedTable:
+    """The plan's stages, fitted to the width they are printed at. `damaged`: {stage: problem}, from
+    launcher.dispatch.storage.damaged_artifacts, which the caller reports too (it stats every file once)."""
+    states = {name: "[red]damaged: to rebuild[/red]" if name in damaged
+              else "[green]complete[/green]" if is_complete(stage.artifact) else "to run"
+              for name, stage in plan.stages.items()}
 
     def rows(artifact_form: str) -> Rows:
         return [[  # names such as quantize[qformat=fp8] would read as rich markup: escaped
@@ -139,6 +136,6 @@ def print_requests(plan: Plan, console: Console) -> None:
     console.print(f"critical path: {escape(' -> '.join(path))} ({format_time_limit(minutes)} of time limits)")
 
 
-def print_plan(plan: Plan, console: Console) -> None:
-    console.print(plan_table(plan))
+def print_plan(plan: Plan, console: Console, damaged: Dict[str, str]) -> None:
+    console.print(plan_table(plan, damaged))
     print_requests(plan, console)

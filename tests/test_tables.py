@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from launcher.dispatch.storage import damaged_artifacts
 from launcher.preview import plan_table
 from launcher.status import status_view
 from tests.helpers import plan_for
@@ -41,10 +42,10 @@ def assert_fits_with_no_word_split(renderable, plan):
 def test_the_plan_fits_120_columns_with_every_name_whole(experiment, tmp_path):
     plan = plan_for(f"+experiment={experiment}", f"cluster.storage_root={tmp_path}")
     assert "build_drafter_engine" in plan.stages
-    assert_fits_with_no_word_split(plan_table(plan), plan)
+    assert_fits_with_no_word_split(plan_table(plan, damaged_artifacts(plan)), plan)
     # A terminal (or log) wide enough keeps each artifact's whole path.
     stage = plan.stages["build_drafter_engine"]
-    assert f"artifacts/build_drafter_engine/{stage.fingerprint}" in "\n".join(rendered(plan_table(plan), 200))
+    assert f"artifacts/build_drafter_engine/{stage.fingerprint}" in "\n".join(rendered(plan_table(plan, damaged_artifacts(plan)), 200))
 
 
 @pytest.mark.parametrize("experiment", ["fp8_redrafter", "aimo2_campaign"])
