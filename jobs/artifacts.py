@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
-MANIFEST = "manifest.json"
-FILES = "files"  # the manifest's key: {path relative to the artifact: size in bytes}
+from launcher.contract import MANIFEST, ContractError, Manifest
+
 SHOWN_PROBLEMS = 3  # a message names the first few; a wiped directory would otherwise list thousands
 
 
@@ -52,21 +52,19 @@ def problem(artifact, stage: Optional[str] = None, fingerprint: Optional[str] = 
     except OSError as error:
         return f"its {MANIFEST} cannot be read ({error})"
     try:
-        manifest = json.loads(text)
+        manifest = Manifest.from_json(json.loads(text), f"its {MANIFEST}")
+    except ContractError as error:
+        return str(error)
     except ValueError:
         return f"its {MANIFEST} is not valid JSON ({len(text.encode())} bytes)"
-    if not isinstance(manifest, dict):
-        return f"its {MANIFEST} is not a JSON object"
-    for key, expected in (("stage", stage), ("fingerprint", fingerprint)):
-        if manifest.get(key) != expected:
-            return f"its {MANIFEST} says {key} {manifest.get(key)!r}, expected {expected!r}"
-    listed = manifest.get(FILES)
+    for key, found, expected in (("stage", manifest.stage, stage), ("fingerprint", manifest.fingerprint, fingerprint)):
+        if found != expected:
+            return f"its {MANIFEST} says {key} {found!r}, expected {expected!r}"
+    listed = manifest.files
     if listed is None:
         # Published before manifests listed their files: its identity is all there is to check, and
         # rebuilding every such artifact (GPU-hours of engines) on an upgrade would cost more than it saves.
         return None
-    if not isinstance(listed, dict):
-        return f"its {MANIFEST} has a `{FILES}` entry that is not a mapping of paths to sizes"
     problems = _file_problems(artifact, listed)
     if not problems:
         return None
@@ -74,7 +72,7 @@ def problem(artifact, stage: Optional[str] = None, fingerprint: Optional[str] = 
     return "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
 
 
-def _file_problems(artifact: Path, listed: dict) -> List[str]:
+def _file_problems(artifact: Path, listed: Dict[str, int]) -> List[str]:
     problems = []
     for relative, size in listed.items():
         if os.path.isabs(relative) or ".." in Path(relative).parts:

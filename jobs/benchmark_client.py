@@ -431,10 +431,69 @@ async def _stream_round(client: httpx.AsyncClient, cfg: BenchmarkConfig, payload
     return "".join(text_parts), finish_reason, stop_reason
 
 
+def round_max_tokens(tokenizer, cfg: BenchmarkConfig, rec: GenerationRecord, text: str) -> int:
+    """What the next round may generate: the generation's budget left, within the engine's max_seq_len."""
+    max_tokens = cfg.max_new_tokens - rec.output_tokens
+    if cfg.max_seq_len is not None:  # the engine refuses prompt + max_tokens > max_seq_len
+        max_tokens = min(max_tokens, cfg.max_seq_len - prompt_tokens(tokenizer, text))
+    return max_tokens
+
+
+def round_payload(cfg: BenchmarkConfig, rec: GenerationRecord, text: str, max_tokens: int,
+                  allow_tool: bool) -> Dict[str, Any]:
+    """The streamed completion request of one round; it stops at a tool call's end while tools are allowed."""
+    payload: Dict[str, Any] = {
+        "model": cfg.model,
+        "prompt": text,
+        "max_tokens": max_tokens,
+        "temperature": cfg.temperature,
+        "seed": rec.seed,
+        "stream": True,
+    }
+    if allow_tool:
+        payload["stop"] = [TOOL_END]
+    return payload
+
+
+def stopped_on_tool_call(allow_tool: bool, generated: str, seg: str, finish_reason: Optional[str],
+                         stop_reason: Optional[str]) -> bool:
+    """Whether the round `seg` stopped on the "</tool_call>" closing a tool call. The stop string is normally
+    stripped from the text (kept by servers that include it); stop_reason names it (or is None on servers that
+    omit it)."""
+    body = seg[: -len(TOOL_END)] if seg.endswith(TOOL_END) else seg
+    return (allow_tool and finish_reason == "stop" and stop_reason in (None, TOOL_END)
+            and has_unclosed_tool_call(generated + body))
+
+
+async def run_tool_call(sandbox: httpx.AsyncClient, cfg: BenchmarkConfig, rec: GenerationRecord, code: str,
+                        session_id: str) -> str:
+    """Run one tool call's code in the generation's sandbox session, record it; return its output as the
+    model reads it."""
+    result = await execute_code(sandbox, cfg, code, session_id)
+    rec.num_code_executions += 1
+    rec.code_executions.append({"status": result["status"], "duration_s": result["duration_s"]})
+    return format_tool_output(result["output"])
+
+
+def end_record(rec: GenerationRecord, tokenizer, generated: str, partial: str, batch_t0: float,
+               gen_t0: float) -> None:
+    """However the generation ended: its times, its text (with the partial text of a round cut short, counted
+    too) and the answer in it."""
+    end = time.perf_counter()
+    if partial:
+        generated += partial
+        rec.output_tokens += count_tokens(tokenizer, partial)
+    rec.end_s = end - batch_t0
+    rec.e2e_latency_s = end - gen_t0
+    rec.generation = generated
+    rec.answer = extract_boxed(generated)
+
+
 async def generate_one(client: httpx.AsyncClient, sandbox: Optional[httpx.AsyncClient], tokenizer,
                        cfg: BenchmarkConfig, prompt: str, rec: GenerationRecord, batch_t0: float,
                        session_id: str) -> GenerationRecord:
-    """One generation (with tool rounds). Fills ``rec`` in place; re-raises cancellation."""
+    """One generation: rounds of streamed text, each but the last ended by a tool call whose output is added to
+    the text. Fills ``rec`` in place; re-raises cancellation."""
     gen_t0 = time.perf_counter()
     rec.start_s = gen_t0 - batch_t0
     generated = ""
@@ -442,32 +501,16 @@ async def generate_one(client: httpx.AsyncClient, sandbox: Optional[httpx.AsyncC
     used_sandbox = False
     try:
         while True:
-            max_tokens = cfg.max_new_tokens - rec.output_tokens
-            if cfg.max_seq_len is not None:  # the engine refuses prompt + max_tokens > max_seq_len
-                max_tokens = min(max_tokens, cfg.max_seq_len - prompt_tokens(tokenizer, prompt + generated))
+            max_tokens = round_max_tokens(tokenizer, cfg, rec, prompt + generated)
             if max_tokens <= 0:
                 rec.finish_reason = "length"
                 break
             allow_tool = sandbox is not None and rec.num_code_executions < cfg.max_code_executions
-            payload: Dict[str, Any] = {
-                "model": cfg.model,
-                "prompt": prompt + generated,
-                "max_tokens": max_tokens,
-                "temperature": cfg.temperature,
-                "seed": rec.seed,
-                "stream": True,
-            }
-            if allow_tool:
-                payload["stop"] = [TOOL_END]
+            payload = round_payload(cfg, rec, prompt + generated, max_tokens, allow_tool)
             parts = []
             seg, finish_reason, stop_reason = await _stream_round(client, cfg, payload, rec, gen_t0, parts)
             parts = []
-            # stopped on "</tool_call>": the stop string is normally stripped from the text (kept by
-            # servers that include it), stop_reason names it (or is None on servers that omit it)
-            body = seg[: -len(TOOL_END)] if seg.endswith(TOOL_END) else seg
-            is_tool = (allow_tool and finish_reason == "stop" and stop_reason in (None, TOOL_END)
-                       and has_unclosed_tool_call(generated + body))
-            if not is_tool:
+            if not stopped_on_tool_call(allow_tool, generated, seg, finish_reason, stop_reason):
                 generated += seg
                 rec.output_tokens += count_tokens(tokenizer, seg)
                 rec.finish_reason = finish_reason
@@ -479,10 +522,7 @@ async def generate_one(client: httpx.AsyncClient, sandbox: Optional[httpx.AsyncC
             rec.generation = generated
             code = extract_tool_code(generated)
             used_sandbox = True
-            result = await execute_code(sandbox, cfg, code, session_id)
-            rec.num_code_executions += 1
-            rec.code_executions.append({"status": result["status"], "duration_s": result["duration_s"]})
-            generated += format_tool_output(result["output"])
+            generated += await run_tool_call(sandbox, cfg, rec, code, session_id)
             rec.generation = generated
         rec.status = FINISHED
     except asyncio.CancelledError:
@@ -493,15 +533,7 @@ async def generate_one(client: httpx.AsyncClient, sandbox: Optional[httpx.AsyncC
         rec.status = ERROR
         rec.error = f"{type(exc).__name__}: {exc}"
     finally:
-        end = time.perf_counter()
-        if parts:  # partial text of an interrupted round
-            partial = "".join(parts)
-            generated += partial
-            rec.output_tokens += count_tokens(tokenizer, partial)
-        rec.end_s = end - batch_t0
-        rec.e2e_latency_s = end - gen_t0
-        rec.generation = generated
-        rec.answer = extract_boxed(generated)
+        end_record(rec, tokenizer, generated, "".join(parts), batch_t0, gen_t0)
         if used_sandbox and sandbox is not None:
             await delete_session(sandbox, cfg, session_id)
     return rec

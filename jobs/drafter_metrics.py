@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from jobs.process import StageFailed, log
+from launcher.contract import MANIFEST, ContractError, DrafterGate, Manifest, StageSpec
 
 TRAIN_LOG = "train.attempt-{n}.log"
 TRAIN_LOG_PATTERN = re.compile(r"train\.attempt-(\d+)\.log")
@@ -137,10 +138,9 @@ def windowed_means(history: List[Dict[str, float]], window: int) -> Dict[str, fl
     return {k: round(statistics.fmean(r[k] for r in tail if k in r), 6) for k in keys}
 
 
-def measure_trained_drafter(spec: dict, staging: Path, train_log: Path, resumed: Optional[Path]) -> dict:
+def measure_trained_drafter(settings: DrafterGate, staging: Path, train_log: Path, resumed: Optional[Path]) -> dict:
     """What the manifest records of the drafter the attempt that finished trained (the gate is not applied
     here: see the module's docstring)."""
-    settings = spec["drafter"]
     try:
         drafter_dir = find_drafter_dir(staging)
     except FileNotFoundError as missing:  # the trainer exited 0 without saving: a failed stage, said plainly
@@ -159,12 +159,12 @@ def measure_trained_drafter(spec: dict, staging: Path, train_log: Path, resumed:
     if resumed:
         log(f"training resumed from {resumed.name}: its metrics are the trainer's history in {source} "
              f"({len(history)} logged records, {len(printed)} of them printed by this attempt)")
-    key = gated_metric(settings["predict_n_tokens"])
+    key = gated_metric(settings.predict_n_tokens)
     values = [r[key] for r in history if key in r]
     if not values:
-        raise StageFailed(f"the trainer logged no {key} (drafter.predict_n_tokens={settings['predict_n_tokens']}) "
+        raise StageFailed(f"the trainer logged no {key} (drafter.predict_n_tokens={settings.predict_n_tokens}) "
                           f"in {source}")
-    window = int(settings["gate_window"])
+    window = settings.gate_window
     gate = {"metric": key, "statistic": "mean", **window_stats(values[-window:]), "window_requested": window,
             "last": values[-1], "history": values, "source": source}
     log(f"drafter trained: {describe(gate)}")
@@ -188,25 +188,23 @@ def passing_min_top1(decision: dict) -> float:
     return math.floor(decision["value"] * 1e4) / 1e4
 
 
-def gate_decision(train_manifest: dict, settings: dict) -> dict:
-    """The gate of `settings` (min_top1, on_low_quality, gate_window, predict_n_tokens) applied to the drafter
-    a train_drafter manifest describes."""
-    key = gated_metric(settings["predict_n_tokens"])
-    window = int(settings["gate_window"])
-    recorded = train_manifest.get("drafter_gate") or {}
+def gate_decision(train_outputs: dict, settings: DrafterGate) -> dict:
+    """The gate of `settings` applied to the drafter a train_drafter manifest's outputs describe."""
+    key = gated_metric(settings.predict_n_tokens)
+    window = settings.gate_window
+    recorded = train_outputs.get("drafter_gate") or {}
     if recorded.get("metric") == key and recorded.get("history"):
         values = [float(v) for v in recorded["history"]][-window:]
     else:  # published before the gate window existed: the last logged value is all it recorded
-        last = (train_manifest.get("drafter_metrics") or {}).get(key)
+        last = (train_outputs.get("drafter_metrics") or {}).get(key)
         values = [float(last)] if isinstance(last, (int, float)) and math.isfinite(last) else []
     if values:
         measured = {"metric": key, **window_stats(values), "window_requested": window}
-        passed = measured["value"] >= float(settings["min_top1"])
+        passed = measured["value"] >= settings.min_top1
     else:
         measured = {"metric": key, "value": None, "window": 0, "window_requested": window}
         passed = False
-    return {**measured, "min_top1": settings["min_top1"], "on_low_quality": settings["on_low_quality"],
-            "passed": passed}
+    return {**measured, "min_top1": settings.min_top1, "on_low_quality": settings.on_low_quality, "passed": passed}
 
 
 def gate_problem(decision: dict) -> str:
@@ -223,24 +221,24 @@ def gate_remedy(decision: dict) -> str:
             "drafter.on_low_quality=warn and launch again, it is not retrained; or train a better one")
 
 
-def train_input(spec: dict) -> tuple:
+def train_input(spec: StageSpec) -> tuple:
     """(artifact path, manifest) of the train_drafter artifact among the stage's inputs."""
-    for path in spec["inputs"].values():
+    for path in spec.inputs.values():
         try:
-            manifest = json.loads((Path(path) / "manifest.json").read_text())
-        except (OSError, ValueError):
+            manifest = Manifest.read(Path(path) / MANIFEST)
+        except (OSError, ContractError):
             continue
-        if manifest.get("stage") == "train_drafter":
+        if manifest.stage == "train_drafter":
             return path, manifest
-    raise StageFailed(f"{spec['name']}: no published train_drafter artifact among its inputs "
-                      f"{sorted(spec['inputs'].values())}")
+    raise StageFailed(f"{spec.name}: no published train_drafter artifact among its inputs "
+                      f"{sorted(spec.inputs.values())}")
 
 
-def check_gate(spec: dict) -> dict:
+def check_gate(spec: StageSpec) -> dict:
     """The convert_drafter job's decision, before any tool runs: fail below the gate (drafter.on_low_quality
     fail, so that what depends on it is cancelled), else record the decision in its manifest."""
     path, manifest = train_input(spec)
-    decision = gate_decision(manifest, spec["drafter"])
+    decision = gate_decision(manifest.outputs, spec.drafter)
     if not decision["passed"]:
         if decision["on_low_quality"] == "fail":
             raise StageFailed(f"drafter quality below the gate (drafter.on_low_quality=fail): {gate_problem(decision)};"
@@ -251,8 +249,4 @@ def check_gate(spec: dict) -> dict:
         log(f"drafter quality ok: {describe(decision)} >= drafter.min_top1={decision['min_top1']}")
     return {"drafter_gate": decision, "drafter_gate_passed": decision["passed"]}
 
-
-def gate_settings(drafter) -> dict:
-    """The gate's keys from a drafter config (DictConfig or dict), as stage specs carry them."""
-    return {key: drafter[key] for key in ("min_top1", "on_low_quality", "gate_window", "predict_n_tokens")}
 

@@ -17,9 +17,10 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from jobs.process import StageFailed
+from launcher.contract import GpuRequirement, Manifest
 
 QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,compute_cap,memory.total", "--format=csv,noheader,nounits"]
 
@@ -57,22 +58,23 @@ def visible(gpus: List[Gpu], cuda_visible_devices: Optional[str]) -> List[Gpu]:
     return chosen if len(chosen) == len(wanted) else gpus[:len(wanted)]
 
 
-def problems(requirement: dict, gpus: List[Gpu]) -> List[str]:
-    """Why these GPUs cannot run the stage (empty when they can)."""
+def problems(requirement: GpuRequirement, gpus: List[Gpu], engine_gpus: Sequence[Gpu] = ()) -> List[str]:
+    """Why these GPUs cannot run the stage (empty when they can); `engine_gpus`: those its input engine was
+    built on (engine_build_gpus)."""
     found = describe(gpus)
     errors = []
-    if len(gpus) < requirement["count"]:
-        errors.append(f"the stage needs {requirement['count']} GPU(s) but the job sees {found or 'none'}")
-    low = [g for g in gpus if requirement["min_compute_capability"] and
-           g.compute_capability < requirement["min_compute_capability"]]
+    if len(gpus) < requirement.count:
+        errors.append(f"the stage needs {requirement.count} GPU(s) but the job sees {found or 'none'}")
+    minimum = requirement.min_compute_capability
+    low = [g for g in gpus if minimum and g.compute_capability < minimum]
     if low:
-        errors.append(f"{requirement['why']} needs compute capability {requirement['min_compute_capability']}+, "
-                      f"this node has {describe(low)}; cluster.gpu_type={requirement['gpu_type']} promised "
-                      f"{requirement['expected_compute_capability']}: check cluster.partition")
-    built_on = requirement.get("engine_compute_capability")
+        errors.append(f"{requirement.why} needs compute capability {minimum}+, this node has {describe(low)}; "
+                      f"cluster.gpu_type={requirement.gpu_type} promised {requirement.expected_compute_capability}: "
+                      "check cluster.partition")
+    built_on = engine_gpus[0].compute_capability if engine_gpus else None
     other = [g for g in gpus if built_on is not None and g.compute_capability != built_on]
     if other:
-        errors.append(f"the engine was built on compute capability {built_on} ({requirement['engine_gpus']}) and "
+        errors.append(f"the engine was built on compute capability {built_on} ({describe(engine_gpus)}) and "
                       f"only runs there; this node has {describe(other)}: run the benchmark on the build's "
                       f"GPU type or rebuild")
     return errors
@@ -89,16 +91,12 @@ def describe_recorded(gpus: List[dict]) -> str:
     return describe([Gpu(**g) for g in gpus])
 
 
-def engine_build_gpus(requirement: dict) -> dict:
-    """The requirement with the GPUs the input engine was built on, from its manifest."""
-    manifest = requirement.get("engine_manifest")
-    if not manifest or not Path(manifest).is_file():
-        return requirement
-    gpus = json.loads(Path(manifest).read_text()).get("gpus") or []
-    if not gpus:
-        return requirement
-    return {**requirement, "engine_compute_capability": gpus[0]["compute_capability"],
-            "engine_gpus": describe_recorded(gpus)}
+def engine_build_gpus(requirement: GpuRequirement) -> List[Gpu]:
+    """The GPUs the input engine was built on, as its manifest records them (none: nothing to compare)."""
+    path = requirement.engine_manifest
+    if not path or not Path(path).is_file():
+        return []
+    return [Gpu(**g) for g in Manifest.read(path).outputs.get("gpus") or []]
 
 
 def detect() -> Optional[List[Gpu]]:
@@ -111,7 +109,7 @@ def detect() -> Optional[List[Gpu]]:
     return visible(parse(done.stdout), os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
-def check(requirement: Optional[dict]) -> dict:
+def check(requirement: Optional[GpuRequirement]) -> dict:
     """Fail the stage if its GPUs cannot run it; return what the manifest records about them."""
     if not requirement:
         return {}
@@ -119,7 +117,7 @@ def check(requirement: Optional[dict]) -> dict:
     if gpus is None:
         print("[launcher] nvidia-smi not found: the GPUs are not checked", flush=True)
         return {}
-    errors = problems(engine_build_gpus(requirement), gpus)
+    errors = problems(requirement, gpus, engine_build_gpus(requirement))
     if errors:
         raise StageFailed("wrong GPUs for this stage: " + "; ".join(errors))
     print(f"[launcher] GPUs: {describe(gpus)}", flush=True)

@@ -2,9 +2,9 @@
 
     python -m jobs.report --inputs INPUTS.json --output_dir OUT --experiment_dir EXP [--accounting ACCOUNTING.psv]
 
-INPUTS.json (written by the launcher) names the configurations in display order, the baseline of the speed-ups
-and, per configuration, its chain of stages in dependency order: {kind: {"name", "artifact"}}. An artifact is
-complete iff it holds a manifest.json; the benchmark's results are <artifact>/results.json. ACCOUNTING.psv is
+INPUTS.json (launcher.contract.ReportInputs, written by the launcher) names the configurations in display order,
+the baseline of the speed-ups and, per configuration, its chain of stages in dependency order: [{"kind", "name",
+"artifact"}]. An artifact is complete iff it holds a manifest.json; the benchmark's results are <artifact>/results.json. ACCOUNTING.psv is
 `sacct -X -P -n --format=JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End` for the experiment's jobs
 (named `launcher:<experiment>:<stage name>`); without it, hours come from the manifests' start and end times.
 
@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from jobs.gpu_check import describe_recorded
+from launcher.contract import (MANIFEST, REPORT_INCOMPLETE, RESULTS, ContractError, Manifest, ReportInputs,
+                               ReportStage)
 
-MANIFEST = "manifest.json"
-RESULTS = "results.json"
-# REPORT_INCOMPLETE: the same as jobs.run_stage's, and launcher.exit_codes.PIPELINE_FAILED (`report` passes it on)
-REPORT_COMPLETE, BAD_INPUT, REPORT_INCOMPLETE = 0, 1, 3
+REPORT_COMPLETE, BAD_INPUT = 0, 1  # and REPORT_INCOMPLETE (launcher.contract): written, some did not finish
 ACCOUNTING_FIELDS = ("JobIDRaw", "JobName", "State", "ElapsedRaw", "AllocTRES", "Start", "End")
 ENGINE_KINDS = {"build_engine": "engine (GiB)", "build_drafter_engine": "engine with drafter (GiB)"}
 TOP1 = re.compile(r"^redrafter(\d+)_top1$")
@@ -97,11 +96,21 @@ class StageState:
     kind: str
     name: str
     artifact: str
-    manifest: Optional[dict]  # None: the artifact is not complete
+    manifest: Optional[Manifest]  # None: the artifact is not complete
 
     @property
     def complete(self) -> bool:
         return self.manifest is not None
+
+    @property
+    def outputs(self) -> dict:
+        """What its stage kind measured (Manifest.outputs); empty while the artifact is not complete."""
+        return self.manifest.outputs if self.manifest else {}
+
+    @property
+    def job_id(self) -> Optional[str]:
+        """The job that published the artifact."""
+        return self.manifest.job_id if self.manifest else None
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ class Configuration:
     def benchmark_gpus(self) -> Optional[str]:
         """`2 x NVIDIA H100 80GB HBM3 (9.0)`: what the benchmark ran on, from its manifest (None: unknown)."""
         stage = self.stage("benchmark")
-        gpus = (stage.manifest or {}).get("gpus") if stage else None
+        gpus = stage.outputs.get("gpus") if stage else None
         return describe_recorded(gpus) if gpus else None
 
 
@@ -191,22 +200,31 @@ def read_json(path: Path) -> Optional[dict]:
         raise BadInput(f"{path}: {exc}") from exc
 
 
-def read_inputs(path: Path) -> dict:
-    inputs = read_json(path)
-    if not isinstance(inputs, dict):
-        raise BadInput(f"{path}: missing or not a JSON object")
-    variants = inputs.get("variants")
-    if not isinstance(inputs.get("experiment"), str) or not isinstance(variants, dict) or not variants:
-        raise BadInput(f"{path}: needs an 'experiment' name and a non-empty 'variants' object")
-    for name, variant in variants.items():
-        stages = variant.get("stages") if isinstance(variant, dict) else None
-        if not isinstance(stages, dict) or not all(isinstance(s, dict) and s.get("artifact") for s in stages.values()):
-            raise BadInput(f"{path}: variant {name!r} needs 'stages': {{name: {{'kind', 'name', 'artifact'}}}}")
-        if not any(entry.get("kind", key) == "benchmark" for key, entry in stages.items()):
+def read_inputs(path: Path) -> ReportInputs:
+    try:
+        inputs = ReportInputs.read(path)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: missing") from None
+    except (OSError, ContractError) as exc:
+        raise BadInput(str(exc)) from None
+    if not inputs.variants:
+        raise BadInput(f"{path}: 'variants' is empty: no configuration to report")
+    for name, stages in inputs.variants.items():
+        if not any(stage.kind == "benchmark" for stage in stages):
             raise BadInput(f"{path}: variant {name!r} has no benchmark stage")
-    if inputs.get("baseline") is not None and inputs["baseline"] not in variants:
-        raise BadInput(f"{path}: baseline {inputs['baseline']!r} is not one of the variants {list(variants)}")
+    if inputs.baseline is not None and inputs.baseline not in inputs.variants:
+        raise BadInput(f"{path}: baseline {inputs.baseline!r} is not one of the variants {list(inputs.variants)}")
     return inputs
+
+
+def read_manifest(artifact: str) -> Optional[Manifest]:
+    """The artifact's manifest, None when it has none (not complete)."""
+    try:
+        return Manifest.read(Path(artifact) / MANIFEST)
+    except FileNotFoundError:
+        return None
+    except (OSError, ContractError) as exc:
+        raise BadInput(str(exc)) from None
 
 
 def read_accounting(path: Optional[str]) -> Optional[str]:
@@ -215,13 +233,12 @@ def read_accounting(path: Optional[str]) -> Optional[str]:
     return text if text.strip() else None
 
 
-def load_stage(kind: str, entry: dict) -> StageState:
-    return StageState(kind=entry.get("kind", kind), name=entry.get("name", kind), artifact=entry["artifact"],
-                      manifest=read_json(Path(entry["artifact"]) / MANIFEST))
+def load_stage(stage: ReportStage) -> StageState:
+    return StageState(kind=stage.kind, name=stage.name, artifact=stage.artifact, manifest=read_manifest(stage.artifact))
 
 
-def load_configuration(name: str, variant: dict) -> Configuration:
-    stages = [load_stage(kind, entry) for kind, entry in variant["stages"].items()]
+def load_configuration(name: str, stages: List[ReportStage]) -> Configuration:
+    stages = [load_stage(stage) for stage in stages]
     benchmark = next(s for s in stages if s.kind == "benchmark")
     results = read_json(Path(benchmark.artifact) / RESULTS) if benchmark.complete else None
     return Configuration(name=name, stages=stages, summary=(results or {}).get("summary"))
@@ -278,21 +295,21 @@ def drafter_table(configurations: Sequence[Configuration]) -> Optional[Table]:
     drafted = [c for c in configurations if c.stage("train_drafter")]
     if not drafted:
         return None
-    manifests = {c.name: c.stage("train_drafter").manifest for c in drafted}
-    metrics = {k for m in manifests.values() if m for k in m.get("drafter_metrics", {}) if TOP1.match(k)}
+    trained = {c.name: c.stage("train_drafter") for c in drafted}
+    metrics = {k for t in trained.values() for k in t.outputs.get("drafter_metrics", {}) if TOP1.match(k)}
     keys = sorted(metrics, key=lambda k: int(TOP1.match(k).group(1)))
 
     def row(metric: Metric, value_of) -> Row:
-        return Row(metric, {c.name: Cell(value=value_of(manifests[c.name])) if manifests[c.name] else failed_cell(c)
-                            for c in drafted})
+        return Row(metric, {c.name: Cell(value=value_of(trained[c.name].outputs)) if trained[c.name].complete
+                            else failed_cell(c) for c in drafted})
 
     rows = [row(Metric(k, f"{k} (final)", ".3f"), lambda m, k=k: m.get("drafter_metrics", {}).get(k)) for k in keys]
     # The gate is decided where the drafter is used, by convert_drafter (older train manifests recorded it).
     def gate(c: Configuration) -> Cell:
         convert = c.stage("convert_drafter")
-        decided = (convert.manifest or {}) if convert else {}
-        if GATE.key in decided or GATE.key in (manifests[c.name] or {}):
-            return Cell(value=decided.get(GATE.key, (manifests[c.name] or {}).get(GATE.key)))
+        decided, older = convert.outputs if convert else {}, trained[c.name].outputs
+        if GATE.key in decided or GATE.key in older:
+            return Cell(value=decided.get(GATE.key, older.get(GATE.key)))
         return failed_cell(c) if c.failed_at else Cell()
 
     rows.append(Row(GATE, {c.name: gate(c) for c in drafted}))
@@ -311,7 +328,7 @@ def engine_table(configurations: Sequence[Configuration]) -> Optional[Table]:
             return Cell()
         if not stage.complete:
             return failed_cell(c)
-        size = stage.manifest.get("engine_size_bytes")
+        size = stage.outputs.get("engine_size_bytes")
         return Cell(value=None if size is None else size / GIB)
 
     rows = [Row(Metric(kind, ENGINE_KINDS[kind], ".2f"), {c.name: cell(c, kind) for c in configurations})
@@ -357,7 +374,7 @@ def parse_accounting(text: str) -> List[dict]:
 def stage_jobs(stage: StageState, jobs: Iterable[dict], experiment: str) -> List[dict]:
     """The stage's jobs in this experiment (every attempt), and the job that published its artifact."""
     job_name = f"launcher:{experiment}:{stage.name}"
-    published_by = (stage.manifest or {}).get("job_id")
+    published_by = stage.job_id
     return [j for j in jobs if j["JobName"] == job_name or (published_by and j["JobIDRaw"] == str(published_by))]
 
 
@@ -368,8 +385,7 @@ def usage_from_accounting(stages: Sequence[StageState], jobs: Sequence[dict], ex
         rows += [UsageRow(stage.name, j["JobIDRaw"], j["State"], j["gpus"], j["elapsed_s"] / 3600,
                           j["gpus"] * j["elapsed_s"] / 3600) for j in found]
         if not found:
-            job_id = (stage.manifest or {}).get("job_id")
-            rows.append(UsageRow(stage.name, job_id, "no accounting record", None, None, None))
+            rows.append(UsageRow(stage.name, stage.job_id, "no accounting record", None, None, None))
     return rows
 
 
@@ -380,8 +396,7 @@ def usage_from_manifests(stages: Sequence[StageState]) -> List[UsageRow]:
         if m is None:
             rows.append(UsageRow(stage.name, None, "incomplete", None, None, None))
         else:
-            wall_h = (m["ended"] - m["started"]) / 3600
-            rows.append(UsageRow(stage.name, m.get("job_id"), "complete", None, wall_h, None))
+            rows.append(UsageRow(stage.name, m.job_id, "complete", None, (m.ended - m.started) / 3600, None))
     return rows
 
 
@@ -395,13 +410,13 @@ def gpu_usage(stages: Sequence[StageState], accounting: Optional[str], experimen
                  usage_from_manifests(stages))
 
 
-def build_report(inputs: dict, configurations: List[Configuration], accounting: Optional[str]) -> Report:
-    baseline = choose_baseline(configurations, inputs.get("baseline"))
+def build_report(inputs: ReportInputs, configurations: List[Configuration], accounting: Optional[str]) -> Report:
+    baseline = choose_baseline(configurations, inputs.baseline)
     tables = {"speed": speed_table(configurations, baseline), "latency": latency_table(configurations),
               "drafter": drafter_table(configurations), "engines": engine_table(configurations)}
-    return Report(experiment=inputs["experiment"], requested_baseline=inputs.get("baseline"),
+    return Report(experiment=inputs.experiment, requested_baseline=inputs.baseline,
                   baseline=baseline.name if baseline else None, configurations=configurations, tables=tables,
-                  usage=gpu_usage(unique_stages(configurations), accounting, inputs["experiment"]))
+                  usage=gpu_usage(unique_stages(configurations), accounting, inputs.experiment))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -595,7 +610,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         inputs = read_inputs(Path(args.inputs))
-        configurations = [load_configuration(name, v) for name, v in inputs["variants"].items()]
+        configurations = [load_configuration(name, stages) for name, stages in inputs.variants.items()]
         report = build_report(inputs, configurations, read_accounting(args.accounting))
     except BadInput as exc:
         print(f"[report] bad input: {exc}", file=sys.stderr)

@@ -10,7 +10,6 @@ other stages start it afresh.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,14 +20,13 @@ from pathlib import Path
 
 from jobs import artifacts, drafter_metrics, gpu_check, services, wandb_log
 from jobs.process import StageFailed, StageStopped, log, process_group, run_command, stopped_by, tool_failure
+from launcher.contract import MANIFEST, REPORT_INCOMPLETE, ContractError, Manifest, StageSpec
 
-MANIFEST = artifacts.MANIFEST
 RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
 # Any other kind starts afresh at every requeue: if its time limit is what signals it, every attempt ends the
 # same way (submitit requeues a checkpointable job on each signal). It is requeued this many times (after a
 # preemption or a node failure), then fails naming the time limit to raise.
 MAX_RESTARTS_NOT_RESUMABLE = 2
-REPORT_INCOMPLETE = 3  # jobs.report's exit code when some results are missing
 # Calibration memory grows with batch size x calib_max_seq_length (a trap the seeds name); the calibration
 # statistics (per-tensor amax) do not depend on the batch size, so an out-of-memory quantize retries at half.
 CUDA_OOM = re.compile(r"CUDA out of memory|OutOfMemoryError")
@@ -48,9 +46,9 @@ def _versions() -> dict:
     return found
 
 
-def run_kind(spec: dict, staging: Path) -> dict:
+def run_kind(spec: StageSpec, staging: Path) -> dict:
     """Run the stage's commands; return what the manifest should record beyond the basics."""
-    kind, commands = spec["kind"], spec["commands"]
+    kind, commands = spec.kind, spec.commands
     if kind == "train_drafter":
         train_log = drafter_metrics.attempt_log(staging)  # one log per attempt: train.attempt-<n>.log
         resumed = drafter_metrics.last_checkpoint(staging)
@@ -59,12 +57,12 @@ def run_kind(spec: dict, staging: Path) -> dict:
         # The trainer's own W&B run (WandbCallback) records no host, argv, hardware, system stats or console.
         run_command(commands["train"], train_log, cwd=staging, env={**os.environ, **wandb_log.TRAINER_ENV})
         # Always published with its measurements: the quality gate is decided where the drafter is used.
-        result = drafter_metrics.measure_trained_drafter(spec, staging, train_log, resumed)
+        result = drafter_metrics.measure_trained_drafter(spec.drafter, staging, train_log, resumed)
         drafter_metrics.remove_checkpoints(staging / result["drafter_dir"])
         return {**result, "resumed_from_checkpoint": resumed.name if resumed else None,
                 "train_log": train_log.name, "train_logs": [p.name for _, p in drafter_metrics.train_logs(staging)]}
     if kind == "benchmark":
-        return services.run_benchmark(spec, staging)
+        return services.run_benchmark(spec.to_json(), staging)
     if kind == "quantize" and "--batch_size" in commands.get("quantize", ()):
         return quantize_halving_batch_on_oom(commands["quantize"], staging)
     if kind == "report":
@@ -107,61 +105,67 @@ def quantize_halving_batch_on_oom(argv: list, staging: Path) -> dict:
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
+def read_spec(spec_path: str) -> StageSpec:
+    """The stage's spec; a spec this code cannot read (another version's) fails the stage, naming the key."""
+    try:
+        return StageSpec.read(spec_path)
+    except ContractError as error:
+        raise StageFailed(str(error)) from None
+
+
 def run(spec_path: str) -> dict:
-    spec = json.loads(Path(spec_path).read_text())
-    artifact, staging = Path(spec["artifact"]), Path(spec["staging_dir"])
+    spec = read_spec(spec_path)
+    artifact, staging = Path(spec.artifact), Path(spec.staging_dir)
     if (artifact / MANIFEST).is_file():
-        damage = artifacts.problem(artifact, spec["kind"], spec["fingerprint"])
+        damage = artifacts.problem(artifact, spec.kind, spec.fingerprint)
         if damage:  # never overwritten here: moving it aside is the launch's, under its storage lock
-            raise StageFailed(f"{spec['name']}: its artifact {artifact} is published but damaged: {damage}; "
+            raise StageFailed(f"{spec.name}: its artifact {artifact} is published but damaged: {damage}; "
                               "launch again: the launch moves it aside and rebuilds it")
-        log(f"{spec['name']}: artifact already complete at {artifact}")
-        return json.loads((artifact / MANIFEST).read_text())
+        log(f"{spec.name}: artifact already complete at {artifact}")
+        return Manifest.read(artifact / MANIFEST).to_json()
     verify_inputs(spec)  # before any tool: a damaged input fails in seconds, naming it
-    if staging.exists() and spec["kind"] not in RESUMABLE_KINDS:
-        log(f"{spec['name']}: removing the unfinished staging directory of an earlier attempt")
+    if staging.exists() and spec.kind not in RESUMABLE_KINDS:
+        log(f"{spec.name}: removing the unfinished staging directory of an earlier attempt")
         shutil.rmtree(staging)
     # Before any tool, and before the staging dir exists (a wrong node leaves nothing): wrong GPUs fail in
     # seconds; a drafter below the quality gate is not converted.
-    gpus = gpu_check.check(spec.get("gpu_check"))
-    gate = drafter_metrics.check_gate(spec) if spec["kind"] == "convert_drafter" else {}
+    gpus = gpu_check.check(spec.gpu_check)
+    gate = drafter_metrics.check_gate(spec) if spec.kind == "convert_drafter" else {}
     staging.mkdir(parents=True, exist_ok=True)
     # The stage's W&B run name (the trainer's runs and ours); an array job's elements share their batch script.
-    os.environ["WANDB_NAME"] = f"{spec['experiment']}/{spec['name']}"
+    os.environ["WANDB_NAME"] = f"{spec.experiment}/{spec.name}"
     started = time.time()
-    log(f"{spec['name']}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
+    log(f"{spec.name}: job {os.environ.get('SLURM_JOB_ID', 'local')} writing {staging}")
     extra = {**gate, **run_kind(spec, staging), **gpus}
     publish = extra.pop("publish", True)
     # Drafter metrics, benchmark results and the report as W&B runs (a report with failed points too).
-    wandb_log.log_stage_results(spec, extra)  # never fails the stage
+    wandb_log.log_stage_results(spec.to_json(), extra)  # never fails the stage
     if not publish:
         return extra
     files = artifacts.list_files(staging)  # what launches and consumers verify the artifact against
-    manifest = {
-        "stage": spec["kind"], "name": spec["name"], "experiment": spec["experiment"],
-        "fingerprint": spec["fingerprint"], "config": spec["config"], "inputs": spec["inputs"],
-        "job_id": os.environ.get("SLURM_JOB_ID"), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
-        "started": started, "ended": time.time(), "size_bytes": sum(files.values()), "versions": _versions(), **extra,
-        artifacts.FILES: files,
-    }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    manifest = Manifest(
+        stage=spec.kind, name=spec.name, experiment=spec.experiment, fingerprint=spec.fingerprint,
+        config=spec.config, inputs=spec.inputs, job_id=os.environ.get("SLURM_JOB_ID"),
+        restart_count=int(os.environ.get("SLURM_RESTART_COUNT", 0)), started=started, ended=time.time(),
+        size_bytes=sum(files.values()), versions=_versions(), files=files, outputs=extra)
+    manifest.write(staging / MANIFEST)
     try:
         os.rename(staging, artifact)
     except OSError:
         if not (artifact / MANIFEST).is_file():
             raise
-        log(f"{spec['name']}: another job published the same artifact first; keeping it")
+        log(f"{spec.name}: another job published the same artifact first; keeping it")
         shutil.rmtree(staging, ignore_errors=True)
-    log(f"{spec['name']}: published {artifact}")
-    return manifest
+    log(f"{spec.name}: published {artifact}")
+    return manifest.to_json()
 
 
-def verify_inputs(spec: dict) -> None:
+def verify_inputs(spec: StageSpec) -> None:
     """Every input artifact is whole (jobs.artifacts), else the stage fails naming it: a file deleted or
     truncated on the shared storage would otherwise fail a tool deep inside, the same way at every rerun."""
-    for name, path in spec["inputs"].items():
+    for name, path in spec.inputs.items():
         if not (Path(path) / MANIFEST).is_file():
-            if spec["kind"] == "report":  # runs after failed benchmarks too (afterany), to show them failed
+            if spec.kind == "report":  # runs after failed benchmarks too (afterany), to show them failed
                 continue
             raise StageFailed(f"input {name} has no published artifact at {path}")
         damage = artifacts.problem(path)
@@ -170,16 +174,15 @@ def verify_inputs(spec: dict) -> None:
                               "artifact aside and rebuilds it")
 
 
-def requeue_refusal(spec: dict, restarts: int) -> str | None:
+def requeue_refusal(spec: StageSpec, restarts: int) -> str | None:
     """Why a signalled stage must not be requeued again, or None to requeue it (see StageJob.checkpoint)."""
-    kind = spec["kind"]
+    kind = spec.kind
     if kind in RESUMABLE_KINDS or restarts < MAX_RESTARTS_NOT_RESUMABLE:
         return None
-    limit = (spec.get("resources") or {}).get("time_min")
-    return (f"{spec['name']} was signalled by Slurm {restarts + 1} times (its time limit, or a preemption) and a "
+    return (f"{spec.name} was signalled by Slurm {restarts + 1} times (its time limit, or a preemption) and a "
             f"{kind} stage starts afresh at every requeue: not requeued again. The time limit is too short for "
             f"the stage if it ran out of time: raise cluster.time_limits.{kind}"
-            + (f" (now {limit} min)" if limit else ""))
+            + f" (now {spec.resources.time_min} min)")
 
 
 class StageJob:
@@ -210,8 +213,7 @@ class StageJob:
         (stopping its tools) up to __call__, which logs it, and the job ends FAILED with it as the reason."""
         import submitit
 
-        spec = json.loads(Path(self.spec_path).read_text())
-        refusal = requeue_refusal(spec, int(os.environ.get("SLURM_RESTART_COUNT") or 0))
+        refusal = requeue_refusal(read_spec(self.spec_path), int(os.environ.get("SLURM_RESTART_COUNT") or 0))
         if refusal:
             raise StageFailed(refusal)
         return submitit.helpers.DelayedSubmission(StageJob(self.spec_path))

@@ -19,9 +19,14 @@ the output post-processing and the traceback modes it accepts stay NeMo-Skills'.
   own client then replays the session's earlier cells);
 * each worker runs in a scratch directory of its own (removed with it), not in the job's directory.
 
+It chooses its own port (jobs.ports): the first free one from --base-port + SLURM_JOB_ID % 1000, bound at once,
+and writes it, one line, to --port-file once it listens (`-`: its stdout, where a container cannot write the
+job's storage and the batch script redirects the step's stdout; nothing else is written there).
+
 Standard library only: it runs in the sandbox image (python:3.10), from the launch's code snapshot.
 
-    python -m jobs.sandbox_guard --host 127.0.0.1 --memory-limit-mb 4096 --timeout-s 10 --port 6000
+    python -m jobs.sandbox_guard --host 127.0.0.1 --memory-limit-mb 4096 --timeout-s 10 --base-port 6000 \
+        --port-file sandbox.port
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
+
+from jobs import ports
 
 SANDBOX_MODULE = "nemo_skills.code_execution.local_sandbox.local_sandbox_server"
 # NeMo-Skills' answers, kept identical so that its client and ours read them as they read the real server's.
@@ -242,11 +249,12 @@ class Spawner(threading.Thread):
         down_r, down_w = os.pipe()  # guard -> worker
         up_r, up_w = os.pipe()  # worker -> guard
         try:
-            # A cell's own output to fd 1/2 (print from a subprocess, os.system) goes to the guard's log, as
-            # with NeMo-Skills' server; the protocol has pipes of its own. No stdin: input() gets EOF.
+            # A cell's own output to fd 1/2 (print from a subprocess, os.system) goes to the guard's log (its
+            # stderr: its stdout may be the port file), as with NeMo-Skills' server; the protocol has pipes of its
+            # own. No stdin: input() gets EOF.
             process = subprocess.Popen([*self.argv, "--worker-fds", f"{down_r},{up_w}", "--parent-pid",
-                                        str(os.getpid())], stdin=subprocess.DEVNULL, pass_fds=(down_r, up_w),
-                                       env=self.env, cwd=scratch, start_new_session=True)
+                                        str(os.getpid())], stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+                                       pass_fds=(down_r, up_w), env=self.env, cwd=scratch, start_new_session=True)
         except BaseException:
             for fd in (down_w, up_r):
                 os.close(fd)
@@ -485,11 +493,27 @@ class GuardServer(ThreadingHTTPServer):
         super().__init__(sockaddr[:2], Handler)
 
 
-def serve(host: str, port: int, memory_limit_mb: int, timeout_s: float, module: str = SANDBOX_MODULE) -> None:
-    loopback_address(host, port)  # refused before any worker starts
+def publish_port(port: int, port_file: str) -> None:
+    """One line, written whole: the job reads the file as soon as it holds a line break."""
+    if port_file == "-":
+        sys.stdout.write(f"{port}\n")
+        sys.stdout.flush()
+        return
+    partial = f"{port_file}.partial"
+    try:
+        Path(partial).write_text(f"{port}\n")
+        os.replace(partial, port_file)
+    except OSError as error:
+        raise GuardError(f"cannot write the port it listens on to --port-file {port_file}: {error}") from None
+
+
+def serve(host: str, base_port: int, port_file: Optional[str], memory_limit_mb: int, timeout_s: float,
+          module: str = SANDBOX_MODULE) -> None:
+    loopback_address(host, base_port)  # refused before any worker starts
     guard = Guard(memory_limit_mb, timeout_s, module)
     try:
-        server = GuardServer(host, port, guard)
+        # Bound as it is chosen: no other job can take the port between the two.
+        server = ports.first_free(host, base_port, lambda host, port: GuardServer(host, port, guard))
     except BaseException:
         guard.close()
         raise
@@ -503,6 +527,8 @@ def serve(host: str, port: int, memory_limit_mb: int, timeout_s: float, module: 
           f"session, cells cut at {timeout_s:g} s; {module}; sessions in {guard.scratch})", file=sys.stderr,
           flush=True)
     try:
+        if port_file:
+            publish_port(bound, port_file)
         server.serve_forever()
     finally:
         server.server_close()
@@ -510,9 +536,12 @@ def serve(host: str, port: int, memory_limit_mb: int, timeout_s: float, module: 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    # No abbreviations: `--port N` of an older command must not pass for `--port-file N`.
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], allow_abbrev=False)
     p.add_argument("--host", default="127.0.0.1", help="a loopback address; any other is refused")
-    p.add_argument("--port", type=int, default=6000)
+    p.add_argument("--base-port", type=int, default=6000,
+                   help="listen on the first free port from this one + SLURM_JOB_ID %% 1000 (jobs.ports)")
+    p.add_argument("--port-file", help="where to write that port once listening, one line (-: stdout)")
     p.add_argument("--memory-limit-mb", type=int, required=True, help="address space of each session's process")
     p.add_argument("--timeout-s", type=float, help="wall-time cap of a cell (the request's timeout, if lower, wins)")
     p.add_argument("--module", default=SANDBOX_MODULE, help=argparse.SUPPRESS)
@@ -529,8 +558,8 @@ def main(argv=None) -> int:
     if args.timeout_s is None or not args.timeout_s > 0:
         p.error(f"--timeout-s must be a positive number of seconds, got {args.timeout_s}")
     try:
-        serve(args.host, args.port, args.memory_limit_mb, args.timeout_s, args.module)
-    except GuardError as error:
+        serve(args.host, args.base_port, args.port_file, args.memory_limit_mb, args.timeout_s, args.module)
+    except (GuardError, ports.PortError) as error:
         print(f"[sandbox] {error}", file=sys.stderr, flush=True)
         return 1
     return 0

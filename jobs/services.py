@@ -1,31 +1,26 @@
-"""The benchmark's servers: the ports they listen on, their health, and the benchmark run around them.
+"""The benchmark's servers: the ports they listen on (chosen as jobs.ports says), their health, and the benchmark
+run around them.
 
 Each server runs in a process group of jobs.process, stopped when the benchmark ends however it ends.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
+from jobs import ports
 from jobs.process import StageFailed, process_group, run_command
+from launcher.contract import SANDBOX_EXIT_ENV
 
-# Benchmarks sharing a node must not share ports, and nothing may land on a port a daemon holds (slurmd's 6818
-# is 6000 + 818): each benchmark starts looking at its base port + SLURM_JOB_ID % PORT_SPREAD and takes the first
-# free one. The batch script does the same for the sandbox it starts and passes its choice in SANDBOX_PORT_ENV.
-PORT_SPREAD = 1000
-PORT_SEARCH = 100  # ports tried after the starting one
-SANDBOX_PORT_ENV = "LAUNCHER_SANDBOX_PORT"
-# The file where the batch script writes the sandbox step's exit code when it ends: a sandbox that cannot
-# start (a wrong image, a port taken meanwhile) fails the benchmark at once instead of after the health timeout.
-SANDBOX_EXIT_ENV = "LAUNCHER_SANDBOX_EXIT"
 LOG_TAIL_LINES = 40
 HEALTH_POLL_S = 1.0
 # How long a sandbox the batch script started beside the job may take to answer, once the LLM server is up.
@@ -83,79 +78,101 @@ def wait_for_health(url: str, timeout_s: float, process: "subprocess.Popen | Exi
     raise StageFailed(_with_log(f"{what} was not healthy at {url} after {timeout_s:g} s", log_file))
 
 
-def port_offset() -> int:
-    return int(os.environ.get("SLURM_JOB_ID", "0")) % PORT_SPREAD
+def wait_for_port_file(path: Path, timeout_s: float, process: "subprocess.Popen | ExitFile",
+                       log_file: Optional[Path], what: str) -> int:
+    """The port the sandbox listens on, from the line it writes to `path` once listening (jobs.sandbox_guard
+    --port-file); fail early if `process` (ours, or a step we see the end of) ends first."""
+    start = time.monotonic()
+    while True:
+        written = path.read_text() if path.is_file() else ""
+        if "\n" in written:  # the whole line
+            line = written.split("\n", 1)[0].strip()
+            if not (line.isdigit() and 0 < int(line) < 65536):
+                raise StageFailed(_with_log(f"{what} wrote {line!r} to its port file {path}, not a port", log_file))
+            return int(line)
+        if process.poll() is not None:
+            raise StageFailed(_with_log(f"{what} exited with code {process.returncode} before it listened on a "
+                                        "port", log_file))
+        if time.monotonic() - start >= timeout_s:
+            raise StageFailed(_with_log(f"{what} wrote no port to {path} within {timeout_s:g} s", log_file))
+        time.sleep(HEALTH_POLL_S)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a server could listen on host:port now (as servers do, with SO_REUSEADDR)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def first_free_port(host: str, start: int, taken: Sequence[int] = ()) -> int:
-    for port in range(start, start + PORT_SEARCH + 1):
-        if port not in taken and port_is_free(host, port):
-            return port
-    raise StageFailed(f"no free port on {host} in {start}-{start + PORT_SEARCH}: every one is in use on this node")
-
-
-def with_ports(argv: List[str], ports: Dict[int, int]) -> List[str]:
-    """Replace the configured ports (`--port N`, `http://host:N`) by the ones this job listens on."""
-    moved = list(argv)
-    for i, word in enumerate(argv):
-        if i and argv[i - 1] == "--port" and word.isdigit():
-            moved[i] = str(ports.get(int(word), int(word)))
-        elif word.startswith("http://") and word.rsplit(":", 1)[-1].isdigit():
-            base, port = word.rsplit(":", 1)
-            moved[i] = f"{base}:{ports.get(int(port), int(port))}"
-    return moved
-
-
-def benchmark_ports(bench: dict) -> Dict[int, int]:
-    """{configured port: port this job uses} for the LLM server and the sandbox."""
-    offset = port_offset()
-    server_host, server_port = bench["server_url"][len("http://"):].rsplit(":", 1)
-    sandbox_host, sandbox_port = bench["sandbox_url"][len("http://"):].rsplit(":", 1)
-    if os.environ.get(SANDBOX_PORT_ENV):  # the batch script started the sandbox there
-        sandbox = int(os.environ[SANDBOX_PORT_ENV])
-    else:
-        sandbox = first_free_port(sandbox_host, int(sandbox_port) + offset)
-    server = first_free_port(server_host, int(server_port) + offset, taken=[sandbox])
-    return {int(server_port): server, int(sandbox_port): sandbox}
+def at_port(url: str, port: int) -> str:
+    """`url` (serving's http://HOST:BASE_PORT, as the spec has it) at the port this job uses."""
+    parts = urllib.parse.urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
 
 
 def run_benchmark(spec: dict, staging: Path) -> dict:
-    """Server (and, when the batch script did not start it, the sandbox), then the client; always stop both."""
-    ports = benchmark_ports(spec["benchmark"])
-    bench = {k: with_ports([v], ports)[0] if k.endswith("_url") else v for k, v in spec["benchmark"].items()}
-    commands = {name: with_ports(argv, ports) for name, argv in spec["commands"].items()}
-    timeout_s = bench["health_timeout_s"]
+    """The sandbox, then the LLM server, then the client; always stop both servers.
+
+    Each command's port placeholders (jobs.ports) are filled in with the ports chosen here, which its
+    environment holds too: the sandbox's, which it chose itself (started here, or beside the job by the batch
+    script), then the server's, the first free one from serving.port once the sandbox listens."""
+    try:
+        return _run_benchmark(spec["benchmark"], spec["commands"], staging)
+    except ports.PortError as error:
+        raise StageFailed(str(error)) from None
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """The benchmark's code sandbox as the job sees it: a process of its own or a step of the batch script."""
+    process: "subprocess.Popen | ExitFile"
+    port_file: Path
+    log_file: Optional[Path]
+    what: str
+    wait_s: float
+
+    def port(self) -> int:
+        return wait_for_port_file(self.port_file, self.wait_s, self.process, self.log_file, self.what)
+
+    def wait_for_health(self, url: str) -> None:
+        wait_for_health(url + "/health", self.wait_s, self.process, self.log_file, self.what)
+
+
+def start_sandbox(stack: contextlib.ExitStack, bench: dict, argv: List[str], staging: Path) -> Sandbox:
+    """The sandbox the job starts (locally), writing its port to a file of the staging directory; or the one
+    the batch script started beside the job (on Slurm), as the variables it exports name it."""
+    if bench["start_sandbox"]:
+        port_file, log_file = staging / "sandbox.port", staging / "sandbox.log"
+        argv = ports.expand(argv, {ports.SANDBOX_PORT_FILE_ENV: str(port_file)})
+        return Sandbox(stack.enter_context(process_group(argv, log_file, echo=False)), port_file, log_file,
+                       "the sandbox", bench["health_timeout_s"])
+    port_file = os.environ.get(ports.SANDBOX_PORT_FILE_ENV)
+    if not port_file:
+        raise StageFailed(f"{ports.SANDBOX_PORT_FILE_ENV} is not set: the batch script that starts the sandbox beside "
+                          "this job sets it (was the job started without its batch script?)")
+    return Sandbox(ExitFile(os.environ.get(SANDBOX_EXIT_ENV)), Path(port_file), None,
+                   "the sandbox (started by the batch script; its output is in this job's log)",
+                   min(bench["health_timeout_s"], EXTERNAL_SANDBOX_WAIT_S))
+
+
+def _run_benchmark(bench: dict, commands: Dict[str, List[str]], staging: Path) -> dict:
+    chosen: Dict[str, str] = {}  # placeholder: port
+    server_url = urllib.parse.urlsplit(bench["server_url"])
     with contextlib.ExitStack() as stack:
-        started = {}
-        if bench["start_sandbox"] and "sandbox" in commands:
-            started["sandbox"] = (stack.enter_context(process_group(commands["sandbox"], staging / "sandbox.log",
-                                                                    echo=False)),
-                                  staging / "sandbox.log", bench["sandbox_url"], time.monotonic())
-        started["LLM server"] = (stack.enter_context(process_group(commands["server"], staging / "server.log",
-                                                                   echo=False)),
-                                 staging / "server.log", bench["server_url"], time.monotonic())
-        startup = {what: wait_for_health(url + "/health", timeout_s, process, log_file, what, since)
-                   for what, (process, log_file, url, since) in started.items()}
-        if "sandbox" in commands and "sandbox" not in started:
-            # Started beside this job by the batch script: a sandbox that is not there would turn every tool
-            # call of the benchmark into an error message instead of failing it.
-            wait_for_health(bench["sandbox_url"] + "/health", min(timeout_s, EXTERNAL_SANDBOX_WAIT_S),
-                            ExitFile(os.environ.get(SANDBOX_EXIT_ENV)), None,
-                            "the sandbox (started by the batch script; its output is in this job's log)")
-        run_command(commands["client"])
+        sandbox = start_sandbox(stack, bench, commands["sandbox"], staging) if "sandbox" in commands else None
+        if sandbox:
+            chosen[ports.SANDBOX_PORT_ENV] = str(sandbox.port())
+        chosen[ports.SERVER_PORT_ENV] = str(ports.free_port(server_url.hostname, server_url.port))
+        env = {**os.environ, **chosen}
+        started = time.monotonic()
+        server = stack.enter_context(process_group(ports.expand(commands["server"], chosen), staging / "server.log",
+                                                   echo=False, env=env))
+        startup = wait_for_health(at_port(bench["server_url"], chosen[ports.SERVER_PORT_ENV]) + "/health",
+                                  bench["health_timeout_s"], server, staging / "server.log", "LLM server", since=started)
+        if sandbox:
+            # Listening is not answering: a sandbox that does not answer would turn every tool call of the
+            # benchmark into an error message instead of failing it.
+            sandbox.wait_for_health(at_port(bench["sandbox_url"], chosen[ports.SANDBOX_PORT_ENV]))
+        run_command(ports.expand(commands["client"], chosen), env=env)
     results_file = staging / "results.json"
     if not results_file.is_file():
         raise StageFailed(f"the benchmark client exited without writing {results_file}")
     results = json.loads(results_file.read_text())
-    return {"benchmark_summary": results.get("summary"), "server_startup_s": startup.get("LLM server")}
+    return {"benchmark_summary": results.get("summary"), "server_startup_s": startup,
+            "ports": {"server": int(chosen[ports.SERVER_PORT_ENV]),
+                      "sandbox": int(chosen[ports.SANDBOX_PORT_ENV]) if ports.SANDBOX_PORT_ENV in chosen else None}}

@@ -10,6 +10,8 @@ from typing import List
 
 from omegaconf import DictConfig
 
+from jobs.ports import SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, SERVER_PORT_ENV, placeholder
+
 # quantize.py's default --calib_max_seq_length: the seeds never pass it, so neither do we unless changed.
 QUANTIZE_DEFAULT_CALIB_MAX_SEQ_LENGTH = 512
 
@@ -197,34 +199,40 @@ def serve_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str) -> List[
     return argv + [
         "--kv_cache_free_gpu_memory_fraction", str(s.kv_cache_free_gpu_memory_fraction),
         "--max_batch_size", str(s.max_batch_size),
-        "--host", s.host, "--port", str(s.port),
+        # The first free port from serving.port, chosen by the job just before it starts the server (jobs.ports).
+        "--host", s.host, "--port", placeholder(SERVER_PORT_ENV),
     ]
 
 
-def sandbox_command(cfg: DictConfig, pythonpath: str | None = None) -> List[str]:
+def sandbox_command(cfg: DictConfig, pythonpath: str | None = None,
+                    port_file: str = placeholder(SANDBOX_PORT_FILE_ENV)) -> List[str]:
     """The code sandbox: jobs.sandbox_guard serves NeMo-Skills' sandbox API on loopback and runs each session in
     a process of its own, with serving.sandbox's memory limit and wall-time cap (NeMo-Skills' own server runs
     every session in one process, without either). It runs model-written code, so `env` starts it without the
     secrets, and with serving.sandbox.env; `pythonpath` is set explicitly where it runs in a container whose
-    image's ENV would win. The port stays the last word: the batch script puts the free one it found there."""
+    image's ENV would win. It listens on the first free port from serving.sandbox.port and writes that port to
+    `port_file` (default: the file the job names; `-`: its stdout, which the batch script redirects)."""
     sb = cfg.serving.sandbox
     unset = [word for name in cfg.cluster.env_vars for word in ("-u", name)]
     assignments = [f"{name}={value}" for name, value in sb.env.items()]
     if pythonpath:
         assignments.append(f"PYTHONPATH={pythonpath}")
     return ["env", *unset, *assignments, cfg.cluster.python, "-m", "jobs.sandbox_guard", "--host", sb.host,
-            "--memory-limit-mb", str(sb.memory_limit_mb), "--timeout-s", str(sb.timeout_s), "--port", str(sb.port)]
+            "--memory-limit-mb", str(sb.memory_limit_mb), "--timeout-s", str(sb.timeout_s),
+            "--base-port", str(sb.port), "--port-file", port_file]
 
 
 def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str, problems_file: str,
                              out_file: str) -> List[str]:
     """trtllm-serve names the model after the path it serves; the client asks for that name. The client reads the
-    engine's max_seq_len from --engine-dir, to keep every request within it."""
+    engine's max_seq_len from --engine-dir, to keep every request within it. The servers' ports are the ones the
+    job chose (jobs.ports); without a sandbox there is no sandbox URL."""
     s, b = cfg.serving, cfg.benchmark
+    sandbox = ["--sandbox-url", f"http://{s.sandbox.host}:{placeholder(SANDBOX_PORT_ENV)}"] if s.sandbox.enabled else []
     return [
         cfg.cluster.python, "-m", "jobs.benchmark_client",
-        "--server-url", f"http://{s.host}:{s.port}",
-        "--sandbox-url", f"http://{s.sandbox.host}:{s.sandbox.port}",
+        "--server-url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",
+        *sandbox,
         "--model", engine_dir,
         "--engine-dir", engine_dir,
         "--tokenizer", tokenizer_dir,
@@ -239,3 +247,10 @@ def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: st
         "--prompt", b.prompt,
         "--output", out_file,
     ]
+
+
+def report_command(cfg: DictConfig, inputs_file: str, out_dir: str, experiment_dir: str,
+                   accounting_file: str) -> List[str]:
+    """The experiment's report, from every configuration's results and the Slurm accounting of its jobs."""
+    return [cfg.cluster.python, "-m", "jobs.report", "--inputs", inputs_file, "--output_dir", out_dir,
+            "--experiment_dir", experiment_dir, "--accounting", accounting_file]

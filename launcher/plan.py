@@ -15,31 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from launcher import commands
+from launcher.contract import REPORT_INPUTS, ReportInputs, ReportStage
+from launcher.stages import KINDS, REPORT, STAGE_KINDS, Input, StageContext, StageKind, StoredFile, input_kind
 
-# Time limits in minutes per stage kind, unless the cluster sets its own (cluster.time_limits).
-DEFAULT_TIME_LIMITS_MIN = {
-    "download_model": 120,
-    "download_dataset": 120,
-    "calibration_data": 60,
-    "quantize": 120,
-    "build_engine": 90,
-    "train_drafter": 480,
-    "convert_drafter": 30,
-    "build_drafter_engine": 90,
-    "benchmark": 90,
-    "report": 15,
-}
-STAGE_KINDS = tuple(DEFAULT_TIME_LIMITS_MIN)
 FINGERPRINT_LENGTH = 16
-COMPLETE_MARKER = "manifest.json"  # published last, atomically: its presence means complete
-# Slurm accounting of an experiment's jobs, written on the host before the report job's container starts
-# (sacct is not visible inside containers).
-ACCOUNTING = "accounting.psv"
-# TensorRT-LLM loads every data file of --calib_dataset: the parquet lives apart from the manifest.
-CALIBRATION_SUBDIR = "calib"
 
 
 @dataclass(frozen=True)
@@ -140,7 +121,7 @@ def stage_resources(cfg: DictConfig, kind: str, gpus: int) -> Resources:
     per_node = gpus // nodes if gpus else 0
     cpus = max(4, per_node * c.cpus_per_gpu)
     mem = max(32, per_node * c.mem_per_gpu_gb)
-    time_min = int(c.time_limits.get(kind, DEFAULT_TIME_LIMITS_MIN[kind]))
+    time_min = int(c.time_limits.get(kind, KINDS[kind].time_limit_min))
     return Resources(per_node, nodes, cpus, mem, time_min)
 
 
@@ -176,90 +157,51 @@ class _Builder:
         return stage
 
 
-def _add_experiment(b: _Builder, cfg: DictConfig, variant: str) -> Stage:
-    """The stages one experiment needs; returns its benchmark stage."""
-    m, q, d = cfg.model, cfg.quantization, cfg.drafter
-    model_gpus = m.tensor_parallel * m.pipeline_parallel
-    tool_values = {"python": cfg.cluster.python, "examples": cfg.cluster.trtllm_examples_dir}
+class _Walk:
+    """Adds stages to a plan by walking launcher.stages from the report down, each stage after its inputs."""
 
-    model_values = {"hf_id": m.hf_id, "revision": m.revision}
-    model = b.add(cfg, variant, "download_model", model_values, [], 0, lambda out: {
-        "download": commands.download_command(m.hf_id, f"{out}/{commands.model_dir_name(m.hf_id)}", revision=m.revision),
-        "check": commands.check_download_command(cfg, "model", f"{out}/{commands.model_dir_name(m.hf_id)}")})
-    model_dir = f"{model.artifact}/{commands.model_dir_name(m.hf_id)}"
+    def __init__(self, builder: _Builder, experiment_dir: str):
+        self.b = builder
+        self.experiment_dir = experiment_dir
+        self.outputs: Dict[str, str] = {}  # artifact -> the path its dependents read (StageKind.output)
 
-    def download_dataset(repo_id: str) -> Tuple[Stage, str]:
-        stage = b.add(cfg, variant, "download_dataset", {"repo_id": repo_id}, [], 0, lambda out: {
-            "download": commands.download_command(repo_id, f"{out}/{commands.model_dir_name(repo_id)}", "dataset"),
-            "check": commands.check_download_command(cfg, "dataset", f"{out}/{commands.model_dir_name(repo_id)}")})
-        return stage, f"{stage.artifact}/{commands.model_dir_name(repo_id)}"
+    def experiment(self, cfg: DictConfig, variant: str) -> Dict[str, List[Stage]]:
+        """One experiment's stages; returns the stages of each of the report's inputs (role -> stages)."""
+        added: Dict[Tuple[str, Optional[str]], Stage] = {}
+        return {spec.role: [self.stage(cfg, variant, input_kind(spec, cfg), spec, added)]
+                for spec in REPORT.inputs if input_kind(spec, cfg)}
 
-    quantize_deps, calib_dir = [model], None
-    if q.calibrate:
-        dataset, dataset_dir = download_dataset(q.calib_dataset)
-        calib_values = {k: q[k] for k in ("calib_split", "calib_size", "calib_prompt", "calib_max_seq_length")}
-        calib = b.add(cfg, variant, "calibration_data", {**calib_values, **tool_values}, [model, dataset], 0,
-                      lambda out: {"calibration_data": commands.calibration_data_command(cfg, model_dir, dataset_dir,
-                                                                                         f"{out}/{CALIBRATION_SUBDIR}")})
-        calib_dir = f"{calib.artifact}/{CALIBRATION_SUBDIR}"
-        quantize_deps.append(calib)
+    def stage(self, cfg: DictConfig, variant: str, kind: StageKind, spec: Optional[Input], added: dict) -> Stage:
+        subject = spec.subject(cfg) if spec and spec.subject else None
+        if (kind.name, subject) not in added:
+            inputs: Dict[str, List[Stage]] = {}
+            waits_on: List[Stage] = []
+            for input_spec in kind.inputs:
+                input_of_kind = input_kind(input_spec, cfg)
+                if input_of_kind:
+                    stage = self.stage(cfg, variant, input_of_kind, input_spec, added)
+                    inputs[input_spec.role] = [stage]
+                    waits_on += [stage] if input_spec.dependency else []
+            added[(kind.name, subject)] = self.add(cfg, variant, kind, subject, inputs, waits_on)
+        return added[(kind.name, subject)]
 
-    quantize_values = {
-        "qformat": q.qformat, "kv_cache_dtype": q.kv_cache_dtype, "dtype": m.dtype,
-        "tp": m.tensor_parallel, "pp": m.pipeline_parallel, "tool": m.checkpoint_tool,
-        "convert_script": m.convert_script, "trust_remote_code": m.trust_remote_code, **tool_values,
-    }
-    if q.calibrate:
-        quantize_values.update({k: q[k] for k in ("calib_size", "calib_batch_size", "calib_max_seq_length")})
-    quantize = b.add(cfg, variant, "quantize", quantize_values, quantize_deps, model_gpus,
-                     lambda out: {"quantize": commands.quantize_command(cfg, model_dir, calib_dir, out)})
+    def add(self, cfg: DictConfig, variant: str, kind: StageKind, subject: Optional[str],
+            inputs: Dict[str, List[Stage]], waits_on: List[Stage]) -> Stage:
+        files = {f.role: self.stored_file(f.role, Path(f.path(cfg)).read_text(), f.suffix) for f in kind.files}
+        ctx = StageContext(cfg, subject, {role: tuple(self.outputs[s.artifact] for s in stages)
+                                          for role, stages in inputs.items()},
+                           {role: tuple(s.fingerprint for s in stages) for role, stages in inputs.items()},
+                           files, self.experiment_dir)
+        stage = self.b.add(cfg, variant, kind.name, kind.values(ctx), waits_on, kind.gpus(cfg),
+                           lambda out: kind.commands(ctx, out), kind.containers(cfg))
+        stage.after_any = kind.after_any
+        stage.files.update({f.path: f.text for f in files.values()})
+        self.outputs[stage.artifact] = kind.output(ctx, stage.artifact)
+        return stage
 
-    if d.enabled:
-        dataset, dataset_dir = download_dataset(d.dataset)
-        train_keys = ("dataset_split", "dataset_nrows", "num_gpus", "num_train_epochs", "per_device_train_batch_size",
-                      "gradient_accumulation_steps", "save_strategy", "learning_rate", "weight_decay", "warmup_ratio",
-                      "lr_scheduler_type", "bf16", "tf32", "model_max_length", "predict_n_tokens", "num_layers", "rnn")
-        train = b.add(cfg, variant, "train_drafter", {k: d[k] for k in train_keys}, [model, dataset], d.num_gpus,
-                      lambda out: {"train": commands.train_drafter_command(cfg, model_dir, dataset_dir, f"{out}/redrafter_output")})
-        drafter_dir = commands.drafter_output_dir(cfg, f"{train.artifact}/redrafter_output", model_dir)
-        convert_values = {k: d[k] for k in ("dtype", "tensor_parallel", "num_beams", "draft_len_per_beam", "greedy_search")}
-        convert = b.add(cfg, variant, "convert_drafter", {**convert_values, **tool_values}, [quantize, train], 1,
-                        lambda out: {"convert": commands.convert_drafter_command(cfg, quantize.artifact, drafter_dir, out)})
-        engine_values = {k: d[k] for k in ("engine_max_batch_size", "engine_max_input_len", "engine_max_seq_len",
-                                           "engine_max_num_tokens", "engine_kv_cache_type", "num_beams")}
-        engine_values["gemm_plugin"] = commands.drafter_gemm_plugin(cfg)
-        engine = b.add(cfg, variant, "build_drafter_engine", engine_values, [convert, model], 1, lambda out: {
-            "build": commands.build_drafter_engine_command(cfg, convert.artifact, out),
-            "copy_tokenizer": commands.copy_tokenizer_command(cfg, model_dir, out)})
-    else:
-        engine_values = {k: m[k] for k in ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
-                                           "gemm_plugin", "kv_cache_type", "use_paged_context_fmha")}
-        engine = b.add(cfg, variant, "build_engine", engine_values, [quantize, model], 1, lambda out: {
-            "build": commands.build_engine_command(cfg, quantize.artifact, out),
-            "copy_tokenizer": commands.copy_tokenizer_command(cfg, model_dir, out)})
-
-    s, bench = cfg.serving, cfg.benchmark
-    problems_text = Path(bench.problems_file).read_text()
-    bench_values = {
-        "serving": OmegaConf.to_container(s, resolve=True),
-        "benchmark": {**OmegaConf.to_container(bench, resolve=True), "problems_file": digest(problems_text)},
-        "tp": m.tensor_parallel, "pp": m.pipeline_parallel, "python": cfg.cluster.python,
-    }
-    containers = ("trtllm", "sandbox") if s.sandbox.enabled else ("trtllm",)
-
-    problems = os.path.join(b.storage_root, "inputs", "problems", f"{bench_values['benchmark']['problems_file']}.jsonl")
-
-    def bench_commands(out):
-        cmds = {"server": commands.serve_command(cfg, engine.artifact, model_dir),
-                "client": commands.benchmark_client_command(cfg, engine.artifact, model_dir, problems,
-                                                                     f"{out}/results.json")}
-        if s.sandbox.enabled:
-            cmds["sandbox"] = commands.sandbox_command(cfg)
-        return cmds
-
-    stage = b.add(cfg, variant, "benchmark", bench_values, [engine], model_gpus, bench_commands, containers)
-    stage.files[problems] = problems_text
-    return stage
+    def stored_file(self, role: str, text: str, suffix: str) -> StoredFile:
+        name = digest(text)
+        return StoredFile(name, os.path.join(self.b.storage_root, "inputs", role, f"{name}{suffix}"), text)
 
 
 def _label(stage: Stage, differing: List[str]) -> str:
@@ -304,15 +246,14 @@ def _chain(stage: Stage) -> List[Stage]:
 
 
 def report_inputs(experiment: str, benchmarks: Dict[str, Stage], baselines: List[str]) -> dict:
-    """What the report job reads: each configuration's chain of stages and artifacts."""
+    """What the report job reads (launcher.contract.ReportInputs, as JSON): each configuration's chain of
+    stages and artifacts."""
     baseline = next((b for b in baselines if b in benchmarks), next(iter(benchmarks)))
-    return {
-        "experiment": experiment,
-        "baseline": baseline,
-        "variants": {name: {"stages": {s.name: {"kind": s.kind, "name": s.name, "artifact": s.artifact}
-                                       for s in _chain(bench)}}
-                     for name, bench in benchmarks.items()},
-    }
+    return ReportInputs(
+        experiment=experiment, baseline=baseline,
+        variants={name: [ReportStage(kind=s.kind, name=s.name, artifact=s.artifact) for s in _chain(bench)]
+                  for name, bench in benchmarks.items()},
+    ).to_json()
 
 
 def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
@@ -320,17 +261,18 @@ def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
     first = next(iter(variants.values()))
     storage_root = os.path.abspath(first.cluster.storage_root)
     b = _Builder(storage_root)
-    benchmarks = {name: _add_experiment(b, cfg, name) for name, cfg in variants.items()}
     experiment_dir = os.path.join(storage_root, "experiments", experiment)
-    inputs_path = os.path.join(experiment_dir, "report_inputs.json")
-    report = b.add(first, experiment, "report", {"benchmarks": [s.fingerprint for s in benchmarks.values()]},
-                   list(benchmarks.values()), 0, lambda out: {"report": [
-                       first.cluster.python, "-m", "jobs.report", "--inputs", inputs_path, "--output_dir", out,
-                       "--experiment_dir", experiment_dir, "--accounting", os.path.join(experiment_dir, ACCOUNTING)]})
-    report.after_any = True
+    walk = _Walk(b, experiment_dir)
+    results = {name: walk.experiment(cfg, name) for name, cfg in variants.items()}
+    report_input = {spec.role: [s for found in results.values() for s in found.get(spec.role, [])]
+                    for spec in REPORT.inputs}
+    report = walk.add(first, experiment, REPORT, None, report_input,
+                      [s for found in report_input.values() for s in found])
     _name_stages(b.stages)
     baselines = list(first.launcher.baselines)
-    report.files[inputs_path] = json.dumps(report_inputs(experiment, benchmarks, baselines), indent=2)
+    benchmarks = {name: found["benchmarks"][0] for name, found in results.items()}
+    report.files[os.path.join(experiment_dir, REPORT_INPUTS)] = json.dumps(
+        report_inputs(experiment, benchmarks, baselines), indent=2)
     stages = {s.name: s for s in b.stages}
     order = graphlib.TopologicalSorter({n: s.deps for n, s in stages.items()}).static_order()
     return Plan(experiment=experiment, storage_root=storage_root, stages={n: stages[n] for n in order})

@@ -1,4 +1,5 @@
-"""The plan as a person reads it: a table of stages, GPU-hours requested and the critical path."""
+"""The plan as a person reads it: a table of stages, GPU-hours requested and the critical path; the batch
+scripts a dry run writes."""
 from __future__ import annotations
 
 import os
@@ -12,9 +13,10 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from launcher.contract import MANIFEST as COMPLETE_MARKER
 from launcher.exit_codes import CONFIG_ERROR
-from launcher.plan import COMPLETE_MARKER, Plan
-from launcher.scripts import format_time_limit
+from launcher.plan import Plan
+from launcher.scripts import ExperimentDir, format_time_limit, write_stage_files
 
 
 # Where output goes to a file or a pipe (CI logs, `| tee`), tables keep their width instead of rich's 80 columns.
@@ -139,3 +141,30 @@ def print_requests(plan: Plan, console: Console) -> None:
 def print_plan(plan: Plan, console: Console, damaged: Dict[str, str]) -> None:
     console.print(plan_table(plan, damaged))
     print_requests(plan, console)
+
+
+def job_id_placeholder(stage: str) -> str:
+    """What a dry run's script says where the launch's says the job id of `stage` (in --dependency, and in the
+    report's sacct): a dry run submits nothing."""
+    return f"<{stage}>"
+
+
+def write_dry_run_files(plan: Plan, exp: ExperimentDir, code_dir: Path, into: Optional[ExperimentDir] = None) -> None:
+    """Every stage's spec and batch script, each script the text a launch of the whole plan gives sbatch but
+    for the job ids (job_id_placeholder). Stages go into array jobs as the launch groups them (its backend's
+    batch_key: equal keys have equal dependencies, hence are in one wave of the launch), in plan order; the
+    report's accounting names every other stage's job. `into`: as write_stage_files'."""
+    from launcher.dispatch import local, slurm  # here: launcher.dispatch imports this module
+
+    executor = next(iter(plan.stages.values())).cfg.cluster.executor
+    backend = (slurm.SlurmBackend if executor == "slurm" else local.LocalBackend)(plan, exp, code_dir)
+    arrays: Dict[str, list] = {}
+    for stage in plan.stages.values():
+        key = backend.batch_key(stage, [job_id_placeholder(d) for d in stage.deps])
+        arrays.setdefault(key, []).append(stage)
+    others = [job_id_placeholder(name) for name, stage in plan.stages.items() if stage.kind != "report"]
+    for stages in arrays.values():
+        accounting = others if stages[0].kind == "report" else []
+        dependency = stages[0].dependency([job_id_placeholder(d) for d in stages[0].deps])
+        for stage in stages:
+            write_stage_files(plan, stage, exp, dependency, code_dir, accounting, into=into, array=stages)

@@ -18,8 +18,8 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from jobs.services import PORT_SEARCH, PORT_SPREAD
-from launcher.plan import STAGE_KINDS
+from launcher.contract import PORT_SEARCH, PORT_SPREAD
+from launcher.stages import STAGE_KINDS
 
 # The Hydra config tree beside the package, defined where --help reads it without importing Hydra.
 from launcher.user_config import CONF_DIR
@@ -159,6 +159,12 @@ class QFormat(Choice):  # TensorRT-LLM quantize.py --qformat
     full_prec = "full_prec"
     fp8 = "fp8"
     int8_wo = "int8_wo"
+
+    @property
+    def needs_calibration(self) -> bool:
+        """FP8 scales activations by ranges measured on calibration data; INT8 weight-only and full precision
+        read the weights alone."""
+        return self is QFormat.fp8
 
 
 class KVCacheDtype(Choice):

@@ -1,26 +1,26 @@
 """Batch scripts and pyxis flags of stage jobs.
 
-The same functions feed the scripts a dry run writes and the parameters dispatch gives submitit, so a
-previewed script shows what is submitted.
+On Slurm a stage's script is the text sbatch receives: dispatch hands it to submitit as it is
+(launcher.dispatch.submitit_script), and a dry run writes the same text, so a previewed script is what is submitted.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shlex
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import jinja2
 from omegaconf import DictConfig
 
-from jobs.drafter_metrics import gate_settings
-from jobs.services import PORT_SPREAD, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV
 from launcher import commands
-from launcher.plan import ACCOUNTING, Plan, Stage
+from jobs.ports import SANDBOX_PORT_FILE_ENV
+from launcher.contract import (ACCOUNTING, MANIFEST, SANDBOX_EXIT_ENV,
+                               BenchmarkSettings, GpuRequirement, StageResources, StageSpec, gate_settings)
+from launcher.plan import Plan, Stage
 from launcher.validation import (FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, forbidden_character,
                                  signal_lead_s, umask_value)
 
@@ -154,7 +154,7 @@ def container_env_names(plan: Plan, stage: Stage, extra: Sequence[str] = ()) -> 
     any variable of the batch script not named there (an image setting PYTHONPATH would run its own code,
     not the launch's snapshot). The secrets, what setup_lines exports, and `extra` (what submitit exports)."""
     names = [*stage.cfg.cluster.env_vars, *stage_env(plan, stage, Path("/")),
-             *((SANDBOX_PORT_ENV, SANDBOX_EXIT_ENV) if starts_sandbox_step(stage) else ()), *extra]
+             *((SANDBOX_PORT_FILE_ENV, SANDBOX_EXIT_ENV) if starts_sandbox_step(stage) else ()), *extra]
     return list(dict.fromkeys(names))
 
 
@@ -192,10 +192,10 @@ def sandbox_argv(stage: Stage, code_dir: Path) -> List[str]:
     """The sandbox step's command, without the secrets (commands.sandbox_command). The image does not hold our
     code: in a container the command names the snapshot in PYTHONPATH itself, as pyxis gives the image's ENV
     precedence over the batch script's exports; without one the step inherits the script's PYTHONPATH (the
-    snapshot first)."""
-    if stage.cfg.cluster.container_runtime == "none":
-        return list(stage.commands["sandbox"])
-    return commands.sandbox_command(stage.cfg, pythonpath=str(code_dir))
+    snapshot first). Its port goes to its stdout: its container does not see the storage, where the batch
+    script writes that output for the job to read."""
+    in_container = stage.cfg.cluster.container_runtime != "none"
+    return commands.sandbox_command(stage.cfg, pythonpath=str(code_dir) if in_container else None, port_file="-")
 
 
 def stage_image(stage: Stage) -> Optional[str]:
@@ -225,33 +225,31 @@ def job_argv(cfg: DictConfig, spec_path: Path, image: Optional[str] = None) -> L
     return [*python_command(cfg, image), "-u", "-m", "jobs.run_stage", str(spec_path)]
 
 
-def stage_spec(plan: Plan, stage: Stage) -> dict:
+def stage_spec(plan: Plan, stage: Stage) -> StageSpec:
     """Everything the job needs, written beside the script; secrets appear by name only."""
     cfg = stage.cfg
-    return {
-        "experiment": plan.experiment,
-        "name": stage.name,
-        "kind": stage.kind,
-        "fingerprint": stage.fingerprint,
-        "artifact": stage.artifact,
-        "staging_dir": stage.staging_dir,
-        "commands": stage.commands,
-        "config": stage.config_subset,
-        "inputs": {d: plan.stages[d].artifact for d in stage.deps},
-        "resources": asdict(stage.resources),
-        "secret_env_vars": list(cfg.cluster.env_vars),
-        # The drafter quality gate: measured by train_drafter, decided by convert_drafter (never fingerprinted).
-        "drafter": gate_settings(cfg.drafter) if stage.kind in ("train_drafter", "convert_drafter") else None,
-        "benchmark": benchmark_settings(cfg) if stage.kind == "benchmark" else None,
-        "gpu_check": gpu_requirement(plan, stage),
-    }
+    return StageSpec(
+        experiment=plan.experiment,
+        name=stage.name,
+        kind=stage.kind,
+        fingerprint=stage.fingerprint,
+        artifact=stage.artifact,
+        staging_dir=stage.staging_dir,
+        commands=stage.commands,
+        config=stage.config_subset,
+        inputs={d: plan.stages[d].artifact for d in stage.deps},
+        resources=StageResources(**asdict(stage.resources)),
+        secret_env_vars=list(cfg.cluster.env_vars),
+        drafter=gate_settings(cfg.drafter) if stage.kind in ("train_drafter", "convert_drafter") else None,
+        benchmark=benchmark_settings(cfg) if stage.kind == "benchmark" else None,
+        gpu_check=gpu_requirement(plan, stage),
+    )
 
 
-FP8_KINDS = ("quantize", "build_engine", "build_drafter_engine", "benchmark")
-DRAFTER_KINDS = ("train_drafter", "convert_drafter", "build_drafter_engine", "benchmark")
+from launcher.stages import DRAFTER_KINDS, FP8_KINDS  # noqa: E402  (the stage table says which kinds)
 
 
-def gpu_requirement(plan: Plan, stage: Stage) -> Optional[dict]:
+def gpu_requirement(plan: Plan, stage: Stage) -> Optional[GpuRequirement]:
     """What the job checks of its GPUs before running its tools (jobs.gpu_check), from the config's promises."""
     if not stage.resources.gpus_per_node:
         return None
@@ -265,20 +263,20 @@ def gpu_requirement(plan: Plan, stage: Stage) -> Optional[dict]:
         needs.append((REDRAFTER_MIN_CC, f"drafter={cfg.drafter.name}"))
     minimum, why = max(needs)
     engine = stage.inputs[0].artifact if kind == "benchmark" else None
-    return {"count": stage.resources.gpus_per_node, "min_compute_capability": minimum or None, "why": why,
-            "gpu_type": cfg.cluster.gpu_type, "expected_compute_capability": compute_capability(cfg),
-            "engine_manifest": os.path.join(engine, "manifest.json") if engine else None}
+    return GpuRequirement(count=stage.resources.gpus_per_node, min_compute_capability=minimum or None, why=why,
+                          gpu_type=cfg.cluster.gpu_type, expected_compute_capability=compute_capability(cfg),
+                          engine_manifest=os.path.join(engine, MANIFEST) if engine else None)
 
 
-def benchmark_settings(cfg: DictConfig) -> dict:
+def benchmark_settings(cfg: DictConfig) -> BenchmarkSettings:
     s = cfg.serving
-    return {
-        "server_url": f"http://{s.host}:{s.port}",
-        "sandbox_url": f"http://{s.sandbox.host}:{s.sandbox.port}",
-        "health_timeout_s": s.health_timeout_s,
+    return BenchmarkSettings(
+        server_url=f"http://{s.host}:{s.port}",
+        sandbox_url=f"http://{s.sandbox.host}:{s.sandbox.port}",
+        health_timeout_s=float(s.health_timeout_s),
         # On Slurm the batch script starts the sandbox as its own step (own container); locally the job does.
-        "start_sandbox": cfg.cluster.executor == "local",
-    }
+        start_sandbox=cfg.cluster.executor == "local",
+    )
 
 
 def accounting_argv(job_ids: Sequence[str]) -> List[str]:
@@ -312,30 +310,23 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
     if cfg.cluster.env_vars:
         lines.append(f"# passed by name only, values come from the submitting shell: {', '.join(cfg.cluster.env_vars)}")
     if starts_sandbox_step(stage):
-        argv = sandbox_argv(stage, code_dir)
-        assert argv[-2] == "--port", argv
-        host = cfg.serving.sandbox.host
-        lines.append(f"# the code sandbox's port: the first free one from {argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD},")
-        lines.append(f"# as the job chooses its own (it reads this one from {SANDBOX_PORT_ENV})")
-        lines.append(f"sandbox_port=$(({argv[-1]} + SLURM_JOB_ID % {PORT_SPREAD}))")
-        lines.append(f"while (exec 3<>/dev/tcp/{host}/$sandbox_port) 2>/dev/null; do "
-                     f"sandbox_port=$((sandbox_port + 1)); done")
-        lines.append(f"export {SANDBOX_PORT_ENV}=$sandbox_port")
         logs = ExperimentDir(plan.storage_root, plan.experiment).root / "logs"
-        exit_file = shlex.quote(str(logs / "sandbox-exit"))
-        lines.append(f"export {SANDBOX_EXIT_ENV}={exit_file}.$SLURM_JOB_ID")
-        lines.append(f'rm -f "${SANDBOX_EXIT_ENV}"  # a requeued job starts afresh')
         lines.append("# the code sandbox runs beside the stage, in its own container, without the storage or the")
-        lines.append("# secrets, its output in its own log. If it ends by itself (a wrong image, a crash), that output")
-        lines.append("# is copied here and its exit code tells the job it is gone.")
+        lines.append("# secrets, its output in its own log. It listens on the first free port from its base port")
+        lines.append(f"# (jobs.ports) and writes that port to its stdout: into ${SANDBOX_PORT_FILE_ENV}, where the job")
+        lines.append("# reads it. If it ends by itself (a wrong image, no free port), its output is copied here and its")
+        lines.append("# exit code tells the job it is gone.")
+        for name, stem in ((SANDBOX_PORT_FILE_ENV, "sandbox-port"), (SANDBOX_EXIT_ENV, "sandbox-exit")):
+            lines.append(f"export {name}={shlex.quote(str(logs / stem))}.$SLURM_JOB_ID")
+        lines.append(f'rm -f "${SANDBOX_PORT_FILE_ENV}" "${SANDBOX_EXIT_ENV}"  # a requeued job starts afresh')
         lines.append(f"sandbox_log={shlex.quote(str(logs / 'sandbox'))}.$SLURM_JOB_ID.log")
-        srun = ["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg, code_dir), *argv[:-1]]
+        srun = ["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg, code_dir), *sandbox_argv(stage, code_dir)]
         lines += [
             "(",
             "  set +e",
             "  srun_pid=",
             '  trap \'kill "$srun_pid" 2>/dev/null; wait "$srun_pid" 2>/dev/null; exit 0\' TERM  # stopped below',
-            f'  {shlex.join(srun)} "$sandbox_port" > "$sandbox_log" 2>&1 &',
+            f'  {shlex.join(srun)} > "${SANDBOX_PORT_FILE_ENV}" 2> "$sandbox_log" &',
             "  srun_pid=$!",
             '  wait "$srun_pid"',
             "  code=$?",
@@ -357,32 +348,90 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
     return lines
 
 
+# What the job submitit starts (`python -m submitit.core._submit`) needs of the script beside its command: this
+# variable tells it that it runs under Slurm, so that its USR2 handler checkpoints and requeues
+# (submitit/slurm/slurm.py, _make_sbatch_string, which writes it in submitit's own scripts).
+SUBMITIT_EXPORTS = {"SUBMITIT_EXECUTOR": "slurm"}
+
+
+def submitit_folder(exp: ExperimentDir) -> Path:
+    """submitit's folder of a job (`%j`, its id): the pickled StageJob it runs, its result, its log."""
+    return exp.submitit / "%j"
+
+
+def job_log(exp: ExperimentDir, array: bool) -> str:
+    """The one log of a Slurm job, as #SBATCH --output names it: where submitit's Job finds it (JobPaths.stdout
+    of task 0, the launch's record of the stage); an array's element writes its own, `<array id>_<index>`."""
+    job = "%A_%a" if array else "%j"
+    return f"{sbatch_file_name(exp.submitit)}/{job}/{job}_0_log.out"
+
+
+def submitit_argv(stage: Stage, exp: ExperimentDir) -> List[str]:
+    """The command submitit gives a job (SlurmExecutor._submitit_command_str), as words: cluster.python,
+    checked first to be in the image, runs the StageJob pickled in the job's folder."""
+    return [*python_command(stage.cfg, stage_image(stage)), "-u", "-m", "submitit.core._submit",
+            str(submitit_folder(exp))]
+
+
+def sbatch_options(plan: Plan, stages: Sequence[Stage], exp: ExperimentDir,
+                   dependency: Optional[str]) -> List[Tuple[str, object]]:
+    """The #SBATCH options of the job that runs `stages` (several: an array, element i running stages[i]), in
+    the order the script writes them; True is a flag without a value."""
+    stage, array = stages[0], len(stages) > 1
+    r, c = stage.resources, stage.cfg.cluster
+    name = job_name(plan.experiment, stage)
+    if array:
+        name = name.rsplit("[", 1)[0] + f"[array of {len(stages)}]"
+    log = job_log(exp, array) if c.executor == "slurm" else sbatch_file_name(exp.log(stage.name))
+    options = [
+        ("job-name", name), ("account", c.account), ("partition", partition(stage)), ("qos", c.qos),
+        ("nodes", r.nodes), ("ntasks-per-node", 1), ("gpus-per-node", r.gpus_per_node or None),
+        ("cpus-per-task", r.cpus_per_task), ("mem", f"{r.mem_gb}G"), ("time", format_time_limit(r.time_min)),
+        ("output", log), ("open-mode", "append"), ("requeue", True),
+        ("signal", f"USR2@{signal_lead_s(r.time_min)}"), ("array", f"0-{len(stages) - 1}" if array else None),
+        ("dependency", dependency), ("kill-on-invalid-dep", "yes" if dependency else None),
+    ]
+    return [(key, value) for key, value in options if value is not None and value != ""]  # empty: none
+
+
+def batch_job(plan: Plan, stages: Sequence[Stage], exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
+              accounting_ids: Sequence[str] = ()) -> dict:
+    """Everything of a batch script but its comments: what sbatch and the node see. On Slurm the stage's step
+    runs what submitit starts (the StageJob it pickled); cluster=local runs the stage itself and never submits
+    this script (it shows what the stage runs)."""
+    stage = stages[0]
+    if stage.cfg.cluster.executor != "slurm":
+        assert len(stages) == 1, "only Slurm runs array jobs"
+        exports, launch = {}, [job_argv(stage.cfg, exp.spec(stage.name), stage_image(stage))]
+    else:
+        exports = SUBMITIT_EXPORTS
+        launch = ["srun", "--unbuffered", *pyxis_flags(plan, stage, code_dir, extra_env=list(exports)),
+                  submitit_argv(stage, exp)]
+    return {"sbatch": sbatch_options(plan, stages, exp, dependency),
+            "setup": setup_lines(plan, stage, code_dir, accounting_ids), "exports": exports, "launch": launch}
+
+
 def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
-                  accounting_ids: Sequence[str] = ()) -> str:
-    cfg = stage.cfg
-    inner = job_argv(cfg, exp.spec(stage.name), stage_image(stage))
-    flags = pyxis_flags(plan, stage, code_dir)
-    launch = ["srun", *flags, inner] if cfg.cluster.executor == "slurm" else [inner]
+                  accounting_ids: Sequence[str] = (), array: Sequence[Stage] = ()) -> str:
+    """The batch script of the job that runs `stage`; `array`: the stages of the array job it is an element
+    of, in element order (the same script for each). On Slurm this is the text sbatch receives."""
+    stages = list(array) or [stage]
+    assert stage in stages, (stage.name, [s.name for s in stages])
     return TEMPLATES.get_template("stage.sbatch.j2").render(
-        stage=stage, experiment=plan.experiment, cluster=cfg.cluster, partition=partition(stage),
-        job_name=job_name(plan.experiment, stage), time_limit=format_time_limit(stage.resources.time_min),
-        signal_lead_s=signal_lead_s(stage.resources.time_min),
-        log_file=str(exp.log(stage.name)), dependency=dependency,
-        setup=setup_lines(plan, stage, code_dir, accounting_ids),
-        launch=launch,
-    )
+        stages=stages, experiment=plan.experiment, **batch_job(plan, stages, exp, dependency, code_dir, accounting_ids))
 
 
 def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
-                      accounting_ids: Sequence[str] = (), into: Optional[ExperimentDir] = None) -> Path:
+                      accounting_ids: Sequence[str] = (), into: Optional[ExperimentDir] = None,
+                      array: Sequence[Stage] = ()) -> Path:
     """Write the stage's spec and batch script (into `into`, a dry run's local preview, when given: the script
-    still names `exp`'s paths); return the script's path."""
+    still names `exp`'s paths); return the script's path. `array`: as render_script's."""
     out = into or exp
     for path in (out.spec(stage.name), out.script(stage.name), out.log(stage.name)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    out.spec(stage.name).write_text(json.dumps(stage_spec(plan, stage), indent=2))
+        path.parent.mkdir(parents=True, exist_ok=True)  # logs/: the sandbox step's log, cluster=local's
+    stage_spec(plan, stage).write(out.spec(stage.name))
     script = out.script(stage.name)
-    script.write_text(render_script(plan, stage, exp, dependency, code_dir, accounting_ids))
+    script.write_text(render_script(plan, stage, exp, dependency, code_dir, accounting_ids, array))
     return script
 
 

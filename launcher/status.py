@@ -9,7 +9,6 @@ With no experiment they act on the latest one launched on that storage.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -22,6 +21,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from jobs.services import log_tail
+from launcher.contract import ACCOUNTING, REPORT_INPUTS, ContractError, ExperimentState
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import latest_pointer
 from launcher.exit_codes import CONFIG_ERROR, PIPELINE_FAILED
@@ -101,7 +101,7 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(CONFIG_ERROR)
 
 
-def load_state(storage_root: str, experiment: str | None) -> dict:
+def load_state(storage_root: str, experiment: str | None) -> ExperimentState:
     if not experiment:
         pointer = latest_pointer(storage_root)
         if not pointer.is_file():
@@ -110,22 +110,25 @@ def load_state(storage_root: str, experiment: str | None) -> dict:
     path = ExperimentDir(storage_root, experiment).state
     if not path.is_file():
         fail(f"experiment {experiment!r} has no state at {path}: was it launched (not a dry run)?")
-    return json.loads(path.read_text())
+    try:
+        return ExperimentState.read(path)
+    except ContractError as error:
+        fail(str(error))
 
 
-def stage_states(state: dict) -> Dict[str, Tuple[str, str]]:
+def stage_states(state: ExperimentState) -> Dict[str, Tuple[str, str]]:
     """{stage: (state, elapsed)}: Slurm's (or the local runner's) word, corrected by the artifacts."""
-    records = state["stages"]
-    ids = [str(r["job_id"]) for r in records.values() if r.get("job_id")]
-    if state["executor"] == "slurm":
+    records = state.stages
+    ids = [r.job_id for r in records.values() if r.job_id]
+    if state.executor == "slurm":
         jobs = slurm.job_states(ids)
     else:
-        exp = ExperimentDir(state["storage_root"], state["experiment"])
+        exp = ExperimentDir(state.storage_root, state.experiment)
         jobs = {i: local.local_state(exp, i) for i in ids}
     result = {}
     for name, record in records.items():
-        job_state, elapsed = jobs.get(str(record.get("job_id")), ("", ""))
-        if is_complete(record["artifact"]):
+        job_state, elapsed = jobs.get(str(record.job_id), ("", ""))
+        if is_complete(record.artifact):
             job_state = "COMPLETED"
         elif not job_state or job_state == "UNKNOWN":
             job_state = "UNKNOWN (no completion marker)"
@@ -174,43 +177,42 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
             f"python -m launcher logs {escape(experiment)} {escape(name)})\n" + escape("\n".join(cause)))
 
 
-def status_view(state: dict, states: Dict[str, Tuple[str, str]]) -> Group:
+def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]]) -> Group:
     """The stages' table, fitted to the width it is printed at (names whole: preview.FittedTable), then why
     each failed stage failed."""
     def rows(artifact_form: str) -> List[List[str]]:
         result = []
-        for name, record in state["stages"].items():
+        for name, record in state.stages.items():
             job_state, elapsed = states[name]
             failed = job_state.split()[0] in TERMINAL_FAILURES
             color = "green" if job_state == "COMPLETED" else "red" if failed else "yellow"
-            result.append([escape(name), str(record.get("job_id") or "-"), f"[{color}]{escape(job_state)}[/{color}]",
-                           elapsed, escape(artifact_label(record["artifact"], state["storage_root"], artifact_form))])
+            result.append([escape(name), record.job_id or "-", f"[{color}]{escape(job_state)}[/{color}]",
+                           elapsed, escape(artifact_label(record.artifact, state.storage_root, artifact_form))])
         return result
 
-    table = FittedTable(escape(f"{state['experiment']} ({state['executor']})"),
+    table = FittedTable(escape(f"{state.experiment} ({state.executor})"),
                         ("stage", "job", "state", "elapsed", "artifact"), rows)
-    failures = [failure_report(name, states[name][0], record.get("log"), state["experiment"])
-                for name, record in state["stages"].items() if states[name][0].split()[0] in ERRORS]
+    failures = [failure_report(name, states[name][0], record.log, state.experiment)
+                for name, record in state.stages.items() if states[name][0].split()[0] in ERRORS]
     return Group(table, *failures)
 
 
-def regenerate_report(state: dict, console: Console) -> int:
+def regenerate_report(state: ExperimentState, console: Console) -> int:
     """Run the report job's code here, with accounting read on this (login) node."""
     import subprocess
     import sys
 
-    from launcher.plan import ACCOUNTING
     from launcher.validation import umask_value
 
-    if umask_value(state.get("umask")) is not None:  # the launch's cluster.umask, for what is written here
-        os.umask(umask_value(state["umask"]))
-    exp = ExperimentDir(state["storage_root"], state["experiment"])
-    ids = sorted({str(r["job_id"]) for r in state["stages"].values() if r.get("job_id")})
-    if state["executor"] == "slurm":
+    if umask_value(state.umask) is not None:  # the launch's cluster.umask, for what is written here
+        os.umask(umask_value(state.umask))
+    exp = ExperimentDir(state.storage_root, state.experiment)
+    ids = sorted({r.job_id for r in state.stages.values() if r.job_id})
+    if state.executor == "slurm":
         accounting = slurm.accounting_rows(ids)
         if accounting is not None:
             (exp.root / ACCOUNTING).write_text(accounting)
-    command = [sys.executable, "-m", "jobs.report", "--inputs", str(exp.root / "report_inputs.json"),
+    command = [sys.executable, "-m", "jobs.report", "--inputs", str(exp.root / REPORT_INPUTS),
                "--output_dir", str(exp.root / "report"), "--experiment_dir", str(exp.root),
                "--accounting", str(exp.root / ACCOUNTING)]
     code = subprocess.run(command).returncode
@@ -220,14 +222,14 @@ def regenerate_report(state: dict, console: Console) -> int:
     return code
 
 
-def cancel(state: dict, console: Console) -> int:
+def cancel(state: ExperimentState, console: Console) -> int:
     """Cancel the experiment's jobs that have not ended, and say which: its states are asked first, so that
     jobs that already ended are neither cancelled nor counted (a repeat cancels nothing). On Slurm, scancel;
     on cluster=local, the launch running them in the foreground is stopped (dispatch.local.stop)."""
-    experiment = state["experiment"]
-    ours = {n: str(r["job_id"]) for n, r in state["stages"].items() if r.get("action") == "submitted" and r.get("job_id")}
-    exp = ExperimentDir(state["storage_root"], state["experiment"])
-    if state["executor"] == "slurm":
+    experiment = state.experiment
+    ours = {n: r.job_id for n, r in state.stages.items() if r.action == "submitted" and r.job_id}
+    exp = ExperimentDir(state.storage_root, state.experiment)
+    if state.executor == "slurm":
         known = slurm.job_states(sorted(set(ours.values())))
         before = {n: known[j][0] if j in known else "UNKNOWN" for n, j in ours.items()}
         live = {n: s for n, s in before.items() if s in slurm.LIVE_STATES}
@@ -238,10 +240,9 @@ def cancel(state: dict, console: Console) -> int:
     ended = len(before) - len(live) - len(unknown)
     notes = [f"{ended} had already ended"] if ended and (live or unknown) else []
     if unknown:
-        notes.append(f"the {'Slurm' if state['executor'] == 'slurm' else 'local'} state of {len(unknown)} is not known "
+        notes.append(f"the {'Slurm' if state.executor == 'slurm' else 'local'} state of {len(unknown)} is not known "
                      f"(ended long ago, or the query did not answer), not cancelled: {', '.join(unknown)}")
-    theirs = [f"{n} ({r['job_id']}, {r['action']})" for n, r in state["stages"].items()
-              if str(r.get("action", "")).startswith("reused from")]
+    theirs = [f"{n} ({r.job_id}, {r.action})" for n, r in state.stages.items() if r.action.startswith("reused from")]
     if theirs:
         notes.append(f"jobs of other experiments it waits on are theirs to cancel: {', '.join(theirs)}")
     if not live:
@@ -253,7 +254,7 @@ def cancel(state: dict, console: Console) -> int:
                       soft_wrap=True)
         return 0
     jobs = sorted({ours[n] for n in live})
-    if state["executor"] == "slurm":
+    if state.executor == "slurm":
         problem = slurm.cancel(jobs)
         how = f"; scancel said: {problem}" if problem else ""
     else:
@@ -299,9 +300,9 @@ def main(command: str, argv: List[str]) -> int:
             fail("usage: python -m launcher logs [EXPERIMENT] STAGE")
         state = load_state(root, names[0] if len(names) > 1 else None)
         stage = names[-1]
-        if stage not in state["stages"]:
-            fail(f"no stage {stage!r} in {state['experiment']}; stages: {', '.join(state['stages'])}")
-        path = state["stages"][stage].get("log")
+        if stage not in state.stages:
+            fail(f"no stage {stage!r} in {state.experiment}; stages: {', '.join(state.stages)}")
+        path = state.stages[stage].log
         text = Path(path).read_text(errors="replace") if path and Path(path).is_file() else f"(no log at {path})\n"
         print("\n".join(text.splitlines()[-args.lines:]) if args.lines else text, end="")
         return 0

@@ -12,11 +12,12 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from launcher.schema import MIN_TIME_LIMIT_MIN
+from launcher import stages
+from launcher.schema import MIN_TIME_LIMIT_MIN, CheckpointTool, ContainerRuntime, Executor, GemmPlugin, QFormat
 
 # Compute capability per GPU type (cluster.gpu_type); cluster.gpu_compute_capability overrides it.
 GPU_COMPUTE_CAPABILITY = {
@@ -35,8 +36,6 @@ SIGNAL_LEAD_MIN_S = 30
 # leave the stage minutes of work before the earliest warning, or it is signalled (and requeued) at once.
 SLURM_SIGNAL_EARLY_S = 60
 # launcher.schema.MIN_TIME_LIMIT_MIN = 5: 300 s - 30 s lead - 60 s early = 3.5 min of work at least
-
-CALIBRATED_QFORMATS = ("fp8",)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOKEN_PATTERNS = (
@@ -312,8 +311,8 @@ def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]
     when the drafter is trained by this launch)."""
     import json
 
-    from jobs.drafter_metrics import (describe, gate_decision, gate_problem, gate_remedy, gate_settings,
-                                      passing_min_top1)
+    from jobs.drafter_metrics import describe, gate_decision, gate_problem, gate_remedy, passing_min_top1
+    from launcher.contract import gate_settings
 
     errors: List[ConfigError] = []
     warnings: List[str] = []
@@ -400,7 +399,8 @@ def umask_value(text: Any) -> Optional[int]:
     return int(match[1], 8) if match else None
 
 
-def _umask_errors(c: DictConfig) -> List[ConfigError]:
+def _umask_errors(cfg: DictConfig) -> List[ConfigError]:
+    c = cfg.cluster
     value = umask_value(c.umask)
     if value is None:
         return [ConfigError("cluster.umask", c.umask, "not an octal umask with its leading 0 (in YAML a bare 027 "
@@ -467,39 +467,68 @@ def _one_per_key(errors: List[ConfigError]) -> List[ConfigError]:
     return list(seen.values())
 
 
-def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), submitting: bool = False) -> None:
-    """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting)."""
-    from launcher.schema_check import config_errors
-
+def validate(cfg: DictConfig, needed_containers: Optional[Tuple[str, ...]] = None, submitting: bool = False) -> None:
+    """Raise InvalidConfig listing every problem of `cfg` (and of the environment, when submitting).
+    `needed_containers`: the container keys its stages run in; by default those of the stages it needs."""
     # Each key on its own first: its form, range, secrecy, and whether the schema has it at all. The checks after
     # these relate keys to each other and assume each is in its range and has a value: on an out-of-range one they
-    # would only say it again, wrongly (gpus_per_node=0 as "allowed: tp*pp <= 0"), or fail. The specific checks
-    # come before the schema's generic one, which says nothing more of a key they named.
-    errors = _one_per_key(_text_errors(cfg) + _secret_errors(cfg) + _env_errors(cfg.cluster)
-                          + _time_limit_errors(cfg.cluster) + config_errors(cfg))
+    # would only say it again, wrongly (gpus_per_node=0 as "allowed: tp*pp <= 0"), or fail.
+    errors = _key_errors(cfg)
     if errors:
         raise InvalidConfig(errors)
-    errors += environment_errors(cfg, needed_containers) if submitting else []
-    m, q, d, c, b = cfg.model, cfg.quantization, cfg.drafter, cfg.cluster, cfg.benchmark
+    needed = stages.needed_containers(cfg) if needed_containers is None else needed_containers
+    errors += environment_errors(cfg, needed) if submitting else []
+    for check in RELATION_CHECKS:
+        errors += check(cfg)
+    errors += _container_errors(cfg.cluster, needed)
+    if errors:
+        raise InvalidConfig(errors)
 
+
+def _key_errors(cfg: DictConfig) -> List[ConfigError]:
+    """Each key on its own, one error per key: the specific checks come before the schema's generic one, which
+    says nothing more of a key they named."""
+    from launcher.schema_check import config_errors
+
+    return _one_per_key(_text_errors(cfg) + _secret_errors(cfg) + _env_errors(cfg.cluster)
+                        + _time_limit_errors(cfg.cluster) + config_errors(cfg))
+
+
+def _gpu_errors(cfg: DictConfig) -> List[ConfigError]:
+    """What the quantization and the drafter need of cluster.gpu_type's compute capability."""
+    q, d, c = cfg.quantization, cfg.drafter, cfg.cluster
     cc = compute_capability(cfg)
     if cc is None:
-        errors.append(ConfigError("cluster.gpu_type", c.gpu_type, "unknown GPU type; set "
-                                  "cluster.gpu_compute_capability", ", ".join(GPU_COMPUTE_CAPABILITY)))
-    else:
-        for key, value in (("quantization.qformat", q.qformat), ("quantization.kv_cache_dtype", q.kv_cache_dtype)):
-            if value == "fp8" and cc < FP8_MIN_CC:
-                errors.append(ConfigError(key, value, f"FP8 needs compute capability {FP8_MIN_CC}+ but "
-                                          f"cluster.gpu_type={c.gpu_type} has {cc}; use quantization=int8_wo",
-                                          "int8_wo, bf16 on this GPU"))
-        if d.enabled and cc < REDRAFTER_MIN_CC:
-            errors.append(ConfigError("drafter", d.name, f"ReDrafter needs compute capability {REDRAFTER_MIN_CC}+, "
-                                      f"cluster.gpu_type={c.gpu_type} has {cc}", "drafter=none"))
-    if q.qformat in CALIBRATED_QFORMATS and not q.calibrate:
-        errors.append(ConfigError("quantization.calibrate", q.calibrate, f"qformat {q.qformat} needs calibration", "true"))
+        return [ConfigError("cluster.gpu_type", c.gpu_type, "unknown GPU type; set cluster.gpu_compute_capability",
+                            ", ".join(GPU_COMPUTE_CAPABILITY))]
+    errors = []
+    for key, value in (("quantization.qformat", q.qformat), ("quantization.kv_cache_dtype", q.kv_cache_dtype)):
+        if value == "fp8" and cc < FP8_MIN_CC:
+            errors.append(ConfigError(key, value, f"FP8 needs compute capability {FP8_MIN_CC}+ but "
+                                      f"cluster.gpu_type={c.gpu_type} has {cc}; use quantization=int8_wo",
+                                      "int8_wo, bf16 on this GPU"))
+    if d.enabled and cc < REDRAFTER_MIN_CC:
+        errors.append(ConfigError("drafter", d.name, f"ReDrafter needs compute capability {REDRAFTER_MIN_CC}+, "
+                                  f"cluster.gpu_type={c.gpu_type} has {cc}", "drafter=none"))
+    return errors
 
-    available = c.gpus_per_node * c.max_nodes
-    tp, pp = m.tensor_parallel, m.pipeline_parallel
+
+def _calibration_errors(cfg: DictConfig) -> List[ConfigError]:
+    q = cfg.quantization
+    if QFormat(q.qformat).needs_calibration and not q.calibrate:
+        return [ConfigError("quantization.calibrate", q.calibrate, f"qformat {q.qformat} needs calibration", "true")]
+    return []
+
+
+def _available_gpus(c: DictConfig) -> int:
+    return c.gpus_per_node * c.max_nodes
+
+
+def _parallel_errors(cfg: DictConfig) -> List[ConfigError]:
+    """The model's tensor x pipeline split: within the cluster, and along its heads and layers."""
+    m, c = cfg.model, cfg.cluster
+    available, tp, pp = _available_gpus(c), m.tensor_parallel, m.pipeline_parallel
+    errors = []
     if tp * pp > available:
         errors.append(ConfigError("model.tensor_parallel", tp, f"tensor x pipeline parallel = {tp}x{pp} = {tp * pp} "
                                   f"GPUs, but cluster {c.name} offers {c.gpus_per_node} per node x {c.max_nodes} nodes",
@@ -513,57 +542,93 @@ def validate(cfg: DictConfig, needed_containers: Tuple[str, ...] = ("trtllm",), 
     if pp > m.num_layers:
         errors.append(ConfigError("model.pipeline_parallel", pp, f"more stages than the {m.num_layers} layers",
                                   f"<= {m.num_layers}"))
-    if m.checkpoint_tool == "trtllm_examples" and not m.convert_script:
+    return errors
+
+
+def _model_build_errors(cfg: DictConfig) -> List[ConfigError]:
+    """What the checkpoint tool and the plain engine's build limits need."""
+    m = cfg.model
+    errors = []
+    if m.checkpoint_tool == CheckpointTool.trtllm_examples and not m.convert_script:
         errors.append(ConfigError("model.convert_script", None, "checkpoint_tool=trtllm_examples needs the model's "
                                   "convert script under TensorRT-LLM's examples/",
                                   "e.g. models/core/llama/convert_checkpoint.py"))
-    errors += _length_errors("model.max_input_len", m.max_input_len, "model.max_seq_len", m.max_seq_len)
+    return errors + _length_errors("model.max_input_len", m.max_input_len, "model.max_seq_len", m.max_seq_len)
 
-    if d.enabled:
-        if d.draft_len_per_beam > d.predict_n_tokens:
-            errors.append(ConfigError("drafter.draft_len_per_beam", d.draft_len_per_beam, "longer than the "
-                                      f"{d.predict_n_tokens} tokens the drafter predicts (drafter.predict_n_tokens)",
-                                      f"1..{d.predict_n_tokens}"))
-        if d.tensor_parallel != tp:
-            errors.append(ConfigError("drafter.tensor_parallel", d.tensor_parallel, "must equal the base checkpoint's "
-                                      f"tensor parallel size (model.tensor_parallel={tp})", str(tp)))
-        if d.num_gpus > available or d.num_gpus < 1:
-            errors.append(ConfigError("drafter.num_gpus", d.num_gpus, f"cluster {c.name} offers {available} GPUs",
-                                      f"1..{available}"))
-        if d.engine_gemm_plugin == "fp8" and q.qformat != "fp8":
-            errors.append(ConfigError("drafter.engine_gemm_plugin", "fp8", f"needs an FP8 checkpoint, "
-                                      f"quantization.qformat is {q.qformat}", "auto, or leave unset"))
-        errors += _length_errors("drafter.engine_max_input_len", d.engine_max_input_len,
-                                 "drafter.engine_max_seq_len", d.engine_max_seq_len)
 
+def _drafter_errors(cfg: DictConfig) -> List[ConfigError]:
+    """The drafter's training, conversion and speculative engine, against the base model and the cluster."""
+    d, q, c = cfg.drafter, cfg.quantization, cfg.cluster
+    if not d.enabled:
+        return []
+    errors = []
+    available, tp = _available_gpus(c), cfg.model.tensor_parallel
+    if d.draft_len_per_beam > d.predict_n_tokens:
+        errors.append(ConfigError("drafter.draft_len_per_beam", d.draft_len_per_beam, "longer than the "
+                                  f"{d.predict_n_tokens} tokens the drafter predicts (drafter.predict_n_tokens)",
+                                  f"1..{d.predict_n_tokens}"))
+    if d.tensor_parallel != tp:
+        errors.append(ConfigError("drafter.tensor_parallel", d.tensor_parallel, "must equal the base checkpoint's "
+                                  f"tensor parallel size (model.tensor_parallel={tp})", str(tp)))
+    if d.num_gpus > available or d.num_gpus < 1:
+        errors.append(ConfigError("drafter.num_gpus", d.num_gpus, f"cluster {c.name} offers {available} GPUs",
+                                  f"1..{available}"))
+    if d.engine_gemm_plugin == GemmPlugin.fp8 and q.qformat != QFormat.fp8:
+        errors.append(ConfigError("drafter.engine_gemm_plugin", "fp8", f"needs an FP8 checkpoint, "
+                                  f"quantization.qformat is {q.qformat}", "auto, or leave unset"))
+    return errors + _length_errors("drafter.engine_max_input_len", d.engine_max_input_len,
+                                   "drafter.engine_max_seq_len", d.engine_max_seq_len)
+
+
+def _benchmark_errors(cfg: DictConfig) -> List[ConfigError]:
+    m, d, b = cfg.model, cfg.drafter, cfg.benchmark
+    errors = []
     if not 1 <= b.cancel_after <= b.num_generations:
         errors.append(ConfigError("benchmark.cancel_after", b.cancel_after, "cannot exceed the generations started "
                                   f"(benchmark.num_generations={b.num_generations})", f"1..{b.num_generations}"))
     errors += _request_length_errors(m, d, b)
     if not os.path.isfile(b.problems_file):
         errors.append(ConfigError("benchmark.problems_file", b.problems_file, "no such file", "a JSONL file of problems"))
+    return errors
 
+
+def _port_errors(cfg: DictConfig) -> List[ConfigError]:
     s = cfg.serving
     if s.port == s.sandbox.port:
-        errors.append(ConfigError("serving.sandbox.port", s.sandbox.port, "the LLM server and the sandbox cannot "
-                                  "start from the same port", f"any other than serving.port={s.port}"))
+        return [ConfigError("serving.sandbox.port", s.sandbox.port, "the LLM server and the sandbox cannot start "
+                            "from the same port", f"any other than serving.port={s.port}")]
+    return []
 
-    errors += _sandbox_errors(cfg)
-    errors += name_errors(cfg) + _umask_errors(c)
-    if c.executor == "slurm" and not posixpath.isabs(c.storage_root):
-        errors.append(ConfigError("cluster.storage_root", c.storage_root, "a Slurm cluster's storage must be an "
-                                  "absolute path on a filesystem every node mounts", "an absolute path"))
-    if c.container_runtime == "pyxis":
-        for key in needed_containers:
-            if not c.containers.get(key):
-                errors.append(ConfigError(f"cluster.containers.{key}", None, f"a stage needs the `{key}` container "
-                                          f"but cluster {c.name} maps no image to it",
-                                          "an image (nvcr.io#nvidia/...) or an absolute .sqsh path"))
-            elif c.containers[key].endswith(".sqsh") and not posixpath.isabs(c.containers[key]):
-                errors.append(ConfigError(f"cluster.containers.{key}", c.containers[key], "pyxis reads a relative "
-                                          ".sqsh name as a registry image", "an absolute .sqsh path"))
-    if errors:
-        raise InvalidConfig(errors)
+
+def _storage_root_errors(cfg: DictConfig) -> List[ConfigError]:
+    c = cfg.cluster
+    if c.executor == Executor.slurm and not posixpath.isabs(c.storage_root):
+        return [ConfigError("cluster.storage_root", c.storage_root, "a Slurm cluster's storage must be an absolute "
+                            "path on a filesystem every node mounts", "an absolute path")]
+    return []
+
+
+def _container_errors(c: DictConfig, needed_containers: Tuple[str, ...]) -> List[ConfigError]:
+    """An image for every container key the stages run in, in a form pyxis reads as meant."""
+    if c.container_runtime != ContainerRuntime.pyxis:
+        return []
+    errors = []
+    for key in needed_containers:
+        if not c.containers.get(key):
+            errors.append(ConfigError(f"cluster.containers.{key}", None, f"a stage needs the `{key}` container "
+                                      f"but cluster {c.name} maps no image to it",
+                                      "an image (nvcr.io#nvidia/...) or an absolute .sqsh path"))
+        elif c.containers[key].endswith(".sqsh") and not posixpath.isabs(c.containers[key]):
+            errors.append(ConfigError(f"cluster.containers.{key}", c.containers[key], "pyxis reads a relative "
+                                      ".sqsh name as a registry image", "an absolute .sqsh path"))
+    return errors
+
+
+# The checks that relate keys to each other, in the order their errors are listed; each returns all it finds.
+RELATION_CHECKS: Tuple[Callable[[DictConfig], List[ConfigError]], ...] = (
+    _gpu_errors, _calibration_errors, _parallel_errors, _model_build_errors, _drafter_errors, _benchmark_errors,
+    _port_errors, _sandbox_errors, name_errors, _umask_errors, _storage_root_errors,
+)
 
 
 def served_max_seq_len(m: DictConfig, d: DictConfig) -> Tuple[str, int]:

@@ -53,7 +53,7 @@ def main(argv: List[str]) -> int:
         fail("usage: python -m launcher sync [EXPERIMENT] [--dry-run] [overrides]")
 
     root = storage_root_from(overrides, args.config_dir)
-    experiment = names[0] if names else load_state(root, None)["experiment"]
+    experiment = names[0] if names else load_state(root, None).experiment
     directory = wandb_dir(root, experiment)
     runs = offline_runs(directory)
     if not runs:

@@ -54,7 +54,8 @@ def test_pyxis_flags(slurm_plan):
     assert re.search(rf"--container-workdir={root}/code/[0-9a-f]{{16}} ", script)
     assert "--no-container-mount-home" in script
     assert "--container-env=HF_TOKEN,WANDB_API_KEY" in script
-    assert f"python -u -m jobs.run_stage {root}/experiments/fp8_redrafter/stages/quantize.json" in script
+    # The StageJob of the stage's spec, pickled by submitit in the job's folder (requeued through submitit on USR2).
+    assert script.endswith(f" python -u -m submitit.core._submit {root}/experiments/fp8_redrafter/submitit/%j\n")
 
 
 def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
@@ -223,8 +224,8 @@ def test_the_job_says_when_cluster_python_is_not_in_the_image(slurm_plan, tmp_pa
     (bin_dir / "python").write_text('#!/bin/sh\necho "python ran with: $*"\n')
     (bin_dir / "python").chmod(0o755)
     present = subprocess.run(["/bin/bash", "-c", inner], env={"PATH": str(bin_dir)}, capture_output=True, text=True)
-    spec = f"{slurm_plan.storage_root}/experiments/fp8_redrafter/stages/quantize.json"
-    assert (present.returncode, present.stdout) == (0, f"python ran with: -u -m jobs.run_stage {spec}\n")
+    folder = f"{slurm_plan.storage_root}/experiments/fp8_redrafter/submitit/%j"
+    assert (present.returncode, present.stdout) == (0, f"python ran with: -u -m submitit.core._submit {folder}\n")
 
 
 # srun without Slurm: the sandbox step (--overlap) serves until it is stopped, or exits at once with

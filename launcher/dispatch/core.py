@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from launcher import exit_codes
+from launcher.contract import ExperimentState, StageRecord
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import (claim_path, damaged_artifacts, latest_pointer, launched_records, move_aside,
                                        read_claim, snapshot_code, storage_lock, write_claim, write_json)
@@ -110,7 +111,7 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
             accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] \
                 if stages[0].kind == "report" else []
             for stage in stages:
-                write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting)
+                write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting, array=stages)
             for stage, (job_id, log) in zip(stages, backend.submit(stages, deps, accounting)):
                 records[stage.name].update(job_id=job_id, log=log)
                 write_claim(stage, job_id, plan.experiment, log)
@@ -146,9 +147,10 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
                           f"has not ended; it is no longer followed: cancel it if it is not wanted "
                           f"({'scancel ' + job if executor == 'slurm' else 'in the shell that runs it'})[/yellow]",
                           highlight=False, soft_wrap=True)
-        write_json(exp.state, {"experiment": plan.experiment, "executor": executor, "storage_root": plan.storage_root,
-                               "code": str(code_dir), "submitted_at": time.time(), "stages": records,
-                               "umask": first.cluster.umask})  # what `report` regenerates follows it too
+        write_json(exp.state, ExperimentState(
+            experiment=plan.experiment, executor=executor, storage_root=plan.storage_root, code=str(code_dir),
+            submitted_at=time.time(), stages={name: StageRecord(**record) for name, record in records.items()},
+            umask=first.cluster.umask).to_json())
         latest_pointer(plan.storage_root).write_text(plan.experiment)
     elapsed = time.perf_counter() - started
     console.print(_submission_table(plan, records))

@@ -11,11 +11,14 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
 from jobs import artifacts
-from launcher.plan import COMPLETE_MARKER, Plan, Stage
-from launcher.schema import CONF_DIR
+from launcher.contract import MANIFEST as COMPLETE_MARKER
+from launcher.user_config import CONF_DIR
+
+if TYPE_CHECKING:  # `status` reads storage too, and must not pay for the plan's imports (omegaconf, Hydra)
+    from launcher.plan import Plan, Stage
 
 CODE_PACKAGES = ("launcher", "jobs", "conf")
 SOURCE_ROOT = CONF_DIR.parent

@@ -1,14 +1,14 @@
-"""The batch scripts submitit writes for every stage: resources, dependencies, requeue, pyxis flags."""
+"""The batch scripts sbatch receives for every stage: resources, dependencies, requeue, pyxis flags, and the
+command submitit starts (the same text a dry run writes: tests/test_submitted_script.py reads it back from Slurm)."""
 import re
 import shlex
 
 import pytest
-from submitit.slurm.slurm import _make_sbatch_string
 
-from launcher.dispatch.slurm import SlurmBackend, job_states, submitit_parameters, submitit_python
+from launcher.dispatch.slurm import SlurmBackend, job_states, submitit_python
 from launcher.dispatch.storage import code_snapshot_dir
 from launcher.plan import build_plan
-from launcher.scripts import ExperimentDir
+from launcher.scripts import ExperimentDir, format_time_limit, render_script, submitit_argv
 from tests.helpers import NGC_IMAGE, compose_config, example_slurm_plan
 
 @pytest.fixture(scope="module")
@@ -16,11 +16,19 @@ def plan(tmp_path_factory):
     return example_slurm_plan(tmp_path_factory.mktemp("storage"))
 
 
-def sbatch_for(plan, name, deps=("11", "12")):
+def sbatch_for(plan, name, deps=("11", "12"), array=()):
+    """The script SlurmBackend.submit gives submitit for this stage (its dependencies' jobs `deps`)."""
     stage = plan.stages[name]
-    params = submitit_parameters(plan, stage, list(deps) if stage.deps else [], code_snapshot_dir(plan.storage_root))
-    # What submitit writes (its private renderer, the one SlurmExecutor.submit uses).
-    return _make_sbatch_string(command="python -u -m submitit.core._submit /f", folder="/f/%j", **params)
+    return render_script(plan, stage, ExperimentDir(plan.storage_root, plan.experiment),
+                         stage.dependency(list(deps) if stage.deps else []), code_snapshot_dir(plan.storage_root),
+                         array=array)
+
+
+def stage_step(script):
+    """The stage's srun, the script's last command, as words."""
+    lines = script.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("srun "))
+    return shlex.split("\n".join(lines[start:]).replace("\\\n", " "))
 
 
 @pytest.mark.parametrize("name", ["download_model", "download_dataset", "calibration_data", "quantize",
@@ -30,7 +38,7 @@ def test_every_stage_script(plan, name):
     stage = plan.stages[name]
     sbatch = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(.*))?$", script, re.M))
     assert sbatch["job-name"] == f"launcher:fp8_redrafter:{name}"
-    assert sbatch["time"] == str(stage.resources.time_min) and "requeue" in sbatch
+    assert sbatch["time"] == format_time_limit(stage.resources.time_min) and "requeue" in sbatch
     assert sbatch["signal"] == "USR2@90" and sbatch["account"] == "my_account"
     if stage.resources.gpus_per_node:
         assert sbatch["gpus-per-node"] == str(stage.resources.gpus_per_node) and sbatch["partition"] == "batch"
@@ -40,13 +48,71 @@ def test_every_stage_script(plan, name):
         assert sbatch["dependency"] == f"{stage.dependency_kind}:11:12" and sbatch["kill-on-invalid-dep"] == "yes"
     else:
         assert "dependency" not in sbatch
-    srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
+    assert "array" not in sbatch
+    srun = stage_step(script)
+    assert srun[:2] == ["srun", "--unbuffered"]
     assert f"--container-image={NGC_IMAGE}" in srun  # survives shell quoting with its `#`
     container_env = next(a for a in srun if a.startswith("--container-env=")).split("=", 1)[1].split(",")
     assert "--no-container-mount-home" in srun and {"HF_TOKEN", "WANDB_API_KEY"} <= set(container_env)
     assert any(a.startswith("--container-mounts=" + plan.storage_root + ":" + plan.storage_root) for a in srun)
     assert any(a.startswith("--container-workdir=" + plan.storage_root + "/code/") for a in srun)
     assert "export WANDB_RUN_GROUP=fp8_redrafter" in script
+
+
+def test_one_log_where_submitit_looks_for_it(plan):
+    """sbatch's --output is submitit's JobPaths.stdout (the launch's record of the stage, what `status` reads);
+    the step writes there too (no srun --output of its own)."""
+    from submitit.core.utils import JobPaths
+
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    script = sbatch_for(plan, "quantize")
+    output = re.search(r"^#SBATCH --output=(.*)$", script, re.M)[1]
+    assert str(JobPaths(exp.submitit / "%j", job_id="4242").stdout) == output.replace("%j", "4242")
+    assert "--output" not in stage_step(script) and "--error" not in script
+
+
+def test_similar_stages_share_one_array_script(plan):
+    """An array's script: --array over its elements, each element's own log (%A_%a, submitit's JobPaths of
+    `<array id>_<i>`), a job name for the whole, every element named in the comments."""
+    from submitit.core.utils import JobPaths
+
+    stages = [plan.stages["quantize"], plan.stages["train_drafter"]]  # as if batch_key had grouped them
+    script = sbatch_for(plan, "train_drafter", array=stages)
+    assert script == sbatch_for(plan, "quantize", array=stages)
+    sbatch = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(.*))?$", script, re.M))
+    assert sbatch["array"] == "0-1" and sbatch["job-name"] == '"launcher:fp8_redrafter:quantize[array of 2]"'  # a space: quoted
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    assert sbatch["output"].replace("%A", "77").replace("%a", "1") == str(JobPaths(exp.submitit / "%j", "77_1").stdout)
+    assert "#   [0] quantize: " in script and "#   [1] train_drafter: " in script
+
+
+def test_the_stage_step_runs_what_submitit_starts(plan):
+    """submitit's command (SlurmExecutor._submitit_command_str: `<python> -u -m submitit.core._submit <folder>`),
+    the last line of the script, with SUBMITIT_EXECUTOR exported and named for pyxis."""
+    import submitit
+
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    stage = plan.stages["quantize"]
+    executor = submitit.SlurmExecutor(folder=exp.submitit / "%j", python=submitit_python(stage))
+    script = sbatch_for(plan, "quantize")
+    assert script.endswith(f"  {executor._submitit_command_str}\n")
+    assert shlex.join(submitit_argv(stage, exp)) == executor._submitit_command_str
+    assert "\nexport SUBMITIT_EXECUTOR=slurm\n" in script
+    container_env = next(a for a in stage_step(script) if a.startswith("--container-env=")).split(",")
+    assert "SUBMITIT_EXECUTOR" in container_env
+
+
+def test_a_submitit_that_would_run_another_command_submits_nothing(plan, tmp_path):
+    from launcher.dispatch.submitit_script import ScriptExecutor
+
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    stage = plan.stages["quantize"]
+    command = shlex.join(submitit_argv(stage, exp))
+    executor = ScriptExecutor(tmp_path / "%j", python=submitit_python(stage), script=sbatch_for(plan, "quantize"),
+                              command=command, array_size=1)
+    assert executor._make_submission_file_text(command, "uid") == sbatch_for(plan, "quantize")
+    with pytest.raises(RuntimeError, match="the batch script runs"):
+        executor._make_submission_file_text(command.replace("submitit.core._submit", "other"), "uid")
 
 
 def test_report_waits_for_any_benchmark_outcome(plan):
@@ -58,7 +124,7 @@ def test_benchmark_starts_the_sandbox_step_without_secrets(plan):
     sandbox = next(line for line in script.splitlines() if line.startswith("  srun --overlap"))
     assert "launcher-sandbox.sqsh" in sandbox and "--container-env" not in sandbox
     assert sandbox.endswith(" &") and "env -u HF_TOKEN -u WANDB_API_KEY" in sandbox
-    assert script.index("srun --overlap") < script.index("srun --unbuffered")
+    assert script.index("srun --overlap") < script.index("srun \\\n  --unbuffered")
 
 
 def test_job_states_without_slurm_is_empty(monkeypatch):
@@ -102,41 +168,43 @@ def test_the_report_goes_alone(plan):
 @pytest.mark.parametrize("minutes, lead_s", [(5, 30), (10, 60), (15, 90), (720, 90)])
 def test_the_time_limit_warning_scales_with_a_short_limit(tmp_path, minutes, lead_s):
     """USR2 (submitit's checkpoint and requeue) comes 90 s before the limit, a tenth of a short limit (never under
-    30 s): at 90 s a short stage was warned, and requeued, almost at once. The dry run's script says the same."""
-    from launcher.scripts import render_script
+    30 s): at 90 s a short stage was warned, and requeued, almost at once."""
     from tests.helpers import plan_for
 
     plan = plan_for("cluster=example_slurm", "+experiment=fp8", f"cluster.storage_root={tmp_path}",
                     f"+cluster.time_limits.quantize={minutes}")
     assert f"#SBATCH --signal=USR2@{lead_s}\n" in sbatch_for(plan, "quantize")
-    script = render_script(plan, plan.stages["quantize"], ExperimentDir(plan.storage_root, plan.experiment), None,
-                           code_snapshot_dir(plan.storage_root))
-    assert f"#SBATCH --signal=USR2@{lead_s}\n" in script
 
 
-def sbatch_for_real_command(plan, name):
-    """The script submitit writes, with the command SlurmBackend gives it (cluster.python checked first)."""
-    stage = plan.stages[name]
-    params = submitit_parameters(plan, stage, ["11"], code_snapshot_dir(plan.storage_root))
-    return _make_sbatch_string(command=f"{submitit_python(stage)} -u -m submitit.core._submit /f", folder="/f/%j",
-                               **params)
-
-
-def test_submitits_script_names_every_variable_it_exports_in_container_env(plan):
+def test_the_script_names_every_variable_it_exports_in_container_env(plan):
     """pyxis gives the image's own ENV precedence over any variable not named in --container-env (seen under
-    pyxis 0.24): every export of the script submitit writes, its own SUBMITIT_EXECUTOR too, is named."""
+    pyxis 0.24): every export of the script, SUBMITIT_EXECUTOR too, is named."""
     for name in plan.stages:
-        script = sbatch_for_real_command(plan, name)
+        script = sbatch_for(plan, name)
         exported = set(re.findall(r"^\s*export (\w+)=", script, re.M))
         assert {"PYTHONPATH", "SUBMITIT_EXECUTOR"} <= exported
-        srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
-        named = next(a for a in srun if a.startswith("--container-env=")).split("=", 1)[1].split(",")
+        named = next(a for a in stage_step(script) if a.startswith("--container-env=")).split("=", 1)[1].split(",")
         assert exported | {"HF_TOKEN", "WANDB_API_KEY"} <= set(named), (name, exported - set(named))
 
 
-def test_submitits_job_checks_cluster_python_in_the_image_first(plan):
-    script = sbatch_for_real_command(plan, "quantize")
-    srun = shlex.split(next(line for line in script.splitlines() if line.startswith("srun --unbuffered")))
+def test_the_job_checks_cluster_python_in_the_image_first(plan):
+    srun = stage_step(sbatch_for(plan, "quantize"))
     inner = srun[next(i for i, w in enumerate(srun) if w == "sh"):]
-    assert inner[:2] == ["sh", "-c"] and inner[3:] == ["python", "-u", "-m", "submitit.core._submit", "/f"]
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    assert inner[:2] == ["sh", "-c"] and inner[3:] == ["python", "-u", "-m", "submitit.core._submit",
+                                                       str(exp.submitit / "%j")]
     assert f"cluster.python=python is not in the container image {NGC_IMAGE}" in inner[2]
+
+
+def test_a_dry_run_writes_similar_points_as_the_array_a_launch_submits(tmp_path):
+    """Each point's script is the array's, as batch_key groups them; a dependency's job id is its placeholder."""
+    from launcher.preview import write_dry_run_files
+
+    sweep = _sweep_plan(tmp_path, ["serving.max_batch_size=8"], ["serving.max_batch_size=16"])
+    exp = ExperimentDir(sweep.storage_root, "sweep")
+    write_dry_run_files(sweep, exp, code_snapshot_dir(sweep.storage_root))
+    scripts = [exp.script(s.name).read_text() for s in sweep.stages.values() if s.kind == "benchmark"]
+    assert len(scripts) == 2 and scripts[0] == scripts[1] and "\n#SBATCH --array=0-1\n" in scripts[0]
+    build = next(s.name for s in sweep.stages.values() if s.kind == "build_engine")
+    assert f"\n#SBATCH --dependency=afterok:<{build}>\n" in scripts[0]
+    assert "--array" not in exp.script(build).read_text()

@@ -42,6 +42,10 @@ def test_the_manifest_lists_every_file_with_its_size(artifact):
     assert manifest["size_bytes"] == 1002
 
 
+def manifest_json(artifact) -> dict:
+    return json.loads((artifact / "manifest.json").read_text())
+
+
 def test_a_whole_artifact_has_no_problem(artifact):
     assert artifacts.problem(artifact) is None
     assert artifacts.problem(artifact, "build_engine", FINGERPRINT) is None
@@ -55,8 +59,15 @@ def test_an_emptied_manifest(artifact):
 def test_a_manifest_of_another_artifact(artifact):
     assert artifacts.problem(artifact, fingerprint="fedcba9876543210") == \
         "its manifest.json says fingerprint '0123456789abcdef', expected 'fedcba9876543210'"
+    (artifact / "manifest.json").write_text(json.dumps({**manifest_json(artifact), "stage": "quantize"}))
+    assert artifacts.problem(artifact) == "its manifest.json says stage 'quantize', expected 'build_engine'"
+
+
+def test_a_manifest_another_version_wrote_names_the_key(artifact):
     (artifact / "manifest.json").write_text("{}")
-    assert artifacts.problem(artifact) == "its manifest.json says stage None, expected 'build_engine'"
+    assert artifacts.problem(artifact).startswith("its manifest.json: missing key 'stage' (a Manifest has stage, ")
+    (artifact / "manifest.json").write_text(json.dumps({**manifest_json(artifact), "size_bytes": "1002"}))
+    assert artifacts.problem(artifact) == "its manifest.json: size_bytes: expected int, got '1002'"
 
 
 def test_a_deleted_file(artifact):

@@ -19,6 +19,7 @@ import pytest
 
 from jobs import drafter_metrics, run_stage, wandb_log
 from jobs.run_stage import StageFailed
+from launcher.contract import DrafterGate
 from tests.jobs.test_run_stage import (DRAFTER_DIR, PY, STANDINS, manifest, plan, relocated, stage_spec_file,
                                        standin_env, write_spec)
 
@@ -53,7 +54,7 @@ def train(the_plan, root: Path, extra_args=(), **gate) -> tuple:
     from launcher.scripts import stage_spec
 
     where = elsewhere(the_plan, "train_drafter", root)
-    spec = relocated(stage_spec(the_plan, the_plan.stages["train_drafter"]), where)
+    spec = relocated(stage_spec(the_plan, the_plan.stages["train_drafter"]).to_json(), where)
     spec["commands"]["train"] += list(extra_args)  # later flags win, as with argparse
     spec["drafter"].update(gate)
     return write_spec(root / "train.json", spec), where
@@ -64,7 +65,7 @@ def convert(the_plan, trained: Path, root: Path, **gate) -> tuple:
     from launcher.scripts import stage_spec
 
     where = elsewhere(the_plan, "convert_drafter", root)
-    spec = stage_spec(the_plan, the_plan.stages["convert_drafter"])
+    spec = stage_spec(the_plan, the_plan.stages["convert_drafter"]).to_json()
     text = json.dumps(spec).replace(the_plan.stages["train_drafter"].artifact, str(trained))
     spec = relocated(json.loads(text), where)
     spec["drafter"].update(gate)
@@ -150,8 +151,8 @@ def test_the_gate_keys_change_no_fingerprint():
     assert {n: s.fingerprint for n, s in gated.stages.items()} == base
     from launcher.scripts import stage_spec
 
-    assert stage_spec(gated, gated.stages["convert_drafter"])["drafter"] == {
-        "min_top1": 0.1, "on_low_quality": "warn", "gate_window": 9, "predict_n_tokens": 3}
+    assert stage_spec(gated, gated.stages["convert_drafter"]).drafter == DrafterGate(
+        min_top1=0.1, on_low_quality="warn", gate_window=9, predict_n_tokens=3)
 
 
 def test_the_gate_keys_and_save_total_limit_are_validated():
@@ -281,9 +282,9 @@ def test_without_metrics_from_the_attempt_that_finished_the_stage_fails(tmp_path
     (drafter / "checkpoint-8" / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 1.0}]}))
     log = staging / "train.attempt-2.log"
     log.write_text("{'train_runtime': 1.0}\n")
-    spec = {"drafter": {"predict_n_tokens": 3, "gate_window": 5}}
+    gate = DrafterGate(min_top1=0.5, on_low_quality="fail", gate_window=5, predict_n_tokens=3)
     with pytest.raises(StageFailed, match="no redrafter metrics from the attempt that finished: none in its log"):
-        drafter_metrics.measure_trained_drafter(spec, staging, log, drafter / "checkpoint-6")
+        drafter_metrics.measure_trained_drafter(gate, staging, log, drafter / "checkpoint-6")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ the rows below are that real output."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ import pytest
 from jobs import gpu_check, run_stage
 from jobs.gpu_check import Gpu
 from jobs.run_stage import StageFailed
+from launcher.contract import GpuRequirement
 from tests.jobs.test_run_stage import PY, plan, simple_spec, standin_env, write_spec
+from tests.test_contract import a_manifest
 
 REAL_H200_ROW = "0, GPU-ddf1675b-272d-f94e-3980-e38be2509662, NVIDIA H200, 9.0, 143771\n"
 A100 = "NVIDIA A100-SXM4-80GB:8.0:81920"
-FP8_NEED = {"count": 2, "min_compute_capability": 8.9, "why": "quantization.qformat=fp8", "gpu_type": "h100",
-            "expected_compute_capability": 9.0, "engine_manifest": None}
+FP8_NEED = GpuRequirement(count=2, min_compute_capability=8.9, why="quantization.qformat=fp8", gpu_type="h100",
+                          expected_compute_capability=9.0, engine_manifest=None)
 
 
 def gpus(*specs):
@@ -62,19 +65,18 @@ def test_the_right_gpus_pass():
 
 def test_an_engine_runs_only_on_the_architecture_it_was_built_on(tmp_path):
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"gpus": [{"index": 0, "uuid": "GPU-0", "name": "NVIDIA H100 80GB HBM3",
-                                              "compute_capability": 9.0, "memory_mib": 81559}]}))
-    need = gpu_check.engine_build_gpus({**FP8_NEED, "min_compute_capability": None, "engine_manifest": str(manifest)})
-    errors = gpu_check.problems(need, gpus(("NVIDIA L40S", 8.9), ("NVIDIA L40S", 8.9)))
+    a_manifest("build_engine", "fp", {}, gpus=[{"index": 0, "uuid": "GPU-0", "name": "NVIDIA H100 80GB HBM3",
+                                                 "compute_capability": 9.0, "memory_mib": 81559}]).write(manifest)
+    need = replace(FP8_NEED, min_compute_capability=None, engine_manifest=str(manifest))
+    errors = gpu_check.problems(need, gpus(("NVIDIA L40S", 8.9), ("NVIDIA L40S", 8.9)), gpu_check.engine_build_gpus(need))
     assert errors == ["the engine was built on compute capability 9.0 (1 x NVIDIA H100 80GB HBM3 (9.0)) and only "
                       "runs there; this node has 2 x NVIDIA L40S (8.9): run the benchmark on the build's GPU "
                       "type or rebuild"]
 
 
 def test_an_engine_manifest_without_gpus_checks_nothing_more(tmp_path):
-    (tmp_path / "manifest.json").write_text("{}")
-    need = {**FP8_NEED, "engine_manifest": str(tmp_path / "manifest.json")}
-    assert gpu_check.engine_build_gpus(need) == need
+    a_manifest("build_engine", "fp", {}).write(tmp_path / "manifest.json")
+    assert gpu_check.engine_build_gpus(replace(FP8_NEED, engine_manifest=str(tmp_path / "manifest.json"))) == []
 
 
 def test_check_reads_the_node_through_nvidia_smi(monkeypatch):
@@ -98,7 +100,7 @@ def test_without_nvidia_smi_nothing_is_checked(monkeypatch, capsys):
 def test_a_stage_on_the_wrong_gpus_fails_before_its_tools_run(tmp_path, monkeypatch):
     monkeypatch.setenv("STANDIN_GPUS", A100)
     spec = simple_spec(tmp_path)  # its command would write out.txt in the staging directory
-    spec["gpu_check"] = FP8_NEED
+    spec["gpu_check"] = FP8_NEED.to_json()
     with pytest.raises(StageFailed, match="wrong GPUs"):
         run_stage.run(write_spec(tmp_path / "spec.json", spec))
     assert not (Path(spec["staging_dir"]) / "out.txt").exists() and not Path(spec["artifact"]).exists()
@@ -106,7 +108,7 @@ def test_a_stage_on_the_wrong_gpus_fails_before_its_tools_run(tmp_path, monkeypa
 
 def test_the_manifest_records_the_gpus(tmp_path):
     spec = simple_spec(tmp_path)
-    spec["gpu_check"] = FP8_NEED
+    spec["gpu_check"] = FP8_NEED.to_json()
     result = run_stage.run(write_spec(tmp_path / "spec.json", spec))
     assert len(result["gpus"]) == 8 and result["gpus"][0]["compute_capability"] == 9.0
 
@@ -124,18 +126,18 @@ def test_the_plan_says_what_each_gpu_stage_needs(tmp_path, experiment, kind, min
 
     the_plan = plan(tmp_path, f"+experiment={experiment}")
     stage = next(s for s in the_plan.stages.values() if s.kind == kind)
-    need = stage_spec(the_plan, stage)["gpu_check"]
-    assert (need["min_compute_capability"], need["why"], need["count"]) == (minimum, why, count)
-    assert need["gpu_type"] == "h100" and need["expected_compute_capability"] == 9.0
+    need = stage_spec(the_plan, stage).gpu_check
+    assert (need.min_compute_capability, need.why, need.count) == (minimum, why, count)
+    assert need.gpu_type == "h100" and need.expected_compute_capability == 9.0
     if kind == "benchmark":
-        assert need["engine_manifest"] == str(Path(stage.inputs[0].artifact) / "manifest.json")
+        assert need.engine_manifest == str(Path(stage.inputs[0].artifact) / "manifest.json")
 
 
 def test_cpu_stages_check_no_gpu(tmp_path):
     from launcher.scripts import stage_spec
 
     the_plan = plan(tmp_path, "+experiment=fp8")
-    assert stage_spec(the_plan, the_plan.stages["download_model"])["gpu_check"] is None
+    assert stage_spec(the_plan, the_plan.stages["download_model"]).gpu_check is None
 
 
 def test_the_module_prints_the_gpus(monkeypatch):

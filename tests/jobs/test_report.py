@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 
 from jobs import report
+from launcher.contract import Manifest, ReportInputs, ReportStage
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = "fp8_redrafter-sweep-2026-11-21_23-20-05"
@@ -125,24 +126,25 @@ def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLI
         wall_s, job_id = PUBLISHED[stage]
         artifact = artifact_of(root, stage)
         artifact.mkdir(parents=True)
-        manifest = {"stage": stage.split("[")[0], "name": stage, "experiment": EXPERIMENT, "job_id": job_id,
-                    "started": 1_763_765_000.0, "ended": 1_763_765_000.0 + wall_s, "size_bytes": 1234}
+        outputs = {}
         if stage in ENGINE_BYTES:
-            manifest["engine_size_bytes"] = ENGINE_BYTES[stage]
+            outputs["engine_size_bytes"] = ENGINE_BYTES[stage]
         if stage.startswith("train_drafter"):
-            manifest.update(drafter_metrics=DRAFTER_METRICS, drafter_gate_passed=True)
+            outputs.update(drafter_metrics=DRAFTER_METRICS, drafter_gate_passed=True)
         if stage.startswith("benchmark"):
             name = stage[len("benchmark["):-1]
             (artifact / "results.json").write_text(json.dumps(
                 {"config": {"model": name}, "summary": summary(name), "batches": [], "records": []}))
             if benchmark_gpus and name in benchmark_gpus:
-                manifest["gpus"] = benchmark_gpus[name]
-        (artifact / "manifest.json").write_text(json.dumps(manifest))
-    inputs = {"experiment": EXPERIMENT, "baseline": baseline or configurations[0], "variants": {
-        name: {"stages": {s.split("[")[0]: {"name": s, "artifact": str(artifact_of(root, s))} for s in CHAINS[name]}}
-        for name in configurations}}
+                outputs["gpus"] = benchmark_gpus[name]
+        Manifest(stage=stage.split("[")[0], name=stage, experiment=EXPERIMENT, fingerprint=artifact.name, config={},
+                 inputs={}, job_id=job_id, restart_count=0, started=1_763_765_000.0, ended=1_763_765_000.0 + wall_s,
+                 size_bytes=1234, versions={}, files={}, outputs=outputs).write(artifact / "manifest.json")
+    inputs = ReportInputs(experiment=EXPERIMENT, baseline=baseline or configurations[0], variants={
+        name: [ReportStage(kind=s.split("[")[0], name=s, artifact=str(artifact_of(root, s))) for s in CHAINS[name]]
+        for name in configurations})
     path = root / "report_inputs.json"
-    path.write_text(json.dumps(inputs))
+    inputs.write(path)
     return path
 
 
@@ -443,7 +445,7 @@ def test_exit_code_1_on_bad_input(tmp_path, problem):
     elif problem == "not json":
         inputs.write_text("{not json")
     elif problem == "no benchmark":
-        del data["variants"]["bf16"]["stages"]["benchmark"]
+        data["variants"]["bf16"] = [s for s in data["variants"]["bf16"] if s["kind"] != "benchmark"]
         inputs.write_text(json.dumps(data))
     elif problem == "unknown baseline":
         inputs.write_text(json.dumps({**data, "baseline": "fp16"}))

@@ -17,6 +17,7 @@ import pytest
 
 from jobs import run_stage
 from jobs.run_stage import StageFailed
+from launcher.contract import StageResources, StageSpec
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = REPO / "tests" / "standins"
@@ -55,7 +56,7 @@ def write_spec(path: Path, spec: dict) -> str:
 def stage_spec_file(the_plan, name: str, where: Path) -> str:
     from launcher.scripts import stage_spec
 
-    return write_spec(where / f"{name}.json", stage_spec(the_plan, the_plan.stages[name]))
+    return write_spec(where / f"{name}.json", stage_spec(the_plan, the_plan.stages[name]).to_json())
 
 
 def relocated(spec: dict, artifact: Path) -> dict:
@@ -65,11 +66,13 @@ def relocated(spec: dict, artifact: Path) -> dict:
 
 
 def simple_spec(tmp_path: Path, kind: str = "quantize", commands=None, name: str = "stage") -> dict:
+    """A stage spec as JSON (the tests change it as a launch of other settings would write it)."""
     artifact = tmp_path / "artifacts" / kind / "0123456789abcdef"
-    return {"experiment": "test", "name": name, "kind": kind, "fingerprint": "0123456789abcdef",
-            "artifact": str(artifact), "staging_dir": f"{artifact}.partial",
-            "commands": commands or {"work": [PY, "-c", "open('out.txt', 'w').write('done')"]},
-            "config": {"x": 1}, "inputs": {}, "drafter": None, "benchmark": None}
+    return StageSpec(experiment="test", name=name, kind=kind, fingerprint="0123456789abcdef", artifact=str(artifact),
+                     staging_dir=f"{artifact}.partial",
+                     commands=commands or {"work": [PY, "-c", "open('out.txt', 'w').write('done')"]},
+                     config={"x": 1}, inputs={}, resources=StageResources(0, 1, 4, 32, 60), secret_env_vars=[],
+                     drafter=None, benchmark=None, gpu_check=None).to_json()
 
 
 def manifest(artifact) -> dict:
@@ -248,7 +251,7 @@ def test_downloads_are_published_with_what_later_stages_read(downloads):
 def train_spec(downloads, tmp_path, extra_args=()) -> tuple[str, Path]:
     from launcher.scripts import stage_spec
 
-    spec = relocated(stage_spec(downloads, downloads.stages["train_drafter"]), tmp_path / "train_drafter" / "fp")
+    spec = relocated(stage_spec(downloads, downloads.stages["train_drafter"]).to_json(), tmp_path / "train_drafter" / "fp")
     spec["commands"]["train"] += list(extra_args)
     return write_spec(tmp_path / "train.json", spec), Path(spec["artifact"])
 

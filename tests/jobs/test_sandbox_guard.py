@@ -37,37 +37,59 @@ LOWERCASE_PLAIN = {"process_status": "error", "stdout": "", "new_session_created
 
 
 def standin_env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": f"{STANDIN_PYTHON}{os.pathsep}{REPO}", **extra}
+    """Ours, the stand-in NeMo-Skills first, and no Slurm job (whose id would move the guard's ports)."""
+    ours = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
+    return {**ours, "PYTHONPATH": f"{STANDIN_PYTHON}{os.pathsep}{REPO}", **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class RunningGuard:
-    """`python -m jobs.sandbox_guard` as the job starts it, on a free port; its output is kept in `lines`."""
+    """`python -m jobs.sandbox_guard` as the batch script starts it: from a free base port, writing the port it
+    chose to its stdout (`--port-file -`), read here as the job reads it; its log (stderr) is kept in `lines`."""
 
-    def __init__(self, *args: str, env=None, preexec_fn=None, memory_limit_mb=2048, timeout_s=30.0):
-        self.argv = [sys.executable, "-m", "jobs.sandbox_guard", "--host", "127.0.0.1", "--port", "0",
+    def __init__(self, *args: str, env=None, preexec_fn=None, memory_limit_mb=2048, timeout_s=30.0,
+                 base_port=None):
+        self.argv = [sys.executable, "-m", "jobs.sandbox_guard", "--host", "127.0.0.1",
+                     "--base-port", str(base_port or free_port()), "--port-file", "-",
                      "--memory-limit-mb", str(memory_limit_mb), "--timeout-s", str(timeout_s), *args]
         self.env = standin_env() if env is None else env
         self.preexec_fn = preexec_fn
         self.lines = []
+        self.stdout = ""
         self.url = None
 
     def __enter__(self) -> "RunningGuard":
         self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, preexec_fn=self.preexec_fn)
-        for line in self.process.stdout:
+                                        stderr=subprocess.PIPE, text=True, preexec_fn=self.preexec_fn)
+        self.stdout = self.process.stdout.readline()  # the port, once it listens ("" if it ended first)
+        self.port = int(self.stdout) if self.stdout.strip().isdigit() else None
+        for line in self.process.stderr:  # its log says where, before the port is written
             self.lines.append(line)
             if "guard listening on http://" in line:
                 self.url = line.split("listening on ")[1].split()[0]
                 self.scratch = Path(line.rsplit("sessions in ", 1)[1].rstrip(")\n"))
                 break
-        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
-        assert self.url, "".join(self.lines)
+        self._readers = [threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True),
+                         threading.Thread(target=self._read_stdout, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+        assert self.url and self.url == f"http://127.0.0.1:{self.port}", (self.stdout, "".join(self.lines))
         return self
+
+    def _read_stdout(self) -> None:
+        self.stdout += self.process.stdout.read()
 
     def __exit__(self, *exc) -> None:
         if self.process.poll() is None:
             self.process.terminate()
         self.process.wait(60)
+        for reader in self._readers:
+            reader.join(10)
 
     def output(self) -> str:
         return "".join(self.lines)
@@ -125,7 +147,7 @@ def wait_until(predicate, what: str, limit_s: float = 60.0) -> None:
 # ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", ""])
 def test_the_guard_refuses_to_listen_beyond_loopback(host):
-    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--host", host, "--port", "0",
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--host", host, "--base-port", "6000",
                            "--memory-limit-mb", "2048", "--timeout-s", "10"], cwd=REPO, env=standin_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
@@ -273,7 +295,7 @@ def test_the_guards_workers_end_with_it():
 def test_a_sandbox_that_cannot_import_its_module_fails_at_start():
     """A wrong image (a missing package, here STANDIN_FAIL=sandbox) ends the guard before it answers /health,
     so the benchmark fails at once; the worker's own message is in the output."""
-    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--port", "0", "--memory-limit-mb", "2048",
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000", "--memory-limit-mb", "2048",
                            "--timeout-s", "10"], cwd=REPO, env=standin_env(STANDIN_FAIL="sandbox"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
@@ -288,7 +310,7 @@ def test_a_memory_limit_above_the_hard_limit_fails_clearly():
     def hard_limit():
         resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
 
-    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--port", "0", "--memory-limit-mb", "4096",
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000", "--memory-limit-mb", "4096",
                            "--timeout-s", "10"], cwd=REPO, env=standin_env(), preexec_fn=hard_limit,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
@@ -296,23 +318,28 @@ def test_a_memory_limit_above_the_hard_limit_fails_clearly():
     assert "3072 MiB (ulimit -Hv)" in done.stderr
 
 
-def test_the_local_benchmark_starts_the_guard_without_secrets(monkeypatch):
-    """cluster=local: the job starts commands.sandbox_command's argv in a process group of its own; the secrets
-    are unset for it, serving.sandbox.env is set, and nothing of it outlives the group's block."""
-    from jobs import services
+def test_the_local_benchmark_starts_the_guard_without_secrets(monkeypatch, tmp_path):
+    """cluster=local: the job starts commands.sandbox_command's argv, its port file named, in a process group of
+    its own; the secrets are unset for it, serving.sandbox.env is set, and nothing of it outlives the group's
+    block."""
+    from jobs import ports, services
     from launcher import commands
     from tests.helpers import compose_config
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cfg = compose_config("+experiment=bf16", f"serving.sandbox.port={port}", "cluster.env_vars=[HF_TOKEN]",
+    base = free_port()
+    cfg = compose_config("+experiment=bf16", f"serving.sandbox.port={base}", "cluster.env_vars=[HF_TOKEN]",
                          "+serving.sandbox.env.PLAIN_SETTING=on", f"cluster.python={sys.executable}")
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_for_the_test")
     monkeypatch.setenv("PYTHONPATH", f"{STANDIN_PYTHON}{os.pathsep}{REPO}")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     argv = commands.sandbox_command(cfg)
-    assert argv[:3] == ["env", "-u", "HF_TOKEN"] and argv[-2:] == ["--port", str(port)]
-    with services.process_group(argv, echo=False) as process:
+    assert argv[:3] == ["env", "-u", "HF_TOKEN"]
+    assert argv[-4:] == ["--base-port", str(base), "--port-file", "${LAUNCHER_SANDBOX_PORT_FILE}"]
+    port_file = tmp_path / "sandbox.port"
+    with services.process_group(ports.expand(argv, {ports.SANDBOX_PORT_FILE_ENV: str(port_file)}),
+                                echo=False) as process:
+        port = services.wait_for_port_file(port_file, 120, process, None, "sandbox")
+        assert port >= base  # the base, or the next free one
         url = f"http://127.0.0.1:{port}"
         services.wait_for_health(url + "/health", 120, process, None, "sandbox")
         env = execute(url, "import os\nprint(os.environ.get('HF_TOKEN'), os.environ.get('PLAIN_SETTING'))")
@@ -320,6 +347,73 @@ def test_the_local_benchmark_starts_the_guard_without_secrets(monkeypatch):
         workers = workers_of(process.pid)
         assert workers
     assert all(not alive(pid) for pid in workers)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Its port: chosen and bound at once, written where the job reads it
+# ---------------------------------------------------------------------------------------------------------
+def hold_ports(stack: contextlib.ExitStack, count: int, start: int = 20000) -> int:
+    """Listen on `count` consecutive ports from the first p >= start where all are free; return p."""
+    for first in range(start, 60000, count):
+        try:
+            for port in range(first, first + count):
+                listener = stack.enter_context(socket.socket())
+                listener.bind(("127.0.0.1", port))
+                listener.listen()
+            return first
+        except OSError:
+            stack.close()
+    pytest.skip(f"no {count} consecutive free ports")
+
+
+def test_the_guard_takes_the_first_free_port_of_its_jobs_range():
+    """From --base-port + SLURM_JOB_ID % 1000 (slurmd holds 6818 = 6000 + 818): ports in use are skipped."""
+    with contextlib.ExitStack() as held:
+        first = hold_ports(held, 2)  # the job's first port and the next one are taken
+        job_id = 7000 + 818
+        with RunningGuard(base_port=first - 818, env=standin_env(SLURM_JOB_ID=str(job_id))) as guard:
+            assert guard.port >= first + 2  # past both (and past anything else listening there)
+            assert execute(guard.url, "6 * 7")["stdout"] == "42\n"
+
+
+def test_the_port_is_all_the_guard_writes_to_its_stdout():
+    """On Slurm its stdout is the port file: a cell's own output (print, a subprocess's) goes to its log."""
+    with RunningGuard() as guard:
+        answer = execute(guard.url, "import os, sys\nos.system('echo from-a-subprocess')\n"
+                                    "os.write(1, b'from-fd-1\\n')\nprint('printed')")
+        assert answer["stdout"] == "printed\n"
+    assert guard.stdout == f"{guard.port}\n"
+    assert "from-a-subprocess" in guard.output() and "from-fd-1" in guard.output()
+
+
+def test_a_port_file_is_written_whole(tmp_path):
+    """Where the job starts the guard itself (cluster=local): a file, which appears with its whole line."""
+    port_file, base = tmp_path / "sandbox.port", free_port()
+    guard = subprocess.Popen([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", str(base),
+                              "--port-file", str(port_file), "--memory-limit-mb", "2048", "--timeout-s", "10"],
+                             cwd=REPO, env=standin_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(port_file.is_file, "no port file")
+        port = int(port_file.read_text())
+        assert port_file.read_text() == f"{port}\n" and port >= base
+        assert [p.name for p in tmp_path.iterdir()] == ["sandbox.port"]  # no partial file left beside it
+        assert execute(f"http://127.0.0.1:{port}", "6 * 7")["stdout"] == "42\n"
+    finally:
+        guard.terminate()
+        guard.wait(60)
+
+
+def test_no_free_port_in_its_range_fails_the_guard_naming_it():
+    from jobs.ports import PORT_SEARCH
+
+    with contextlib.ExitStack() as held:
+        first = hold_ports(held, PORT_SEARCH + 1)
+        done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", str(first),
+                               "--port-file", "-", "--memory-limit-mb", "2048", "--timeout-s", "10"], cwd=REPO,
+                              env=standin_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""  # no port for the job to read
+    assert (f"[sandbox] no free port on 127.0.0.1 in {first}-{first + PORT_SEARCH} (base port {first} + "
+            "SLURM_JOB_ID % 1000, then 100 more): every one is in use on this node") in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

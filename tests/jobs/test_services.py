@@ -14,6 +14,7 @@ import pytest
 from jobs import artifacts, run_stage, services
 from jobs.services import StageFailed
 from tests.jobs.test_run_stage import PY, STANDINS, alive, manifest, plan, standin_env, write_spec
+from tests.test_contract import a_manifest
 
 TOKENS = ["Let ", "me ", "compute.\n", "<tool_call>\n", "print(6*7)\n", "</tool_call>", "\nSo ", "\\boxed{42}"]
 
@@ -248,7 +249,7 @@ def bench(tmp_path, monkeypatch):
     stage = the_plan.stages["benchmark"]
     from launcher.scripts import stage_spec
 
-    spec = stage_spec(the_plan, stage)
+    spec = stage_spec(the_plan, stage).to_json()
     assert spec["benchmark"]["start_sandbox"] is True and "sandbox" in spec["commands"]
     model_dir = Path(spec["commands"]["server"][spec["commands"]["server"].index("--tokenizer") + 1])
     shutil.copytree(STANDINS / "data" / "tiny_tokenizer", model_dir)
@@ -259,8 +260,7 @@ def bench(tmp_path, monkeypatch):
     for rank in range(2):
         (engine / f"rank{rank}.engine").write_text("stand-in engine")
     kind, fingerprint = artifacts.expected_identity(engine)  # published, as the benchmark's input must be
-    (engine / artifacts.MANIFEST).write_text(json.dumps({"stage": kind, "fingerprint": fingerprint,
-                                                         artifacts.FILES: artifacts.list_files(engine)}))
+    a_manifest(kind, fingerprint, artifacts.list_files(engine)).write(engine / artifacts.MANIFEST)
     for dest, text in stage.files.items():  # what dispatch writes onto shared storage: the problems
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         Path(dest).write_text(text)

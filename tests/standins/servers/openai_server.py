@@ -191,6 +191,17 @@ class OpenAIStandinServer(ThreadedServer):
             rec.update(outcome="rejected", error=error["message"], end=time.time())
             return web.Response(body=compact_json(error).encode(), status=400, content_type="application/json")
         tokens = beh["tokens"][_resume_index(beh["tokens"], prompt.count(OUTPUT_MARK)):]
+        # openai_protocol.py StreamOptions (1.1.0rc0 era): include_usage and continuous_usage_stats both default
+        # to true once stream_options is given, so {"include_usage": true} puts usage on every chunk too.
+        stream_options = body.get("stream_options") or {}
+        include_usage = bool(stream_options.get("include_usage", True)) if stream_options else False
+        continuous_usage = include_usage and bool(stream_options.get("continuous_usage_stats", True))
+
+        def usage() -> Dict[str, int]:
+            prompt_tokens = prompt_len or 0
+            return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + rec["emitted_tokens"],
+                    "completion_tokens": rec["emitted_tokens"]}
+
         if not rec["stream"]:
             return await self._complete_plain(rec, beh, tokens, stop, max_tokens)
 
@@ -226,7 +237,7 @@ class OpenAIStandinServer(ThreadedServer):
                     "choices": [{"index": 0, "text": text, "token_ids": None, "logprobs": None,
                                  "finish_reason": finish, "stop_reason": stop_reason,
                                  "avg_decoded_tokens_per_iter": 1.0}],
-                    "usage": None}
+                    "usage": usage() if continuous_usage else None}
 
         try:
             finish = None
@@ -256,6 +267,9 @@ class OpenAIStandinServer(ThreadedServer):
                 finish = "stop"
                 await send(chunk("", finish))
             rec["text"] = acc
+            if include_usage:  # the final usage chunk: a ChatCompletionStreamResponse, even for completions
+                await send({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                            "created": int(time.time()), "model": rec["model"], "choices": [], "usage": usage()})
             await send("[DONE]")
             rec["outcome"], rec["finish_reason"] = "completed", finish
             await resp.write_eof()

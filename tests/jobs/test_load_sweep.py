@@ -1,0 +1,167 @@
+"""Tests of jobs/load_sweep.py: the real AIPerf (aiperf==0.13.0, its own worker processes) against the TEST
+STAND-IN trtllm-serve (tests/standins/servers/openai_server.py), token counts by the tiny tokenizer.
+
+Each AIPerf run takes 10-40 s on the 2-core machine (process start-up, not requests): four runs in all.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from jobs import load_sweep as ls
+from tests.standins.servers.openai_server import OpenAIStandinServer
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "tests" / "standins" / "data" / "tiny_tokenizer")
+AIME = str(REPO / "conf" / "benchmark" / "problems" / "aime25_p1.jsonl")
+ANSWER = ["The ", "answer ", "is ", "\\boxed{70}", " ."]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(TINY)
+
+
+def sweep_config(srv, prompt_file, **kw):
+    return ls.SweepConfig(url=srv.url, model="standin-model", tokenizer=TINY, input_file=prompt_file, **kw)
+
+
+def test_sweep_records_what_the_server_did(tmp_path, tok):
+    messages = ls.user_messages(ls.read_jsonl(AIME), "aimo")
+    prompt_file = ls.write_prompt_file(messages, str(tmp_path / "prompts.jsonl"), "completions", tok, output_tokens=16)
+    prompt = json.loads(Path(prompt_file).read_text())["text"]
+    assert prompt == tok.apply_chat_template([{"role": "user", "content": messages[0]}], tokenize=False,
+                                             add_generation_prompt=True)
+    script = {"default": {"tokens": ANSWER, "delay": 0.002, "first_token_delay": 0.05}}
+    with OpenAIStandinServer(script, tokenizer=tok) as srv:
+        cfg = sweep_config(srv, prompt_file, concurrencies=[1, 4], requests_per_user=2, min_requests=4,
+                           goodput={"time_to_first_token": 30000})
+        results = ls.run_sweep(cfg, str(tmp_path / "sweep"))
+        seen = srv.snapshot()
+
+    # The server saw every request of both points, streamed, as prepared, and finished each on EOS.
+    assert len(seen) == 4 + 8
+    assert all(r["prompt"] == prompt and r["max_tokens"] == 16 and r["stream"] and r["model"] == "standin-model"
+               and r["outcome"] == "completed" and r["finish_reason"] == "stop" for r in seen)
+    points = {p["concurrency"]: p for p in results["points"]}
+    out_per_request = len(tok.encode("".join(ANSWER), add_special_tokens=False))
+    in_per_request = len(tok.encode(prompt, add_special_tokens=False))
+    for c, n in ((1, 4), (4, 8)):
+        p = points[c]
+        assert p["valid"] and p["invalid_reason"] is None, p
+        assert (p["requests_asked"], p["requests_ok"], p["requests_failed"]) == (n, n, 0)
+        assert p["output_tokens"] == n * out_per_request
+        assert p["input_tokens"] == n * in_per_request
+        assert p["ttft_ms"]["p50"] >= 50.0  # the stand-in waits 50 ms before every first token
+        assert p["e2e_latency_ms"]["p99"] >= p["ttft_ms"]["p99"]
+        assert set(p["itl_ms"]) == set(ls.LATENCY_STATS)
+        assert p["good_requests"] == n and p["goodput"] > 0  # every TTFT is far under the 30 s SLO
+        assert Path(p["artifact_dir"], ls.EXPORT_FILE).is_file()
+    assert points[1]["artifact_dir"] != points[4]["artifact_dir"]
+    summary = {s["concurrency"]: s for s in results["summary"]}
+    assert all(s["valid"] and s["repeats_valid"] == 1 for s in summary.values())
+    ttft = summary[4]["metrics"]["ttft_ms.p50"]
+    assert ttft["mean"] == points[4]["ttft_ms"]["p50"] and ttft["ci_half_width"] is None  # one repeat: no CI
+    json.dumps(results)  # what the report reads
+
+
+def test_failed_requests_make_the_point_invalid(tmp_path, tok):
+    # The long prompt does not fit the engine: trtllm-serve refuses it with HTTP 400, the short one is served.
+    messages = ["What is two plus two?", "Explain every step of long division in detail. " * 20]
+    prompt_file = ls.write_prompt_file(messages, str(tmp_path / "prompts.jsonl"), "completions", tok, output_tokens=8)
+    with OpenAIStandinServer({"default": {"tokens": ANSWER, "delay": 0.002}}, tokenizer=tok, max_seq_len=120) as srv:
+        results = ls.run_sweep(sweep_config(srv, prompt_file, concurrencies=[2], requests_per_user=2,
+                                            min_requests=4), str(tmp_path / "sweep"))
+        outcomes = sorted(r["outcome"] for r in srv.snapshot())
+    assert outcomes == ["completed", "completed", "rejected", "rejected"]
+    (point,) = results["points"]
+    assert not point["valid"]
+    assert (point["requests_ok"], point["requests_failed"]) == (2, 2)
+    assert point["invalid_reason"].startswith("2 failed request(s)")
+    assert "should not exceed max_seq_len (120)" in point["invalid_reason"]
+    assert point["errors"][0]["count"] == 2
+    (summary,) = results["summary"]
+    assert not summary["valid"] and summary["metrics"] == {} and summary["invalid_reasons"] == [point["invalid_reason"]]
+
+
+def test_a_server_generating_nothing_is_invalid(tmp_path, tok):
+    prompt_file = ls.write_prompt_file(["What is two plus two?"], str(tmp_path / "prompts.jsonl"), "completions", tok)
+    with OpenAIStandinServer({"default": {"tokens": []}}, tokenizer=tok) as srv:  # EOS at once: no text at all
+        results = ls.run_sweep(sweep_config(srv, prompt_file, concurrencies=[2], requests_per_user=1,
+                                            min_requests=3), str(tmp_path / "sweep"))
+        assert [r["emitted_tokens"] for r in srv.snapshot()] == [0, 0, 0]
+    (point,) = results["points"]
+    # AIPerf counts a response without content as a failed request and, none having succeeded, writes no summary.
+    assert not point["valid"] and point["requests_failed"] == 3 and point["output_tokens"] == 0
+    assert "without profile_export_aiperf.json" in point["invalid_reason"]
+    assert "No responses with actual content" in point["invalid_reason"]
+    assert results["summary"][0]["valid"] is False
+
+
+def test_argv_of_one_point():
+    cfg = ls.SweepConfig(url="http://h:8000", model="m", tokenizer="/tok", input_file="/p.jsonl",
+                         concurrencies=[1, 64], requests_per_user=4, min_requests=10, warmup_requests=2,
+                         goodput={"time_to_first_token": 500, "inter_token_latency": 12.5}, output_tokens=256,
+                         extra_inputs={"ignore_eos": True})
+    argv = ls.build_argv(cfg, 64, "/out/r0/c64")
+    opts = dict(zip(argv[2::1], argv[3::1]))
+    assert argv[:2] == ["aiperf", "profile"]
+    assert opts["--concurrency"] == "64" and opts["--request-count"] == "256"
+    assert ls.build_argv(cfg, 1, "/o")[ls.build_argv(cfg, 1, "/o").index("--request-count") + 1] == "10"
+    assert opts["--goodput"] == "time_to_first_token:500 inter_token_latency:12.5"
+    assert opts["--custom-dataset-type"] == "single_turn" and opts["--input-file"] == "/p.jsonl"
+    assert opts["--warmup-request-count"] == "2" and opts["--osl"] == "256"
+    assert json.loads(opts["--extra-inputs"]) == {"ignore_eos": True}
+    assert "--streaming" in argv and "--use-server-token-count" not in argv
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"goodput": {"ttft": 100}}, ["goodput", "'ttft'", "time_to_first_token"]),
+    ({"goodput": {"request_latency": 0}}, ["goodput.request_latency", "positive"]),
+    ({"concurrencies": [1, 0]}, ["concurrencies", "positive"]),
+    ({"concurrencies": [4, 4]}, ["concurrencies", "duplicates"]),
+    ({"endpoint_type": "embeddings"}, ["endpoint_type", "'embeddings'", "completions"]),
+    ({"repeats": 0}, ["repeats", "at least 1"]),
+])
+def test_bad_config_is_refused_naming_the_key(kw, words):
+    with pytest.raises(ValueError) as err:
+        ls.SweepConfig(url="u", model="m", tokenizer="t", input_file="f", **kw)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_prompt_rows_need_their_field(tmp_path):
+    with pytest.raises(ValueError, match="row 1: needs a non-empty string 'problem'"):
+        ls.user_messages([{"problem": "1+1?"}, {"question": "2+2?"}], "aimo")
+    assert ls.user_messages([{"prompt": "Hi there"}], "chat") == ["Hi there"]
+    out = ls.write_prompt_file(["Hi there"], str(tmp_path / "chat.jsonl"), "chat")  # the server templates chat
+    assert json.loads(Path(out).read_text()) == {"text": "Hi there"}
+
+
+def test_t_quantiles_and_confidence_interval():
+    assert ls.t_quantile(0.975, 2) == pytest.approx(4.303, abs=5e-4)  # n = 3 repeats
+    assert ls.t_quantile(0.975, 1) == pytest.approx(12.706, abs=5e-4)
+    assert ls.t_quantile(0.975, 4) == pytest.approx(2.776, abs=5e-4)
+    assert ls.t_quantile(0.975, 10_000) == pytest.approx(1.960, abs=5e-4)
+    assert ls.t_quantile(0.025, 2) == pytest.approx(-4.303, abs=5e-4)
+    ci = ls.mean_ci([1.0, 2.0, 3.0])
+    assert ci["mean"] == 2.0 and ci["n"] == 3
+    assert ci["ci_half_width"] == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert (ci["ci_low"], ci["ci_high"]) == pytest.approx((2.0 - ci["ci_half_width"], 2.0 + ci["ci_half_width"]))
+
+
+def test_summary_averages_valid_repeats_only():
+    def point(repeat, rate, valid=True):
+        return ls.PointRecord(concurrency=8, repeat=repeat, artifact_dir=f"r{repeat}", valid=valid,
+                              invalid_reason=None if valid else "1 failed request(s)", requests_asked=32,
+                              request_throughput=rate, ttft_ms={"p50": 10.0 * rate})
+
+    (s,) = ls.summarize([point(0, 1.0), point(1, 2.0), point(2, 1000.0, valid=False), point(3, 3.0)], [8])
+    assert s["valid"] and (s["repeats_valid"], s["repeats_invalid"]) == (3, 1)
+    assert s["invalid_reasons"] == ["1 failed request(s)"]
+    assert s["metrics"]["request_throughput"]["mean"] == 2.0
+    assert s["metrics"]["ttft_ms.p50"]["ci_half_width"] == pytest.approx(10 * 4.3027 / math.sqrt(3), rel=1e-4)
