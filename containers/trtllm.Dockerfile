@@ -24,13 +24,18 @@ RUN pip install --no-cache-dir "nemo_skills @ git+https://github.com/NVIDIA/NeMo
     pip install --no-cache-dir --no-binary=protobuf --ignore-requires-python \
         "recurrent-drafting[dev,train] @ git+https://github.com/apple/ml-recurrent-drafter.git@${RECURRENT_DRAFTING_COMMIT}" && \
     pip install --no-cache-dir "transformers==4.57.6" "tokenizers==0.22.2" "huggingface_hub[cli]>=0.34,<1.0" \
-        "datasets>=3.6,<4" "fschat==0.2.36" "submitit==1.5.4" "httpx==0.28.1" "httpx-sse==0.4.3" "safetensors==0.8.0" "pyarrow==26.0.1" "psutil==7.2.2" "wandb==0.31.0" "flask==3.1.2" "matplotlib==3.10.7"
+        "datasets>=3.6,<4" "fschat==0.2.36" "submitit==1.5.4" "httpx==0.28.1" "httpx-sse==0.4.3" "safetensors==0.8.0" "pyarrow==26.0.1" "psutil==7.0.0" "wandb==0.31.0" "flask==3.1.2" "matplotlib==3.10.7"
 
 # The launcher itself (jobs import it; jobs normally run from the launch's code snapshot, which wins on
 # PYTHONPATH, so an older image still runs newer job code).
 COPY . /opt/launcher
 RUN pip install --no-cache-dir --no-deps /opt/launcher && pip install --no-cache-dir "hydra-core==1.3.2" "omegaconf==2.3.1" "jinja2>=3.1,<4" "rich>=13,<16"
 
+# AIPerf (benchmark=load_sweep) in a venv of its own: it pins rich, pandas, pillow and orjson versions of its own,
+# which must not move the TensorRT-LLM environment's. jobs/load_sweep.py runs $AIPERF_BIN.
+RUN python -m venv /opt/aiperf && /opt/aiperf/bin/pip install --no-cache-dir "aiperf==0.13.0"
+
 ENV HF_HUB_ENABLE_HF_TRANSFER=0 \
+    AIPERF_BIN=/opt/aiperf/bin/aiperf \
     TRTLLM_EXAMPLES_DIR=/opt/TensorRT-LLM/examples
 WORKDIR /opt/launcher

@@ -16,7 +16,7 @@ from rich.markup import escape
 from launcher import exit_codes
 from launcher.dispatch.storage import code_snapshot_dir, damaged_artifacts, launched_records, snapshot_code
 from launcher.plan import Plan, build_plan
-from launcher.scripts import ExperimentDir, remove_stale_stage_files, write_stage_files
+from launcher.scripts import ExperimentDir, remove_stale_stage_files
 from launcher.validation import (ConfigError, InvalidConfig, name_errors, redacted, redacted_overrides, storage_problem,
                                  umask_value, validate)
 
@@ -103,7 +103,7 @@ def save_config(root: Path, cfg: DictConfig, overrides: List[str], resolve: bool
 def dry_run(plan: Plan, console: Console, preview: Optional[Path] = None) -> ExperimentDir:
     """Write every stage's spec and batch script; submit nothing. `preview`: write them there instead of the
     experiment's directory (start_writing), the scripts unchanged: they name the storage root's paths."""
-    from launcher.preview import print_plan
+    from launcher.preview import print_plan, write_dry_run_files
 
     exit_codes.mark_dispatch_started()  # an error from here on is not the config's (launcher.app.run)
     target = ExperimentDir(plan.storage_root, plan.experiment)
@@ -112,9 +112,7 @@ def dry_run(plan: Plan, console: Console, preview: Optional[Path] = None) -> Exp
     # same one the launch would take) makes each script submittable by hand; pyxis fails on a missing workdir.
     # A local preview only names it: nothing is written at a storage root this machine cannot write.
     code_dir = code_snapshot_dir(plan.storage_root) if preview else snapshot_code(plan.storage_root)
-    for stage in plan.stages.values():
-        write_stage_files(plan, stage, target, stage.dependency([f"<{d}>" for d in stage.deps]), code_dir,
-                          into=exp)
+    write_dry_run_files(plan, target, code_dir, into=exp)
     # A dry run asks Slurm nothing: the specs of what the last launch submitted stay, a job may still read them.
     stale = remove_stale_stage_files(plan, exp, keep_specs=list(launched_records(exp.state)))
     damaged = damaged_artifacts(plan)

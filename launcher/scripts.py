@@ -417,8 +417,8 @@ def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Opti
     of, in element order (the same script for each). On Slurm this is the text sbatch receives."""
     stages = list(array) or [stage]
     assert stage in stages, (stage.name, [s.name for s in stages])
-    return TEMPLATES.get_template("stage.sbatch.j2").render(
-        stages=stages, experiment=plan.experiment, **batch_job(plan, stages, exp, dependency, code_dir, accounting_ids))
+    job = batch_job(plan, stages, exp, dependency, code_dir, accounting_ids)
+    return TEMPLATES.get_template("stage.sbatch.j2").render(stages=stages, experiment=plan.experiment, **job)
 
 
 def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,

@@ -80,7 +80,8 @@ def test_similar_stages_share_one_array_script(plan):
     script = sbatch_for(plan, "train_drafter", array=stages)
     assert script == sbatch_for(plan, "quantize", array=stages)
     sbatch = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(.*))?$", script, re.M))
-    assert sbatch["array"] == "0-1" and sbatch["job-name"] == '"launcher:fp8_redrafter:quantize[array of 2]"'  # a space: quoted
+    assert sbatch["array"] == "0-1"
+    assert sbatch["job-name"] == '"launcher:fp8_redrafter:quantize[array of 2]"'  # a space: quoted for sbatch
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     assert sbatch["output"].replace("%A", "77").replace("%a", "1") == str(JobPaths(exp.submitit / "%j", "77_1").stdout)
     assert "#   [0] quantize: " in script and "#   [1] train_drafter: " in script

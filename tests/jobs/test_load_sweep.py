@@ -75,9 +75,11 @@ def test_failed_requests_make_the_point_invalid(tmp_path, tok):
     messages = ["What is two plus two?", "Explain every step of long division in detail. " * 20]
     prompt_file = ls.write_prompt_file(messages, str(tmp_path / "prompts.jsonl"), "completions", tok, output_tokens=8)
     with OpenAIStandinServer({"default": {"tokens": ANSWER, "delay": 0.002}}, tokenizer=tok, max_seq_len=120) as srv:
+        # Token counts from the server's stream usage this time (stream_options, as trtllm-serve answers it).
         results = ls.run_sweep(sweep_config(srv, prompt_file, concurrencies=[2], requests_per_user=2,
-                                            min_requests=4), str(tmp_path / "sweep"))
+                                            min_requests=4, server_token_count=True), str(tmp_path / "sweep"))
         outcomes = sorted(r["outcome"] for r in srv.snapshot())
+        served = [r for r in srv.snapshot() if r["outcome"] == "completed"]
     assert outcomes == ["completed", "completed", "rejected", "rejected"]
     (point,) = results["points"]
     assert not point["valid"]
@@ -85,6 +87,8 @@ def test_failed_requests_make_the_point_invalid(tmp_path, tok):
     assert point["invalid_reason"].startswith("2 failed request(s)")
     assert "should not exceed max_seq_len (120)" in point["invalid_reason"]
     assert point["errors"][0]["count"] == 2
+    assert point["output_tokens"] == sum(r["emitted_tokens"] for r in served) == 2 * len(ANSWER)
+    assert point["input_tokens"] == sum(r["prompt_tokens"] for r in served)
     (summary,) = results["summary"]
     assert not summary["valid"] and summary["metrics"] == {} and summary["invalid_reasons"] == [point["invalid_reason"]]
 

@@ -4,14 +4,17 @@ benchmark stage end to end with the stand-in trtllm-serve, the stand-in NeMo-Ski
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from jobs import artifacts, run_stage, services
+from jobs import artifacts, ports, run_stage, services
 from jobs.services import StageFailed
 from tests.jobs.test_run_stage import PY, STANDINS, alive, manifest, plan, standin_env, write_spec
 from tests.test_contract import a_manifest
@@ -188,63 +191,37 @@ def test_wait_for_health_goes_straight_to_loopback_whatever_the_proxy(tmp_path, 
     assert not listening(port)
 
 
-def test_with_ports():
-    argv = ["trtllm-serve", "serve", "/e/5000", "--tp_size", "2", "--max_batch_size", "12", "--host", "127.0.0.1",
-            "--port", "5000"]
-    assert services.with_ports(argv, {5000: 5345, 6000: 6345}) == argv[:-1] + ["5345"]
-    client = ["python", "-m", "jobs.benchmark_client", "--server-url", "http://127.0.0.1:5000",
-              "--sandbox-url", "http://localhost:6000", "--num-generations", "12", "--output", "/x/5000/results.json"]
-    assert services.with_ports(client, {5000: 5007, 6000: 6009}) == [
-        "python", "-m", "jobs.benchmark_client", "--server-url", "http://127.0.0.1:5007", "--sandbox-url",
-        "http://localhost:6009", "--num-generations", "12", "--output", "/x/5000/results.json"]
-    assert services.with_ports(argv, {}) == argv
-    assert services.with_ports(["--port"], {5000: 1}) == ["--port"]
+def test_a_port_file_is_read_once_its_line_is_whole(tmp_path):
+    port_file = tmp_path / "sandbox.port"
+    port_file.write_text("62")  # the line is still being written
+    never_ends = services.ExitFile(None)
+    with pytest.raises(StageFailed, match=r"the sandbox wrote no port to .*sandbox.port within 0.3 s"):
+        services.wait_for_port_file(port_file, 0.3, never_ends, None, "the sandbox")
+    port_file.write_text("6242\n")
+    assert services.wait_for_port_file(port_file, 0.3, never_ends, None, "the sandbox") == 6242
+    port_file.write_text("[sandbox] listening\n")
+    with pytest.raises(StageFailed, match=r"the sandbox wrote '\[sandbox\] listening' to its port file .*, not a port"):
+        services.wait_for_port_file(port_file, 0.3, never_ends, None, "the sandbox")
 
 
-def test_port_offset_follows_the_slurm_job_id(monkeypatch):
-    assert services.port_offset() == 0
-    monkeypatch.setenv("SLURM_JOB_ID", "123456")
-    assert services.port_offset() == 456
-
-
-def test_the_first_free_port_skips_listening_and_taken_ports():
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        assert not services.port_is_free("127.0.0.1", port)
-        chosen = services.first_free_port("127.0.0.1", port, taken=[port + 1])
-        assert chosen >= port + 2 and services.port_is_free("127.0.0.1", chosen)
-    assert services.first_free_port("127.0.0.1", port) == port  # free again once closed
-
-
-def test_no_free_port_is_a_clear_failure(monkeypatch):
-    monkeypatch.setattr(services, "port_is_free", lambda host, port: False)
-    with pytest.raises(StageFailed, match=r"no free port on 127.0.0.1 in 5000-5100"):
-        services.first_free_port("127.0.0.1", 5000)
-
-
-def test_benchmark_ports_take_the_sandbox_port_the_batch_script_chose(monkeypatch):
-    bench = {"server_url": "http://127.0.0.1:5000", "sandbox_url": "http://127.0.0.1:6000"}
-    monkeypatch.setenv("SLURM_JOB_ID", "2818")  # 6000 + 818: slurmd's port on a real node
-    monkeypatch.setenv(services.SANDBOX_PORT_ENV, "6820")
-    monkeypatch.setattr(services, "port_is_free", lambda host, port: port != 5818)
-    assert services.benchmark_ports(bench) == {5000: 5819, 6000: 6820}
+def test_the_url_at_the_chosen_port():
+    assert services.at_port("http://127.0.0.1:5000", 5242) == "http://127.0.0.1:5242"
+    assert services.at_port("http://[::1]:6000", 6242) == "http://[::1]:6242"
 
 
 # --------------------------------------------------------------------------------------------------
 # The benchmark stage, end to end
 # --------------------------------------------------------------------------------------------------
 JOB_ID = 4242  # shifts every port by 242, as on a shared node
+OFFSET = JOB_ID % 1000
 
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
     """The bf16 plan's benchmark spec, its engine a minimal stand-in engine dir, its ports free ones."""
     server_port, sandbox_port = free_port(), free_port()
-    offset = JOB_ID % services.PORT_SPREAD
-    the_plan = plan(tmp_path / "storage", "+experiment=bf16", f"serving.port={server_port - offset}",
-                    f"serving.sandbox.port={sandbox_port - offset}", "benchmark.num_generations=4",
+    the_plan = plan(tmp_path / "storage", "+experiment=bf16", f"serving.port={server_port - OFFSET}",
+                    f"serving.sandbox.port={sandbox_port - OFFSET}", "benchmark.num_generations=4",
                     "benchmark.cancel_after=3", "serving.health_timeout_s=60")
     stage = the_plan.stages["benchmark"]
     from launcher.scripts import stage_spec
@@ -324,13 +301,20 @@ def test_benchmark_end_to_end(bench):
     assert (recorded["stage"], recorded["experiment"], recorded["job_id"], recorded["restart_count"]) == \
         ("benchmark", "bf16", str(JOB_ID), 0)
     assert list(recorded["inputs"]) == ["build_engine"] and recorded["benchmark_summary"]["num_finished"] == len(finished)
-    assert recorded["server_startup_s"] > 0
+    assert isinstance(recorded["server_startup_s"], float)
+    # Each on its port: the base + JOB_ID % 1000, free here; the sandbox chose its own and wrote it to its file.
+    server_port, sandbox_port = bench["ports"]
+    assert recorded["ports"] == {"server": server_port, "sandbox": sandbox_port}
+    assert (artifact / "sandbox.port").read_text() == f"{sandbox_port}\n"
     sandbox, server, client = (argv for argv, _ in bench["started"])
-    guard = sandbox.index(PY)  # after `env` and what it sets and unsets: the guard, on the shifted port
+    guard = sandbox.index(PY)  # after `env` and what it sets and unsets: the guard, its port file filled in
     assert sandbox[0] == "env" and sandbox[guard:guard + 3] == [PY, "-m", "jobs.sandbox_guard"]
-    assert sandbox[-1] == str(bench["ports"][1])
-    assert server[0] == "trtllm-serve" and server[-1] == str(bench["ports"][0])
+    assert sandbox[-4:] == ["--base-port", str(sandbox_port - OFFSET), "--port-file",
+                            f"{bench['spec']['staging_dir']}/sandbox.port"]
+    assert server[0] == "trtllm-serve" and server[-2:] == ["--port", str(server_port)]
     assert client[:3] == [PY, "-m", "jobs.benchmark_client"]
+    assert client[client.index("--server-url") + 1] == f"http://127.0.0.1:{server_port}"
+    assert client[client.index("--sandbox-url") + 1] == f"http://127.0.0.1:{sandbox_port}"
     assert (artifact / "server.log").is_file() and (artifact / "sandbox.log").is_file()
     assert_all_stopped(bench)
 
@@ -355,25 +339,81 @@ def test_a_failing_client_stops_both_servers(bench):
     assert_all_stopped(bench)
 
 
-def test_a_sandbox_the_batch_script_should_have_started_is_checked(bench, monkeypatch):
+def test_the_sandbox_the_batch_script_started_is_found_by_its_port_file(bench, monkeypatch, tmp_path):
+    """On Slurm: the sandbox step writes its port to its stdout, which the batch script puts in the file the job
+    reads (both named by LAUNCHER_SANDBOX_PORT_FILE); the job starts the server and the client only."""
+    spec, port_file = bench["spec"], tmp_path / "sandbox-port.4242"
+    spec["benchmark"]["start_sandbox"] = False
+    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(port_file))
+    step = ports.expand(spec["commands"]["sandbox"], {ports.SANDBOX_PORT_FILE_ENV: "-"})  # as launcher.scripts
+    with open(port_file, "w") as stdout, open(tmp_path / "sandbox.log", "w") as log:
+        sandbox = subprocess.Popen(step, stdout=stdout, stderr=log, start_new_session=True)
+    staging = Path(spec["staging_dir"])
+    staging.mkdir(parents=True)
+    try:
+        result = services.run_benchmark(spec, staging)
+    finally:
+        os.killpg(sandbox.pid, signal.SIGTERM)
+        sandbox.wait(60)
+    assert [argv[0] for argv, _ in bench["started"]] == ["trtllm-serve", PY]
+    assert result["ports"] == {"server": bench["ports"][0], "sandbox": int(port_file.read_text())}
+    summary = result["benchmark_summary"]
+    assert summary["num_finished"] >= 3 and summary["total_code_executions"] >= 3  # each ran its tool call there
+
+
+def test_a_sandbox_the_batch_script_should_have_started_is_waited_for(bench, monkeypatch, tmp_path):
     monkeypatch.setattr(services, "EXTERNAL_SANDBOX_WAIT_S", 1)
     spec = bench["spec"]
     spec["benchmark"]["start_sandbox"] = False  # as on Slurm: started beside the job, here by nobody
-    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; .*\) was not healthy"):
+    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(tmp_path / "sandbox-port.4242"))
+    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; .*\) wrote no port to "
+                                          r".*sandbox-port.4242 within 1 s"):
+        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
+    assert bench["started"] == []  # the server waits for the sandbox's port
+
+
+def test_a_sandbox_that_wrote_its_port_but_does_not_answer_fails_the_benchmark(bench, monkeypatch, tmp_path):
+    monkeypatch.setattr(services, "EXTERNAL_SANDBOX_WAIT_S", 1)
+    spec, port_file = bench["spec"], tmp_path / "sandbox-port.4242"
+    spec["benchmark"]["start_sandbox"] = False
+    port_file.write_text(f"{bench['ports'][1]}\n")  # nothing listens there
+    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(port_file))
+    with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; .*\) was not healthy at "
+                                          rf"http://127.0.0.1:{bench['ports'][1]}/health after 1 s"):
         services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
     assert [argv[0] for argv, _ in bench["started"]] == ["trtllm-serve"]
     assert_all_stopped(bench)
+
+
+def test_a_benchmark_without_the_sandbox_port_file_named_fails_saying_so(bench, monkeypatch):
+    spec = bench["spec"]
+    spec["benchmark"]["start_sandbox"] = False
+    monkeypatch.delenv(ports.SANDBOX_PORT_FILE_ENV, raising=False)
+    with pytest.raises(StageFailed, match="LAUNCHER_SANDBOX_PORT_FILE is not set: the batch script"):
+        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
+    assert bench["started"] == []
 
 
 def test_a_sandbox_step_that_ended_fails_the_benchmark_at_once(bench, monkeypatch, tmp_path):
     exit_file = tmp_path / "sandbox-exit.4242"
     exit_file.write_text("1\n")  # what the batch script writes when the sandbox's srun step ends
     monkeypatch.setenv(services.SANDBOX_EXIT_ENV, str(exit_file))
+    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(tmp_path / "sandbox-port.4242"))  # left empty
     spec = bench["spec"]
     spec["benchmark"]["start_sandbox"] = False
     with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; its output is in this job's "
-                                          r"log\) exited with code 1 before it was healthy"):
+                                          r"log\) exited with code 1 before it listened on a port"):
         services.run_benchmark(spec, Path(spec["staging_dir"]).parent)  # EXTERNAL_SANDBOX_WAIT_S is 300 s
+    assert bench["started"] == []
+
+
+def test_a_command_naming_another_placeholder_fails_the_stage(bench):
+    """Only the job's port placeholders are filled in: a secret's name written `${...}` is never passed on."""
+    spec = bench["spec"]
+    spec["commands"]["client"] = [*spec["commands"]["client"], "--token", "${HF_TOKEN}"]
+    with pytest.raises(StageFailed, match=r"\$\{HF_TOKEN\} in the command word '\$\{HF_TOKEN\}' is no placeholder"):
+        run_stage.run(write_spec(Path(bench["path"]), spec))
+    assert [argv[0] for argv, _ in bench["started"]] == ["env", "trtllm-serve"]  # the client never started
     assert_all_stopped(bench)
 
 

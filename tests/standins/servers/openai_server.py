@@ -9,7 +9,8 @@ outputs chosen by the request's ``seed`` from a script given at startup, in the 
   its text *and* the ``finish_reason`` (``length``, or ``stop`` with the stop string as ``stop_reason``
   and the text cut before it); a generation that ends on the model's EOS token ends with a chunk whose
   text is empty (EOS detokenizes to nothing); then ``data: [DONE]``. One JSON answer when ``stream`` is
-  false.
+  false. With ``stream_options`` (AIPerf sends ``{"include_usage": true}``), cumulative ``usage`` on every chunk
+  (``continuous_usage_stats`` defaulted to true then) and a last ``choices: []`` usage chunk before ``[DONE]``.
 * with an engine limit (``max_seq_len``, what ``bin/trtllm-serve`` reads from the engine's config.json),
   a request whose prompt tokens + ``max_tokens`` exceed it is refused before anything is generated:
   HTTP 400, ``{"object":"error","message":"The sum of prompt length (P.0) and query length (0) max_tokens
