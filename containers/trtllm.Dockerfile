@@ -24,7 +24,7 @@ RUN pip install --no-cache-dir "nemo_skills @ git+https://github.com/NVIDIA/NeMo
     pip install --no-cache-dir --no-binary=protobuf --ignore-requires-python \
         "recurrent-drafting[dev,train] @ git+https://github.com/apple/ml-recurrent-drafter.git@${RECURRENT_DRAFTING_COMMIT}" && \
     pip install --no-cache-dir "transformers==4.57.6" "tokenizers==0.22.2" "huggingface_hub[cli]>=0.34,<1.0" \
-        "datasets>=3.6,<4" "fschat==0.2.36" "submitit==1.5.4" "httpx==0.28.1" "httpx-sse==0.4.3" "safetensors==0.8.0" "pyarrow==26.0.1" "psutil==7.0.0" "wandb==0.31.0" "flask==3.1.2" "matplotlib==3.10.7"
+        "datasets>=3.6,<4" "fschat==0.2.36" "submitit==1.5.4" "httpx==0.28.1" "httpx-sse==0.4.3" "safetensors==0.8.0" "pyarrow==26.0.1" "psutil==7.0.0" "wandb==0.31.0" "flask==3.1.2" "matplotlib==3.10.7" "tritonclient[grpc]==2.67.0"
 
 # The launcher itself (jobs import it; jobs normally run from the launch's code snapshot, which wins on
 # PYTHONPATH, so an older image still runs newer job code).

@@ -220,9 +220,15 @@ def python_command(cfg: DictConfig, image: Optional[str] = None) -> List[str]:
     return ["sh", "-c", check, cfg.cluster.python]
 
 
+def run_stage_argv(cfg: DictConfig, image: Optional[str] = None) -> List[str]:
+    """The command that runs a stage inside its container (`image`; None: on the node itself), but for its
+    last word, the stage's spec."""
+    return [*python_command(cfg, image), "-u", "-m", "jobs.run_stage"]
+
+
 def job_argv(cfg: DictConfig, spec_path: Path, image: Optional[str] = None) -> List[str]:
-    """What runs inside the stage's container (`image`; None: on the node itself)."""
-    return [*python_command(cfg, image), "-u", "-m", "jobs.run_stage", str(spec_path)]
+    """What runs the stage of the spec at `spec_path` inside its container (`image`; None: on the node itself)."""
+    return [*run_stage_argv(cfg, image), str(spec_path)]
 
 
 def stage_spec(plan: Plan, stage: Stage) -> StageSpec:
@@ -352,18 +358,24 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
 # variable tells it that it runs under Slurm, so that its USR2 handler checkpoints and requeues
 # (submitit/slurm/slurm.py, _make_sbatch_string, which writes it in submitit's own scripts).
 SUBMITIT_EXPORTS = {"SUBMITIT_EXECUTOR": "slurm"}
+# Set (to 1) in a job's environment by the launch's sbatch call only (launcher.dispatch.submitit_script): the
+# batch script, the same text a dry run writes, runs submitit's StageJob when it is set, else the stage itself.
+SUBMITIT_LAUNCH_ENV = "LAUNCHER_SUBMITIT"
 
 
 def submitit_folder(exp: ExperimentDir) -> Path:
-    """submitit's folder of a job (`%j`, its id): the pickled StageJob it runs, its result, its log."""
-    return exp.submitit / "%j"
+    """submitit's folder of every job of the experiment: the pickled StageJob a job runs, its result, its log,
+    each named by the job's id. One folder that exists before any job starts: Slurm fails a job whose
+    --output directory is missing (JobLaunchFailure), and a script submitted by hand has no submitit to
+    create a folder of its own (`%j`) for it."""
+    return exp.submitit
 
 
 def job_log(exp: ExperimentDir, array: bool) -> str:
     """The one log of a Slurm job, as #SBATCH --output names it: where submitit's Job finds it (JobPaths.stdout
     of task 0, the launch's record of the stage); an array's element writes its own, `<array id>_<index>`."""
     job = "%A_%a" if array else "%j"
-    return f"{sbatch_file_name(exp.submitit)}/{job}/{job}_0_log.out"
+    return f"{sbatch_file_name(submitit_folder(exp))}/{job}_0_log.out"
 
 
 def submitit_argv(stage: Stage, exp: ExperimentDir) -> List[str]:
@@ -396,19 +408,21 @@ def sbatch_options(plan: Plan, stages: Sequence[Stage], exp: ExperimentDir,
 
 def batch_job(plan: Plan, stages: Sequence[Stage], exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
               accounting_ids: Sequence[str] = ()) -> dict:
-    """Everything of a batch script but its comments: what sbatch and the node see. On Slurm the stage's step
-    runs what submitit starts (the StageJob it pickled); cluster=local runs the stage itself and never submits
-    this script (it shows what the stage runs)."""
+    """Everything of a batch script but its comments: what sbatch and the node see. The stage's step runs
+    `run_stage` with its stage's spec (`specs`: each stage's, in element order) where no submitit started the
+    job: cluster=local, which never submits this script (it shows what the stage runs), and a script
+    submitted by hand. A launch on Slurm sets SUBMITIT_LAUNCH_ENV: the step (`srun`) then runs `submitit`,
+    what submitit starts (the StageJob it pickled, requeued on USR2), with `exports`."""
     stage = stages[0]
+    job = {"sbatch": sbatch_options(plan, stages, exp, dependency),
+           "setup": setup_lines(plan, stage, code_dir, accounting_ids),
+           "run_stage": run_stage_argv(stage.cfg, stage_image(stage)),
+           "specs": [str(exp.spec(s.name)) for s in stages]}
     if stage.cfg.cluster.executor != "slurm":
         assert len(stages) == 1, "only Slurm runs array jobs"
-        exports, launch = {}, [job_argv(stage.cfg, exp.spec(stage.name), stage_image(stage))]
-    else:
-        exports = SUBMITIT_EXPORTS
-        launch = ["srun", "--unbuffered", *pyxis_flags(plan, stage, code_dir, extra_env=list(exports)),
-                  submitit_argv(stage, exp)]
-    return {"sbatch": sbatch_options(plan, stages, exp, dependency),
-            "setup": setup_lines(plan, stage, code_dir, accounting_ids), "exports": exports, "launch": launch}
+        return {**job, "srun": [], "submitit": [], "exports": {}}
+    srun = ["srun", "--unbuffered", *pyxis_flags(plan, stage, code_dir, extra_env=list(SUBMITIT_EXPORTS))]
+    return {**job, "srun": srun, "submitit": submitit_argv(stage, exp), "exports": SUBMITIT_EXPORTS}
 
 
 def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
@@ -418,7 +432,8 @@ def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Opti
     stages = list(array) or [stage]
     assert stage in stages, (stage.name, [s.name for s in stages])
     job = batch_job(plan, stages, exp, dependency, code_dir, accounting_ids)
-    return TEMPLATES.get_template("stage.sbatch.j2").render(stages=stages, experiment=plan.experiment, **job)
+    return TEMPLATES.get_template("stage.sbatch.j2").render(stages=stages, experiment=plan.experiment,
+                                                            launch_env=SUBMITIT_LAUNCH_ENV, **job)
 
 
 def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
@@ -429,6 +444,8 @@ def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: 
     out = into or exp
     for path in (out.spec(stage.name), out.script(stage.name), out.log(stage.name)):
         path.parent.mkdir(parents=True, exist_ok=True)  # logs/: the sandbox step's log, cluster=local's
+    if stage.cfg.cluster.executor == "slurm":  # the job's log: Slurm fails a job whose --output directory is missing
+        submitit_folder(out).mkdir(parents=True, exist_ok=True)
     stage_spec(plan, stage).write(out.spec(stage.name))
     script = out.script(stage.name)
     script.write_text(render_script(plan, stage, exp, dependency, code_dir, accounting_ids, array))

@@ -29,6 +29,7 @@ from unittest import mock
 import click
 import pytest
 
+from jobs import ports
 from tests.helpers import plan_for
 
 STANDIN_PYTHON = Path(__file__).resolve().parent / "standins" / "python"
@@ -86,11 +87,16 @@ def storage(tmp_path_factory) -> str:
 _PLAN_COMMANDS: Dict[str, List[Tuple[str, List[str]]]] = {}
 
 
+# What a benchmark job fills in for the port placeholders of its commands (jobs.ports): the tools parse that.
+JOB_PORTS = {ports.SERVER_PORT_ENV: "5242", ports.SANDBOX_PORT_ENV: "6242",
+             ports.SANDBOX_PORT_FILE_ENV: "/storage/artifacts/benchmark/0123456789abcdef.partial/sandbox.port"}
+
+
 def plan_commands(config: str, storage: str) -> List[Tuple[str, List[str]]]:
-    """[(stage/command name, argv)] of one configuration's plan (composed once per module)."""
+    """[(stage/command name, argv as the job runs it)] of one configuration's plan (composed once per module)."""
     if config not in _PLAN_COMMANDS:
         plan = plan_for(*CONFIGS[config], f"cluster.storage_root={storage}")
-        _PLAN_COMMANDS[config] = [(f"{stage.name}/{key}", list(argv))
+        _PLAN_COMMANDS[config] = [(f"{stage.name}/{key}", ports.expand(argv, JOB_PORTS))
                                   for stage in plan.stages.values() for key, argv in stage.commands.items()]
     return _PLAN_COMMANDS[config]
 
@@ -576,7 +582,8 @@ LITERAL_SAMPLES = {
                             "nemo_skills.code_execution.local_sandbox.local_sandbox_server", "run",
                             "--host", "127.0.0.1", "--port", "6000"],
     "jobs.sandbox_guard": ["env", "-u", "HF_TOKEN", "python", "-m", "jobs.sandbox_guard", "--host", "127.0.0.1",
-                           "--memory-limit-mb", "4096", "--timeout-s", "10.0", "--port", "6000"],
+                           "--memory-limit-mb", "4096", "--timeout-s", "10.0", "--base-port", "6000",
+                           "--port-file", "-"],
 }
 
 
@@ -675,6 +682,7 @@ NEGATIVE = [
     ("flask run (sandbox)", lambda a: _twice(a, "--port"), "--port given twice"),
     ("flask run (sandbox)", lambda a: _drop(a, "--app"), "no --app"),
     ("jobs.sandbox_guard", lambda a: _drop(a, "--memory-limit-mb"), "required: --memory-limit-mb"),
+    ("jobs.sandbox_guard", lambda a: _replace(a, "--base-port", "--port"), "a prefix of --port-file"),
     ("jobs.sandbox_guard", lambda a: _replace(a, "--timeout-s", "--timeout"), "a prefix of --timeout-s"),
     ("jobs.sandbox_guard", lambda a: [a[0], "--debug", *a[1:]], "env option '--debug' not encoded"),
     ("jobs.sandbox_guard", lambda a: _replace(a, "HF_TOKEN", "HF-TOKEN"), "not a variable name"),

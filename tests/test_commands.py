@@ -1,6 +1,7 @@
 """Stage commands against the seeds' commands, flag for flag, with the seeds' paths replaced by artifacts."""
 import pytest
 
+from jobs import ports
 from tests.helpers import parse_command, plan_for
 
 # The seeds' commands (tutorial 001/002 and TensorRT-LLM's Nemotron-NAS notes 003), verbatim but for paths.
@@ -72,8 +73,33 @@ def test_fp8_redrafter_commands_match_the_seed(fp8_redrafter, stage):
 
 
 def test_server_command_matches_the_seed(fp8_redrafter):
+    """The seed's port 5000 is serving.port: the command names the port the job chooses from there (jobs.ports),
+    which is 5000 itself for a job whose 5000 + SLURM_JOB_ID % 1000 is 5000 and free."""
     expected = SEED_FP8_REDRAFTER["server"].format(**_paths(fp8_redrafter))
-    assert parse_command(_command(fp8_redrafter, "benchmark", "server")) == parse_command(expected)
+    server = _command(fp8_redrafter, "benchmark", "server")
+    assert server[-2:] == ["--port", "${LAUNCHER_SERVER_PORT}"]
+    assert fp8_redrafter.stages["benchmark"].cfg.serving.port == 5000
+    assert parse_command(ports.expand(server, {ports.SERVER_PORT_ENV: "5000"})) == parse_command(expected)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_benchmark_commands_name_the_ports_the_job_chooses(enabled):
+    """Placeholders, shown as such in previews; no sandbox URL (and no port of it) without a sandbox."""
+    plan = plan_for("+experiment=fp8", f"serving.sandbox.enabled={enabled}", "serving.port=5100",
+                    *(["serving.sandbox.port=6100"] if enabled else []))
+    commands = plan.stages["benchmark"].commands
+    _, client = parse_command(commands["client"])
+    assert client["--server-url"] == "http://127.0.0.1:${LAUNCHER_SERVER_PORT}"
+    if enabled:
+        assert client["--sandbox-url"] == "http://127.0.0.1:${LAUNCHER_SANDBOX_PORT}"
+        assert commands["sandbox"][-4:] == ["--base-port", "6100", "--port-file", "${LAUNCHER_SANDBOX_PORT_FILE}"]
+    else:
+        assert "--sandbox-url" not in client and "sandbox" not in commands
+        assert client["--max-code-executions"] == 0
+    # What the job fills in is all there is to fill in.
+    chosen = {ports.SERVER_PORT_ENV: "5342", ports.SANDBOX_PORT_ENV: "6342", ports.SANDBOX_PORT_FILE_ENV: "/p"}
+    for argv in commands.values():
+        assert "${" not in " ".join(ports.expand(argv, chosen))
 
 
 @pytest.mark.parametrize("experiment,engine_stage", [("fp8_redrafter", "build_drafter_engine"),

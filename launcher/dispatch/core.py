@@ -68,85 +68,11 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
     with storage_lock(plan.storage_root):
         code_dir = snapshot_code(plan.storage_root)
         backend = (slurm.SlurmBackend if executor == "slurm" else local.LocalBackend)(plan, exp, code_dir)
-        for stage in plan.stages.values():
-            for path, content in stage.files.items():
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                Path(path).write_text(content)
-        claims = {name: read_claim(stage) for name, stage in plan.stages.items()}
-        moved = {}  # stage: where its damaged artifact now is; the stage is then rebuilt like a missing one
-        for name, problem in damaged_artifacts(plan).items():
-            moved[name] = str(move_aside(plan.stages[name].artifact))
-            console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
-                          f"{escape(problem)}; moved aside to {escape(moved[name])} (kept, not deleted); "
-                          "rebuilding it[/yellow]", highlight=False, soft_wrap=True)
-        complete = {name for name, stage in plan.stages.items() if is_complete(stage.artifact)}
-        # The drafter quality gate on a drafter already published: fail before submitting anything.
-        gate_errors, gate_warnings = published_drafter_gate(plan, complete)
-        for warning in gate_warnings:
-            console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False)
-        if gate_errors:
-            exit_invalid(InvalidConfig(gate_errors), console)
-        live = _live_claims(plan, {n: c for n, c in claims.items() if n not in complete}, executor)
-        records: Dict[str, dict] = {}
-        for name, stage in plan.stages.items():
-            record = records[name] = {"kind": stage.kind, "fingerprint": stage.fingerprint, "artifact": stage.artifact}
-            claim = claims[name] or {}
-            if name in complete:
-                record.update(action="complete", job_id=claim.get("job_id"), log=claim.get("log"))
-            elif name in live:
-                record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
-            else:
-                record.update(action="submitted", job_id=None, log=None)
-            if name in moved:
-                record["damaged_moved_to"] = moved[name]
+        _write_plan_files(plan)
+        records = _decide(plan, executor, console)
         to_submit = [name for name, record in records.items() if record["action"] == "submitted"]
-
-        def dependency_ids(name: str) -> List[str]:
-            return [str(records[d]["job_id"]) for d in plan.stages[name].deps if records[d]["action"] != "complete"]
-
-        def submit_group(names: List[str]) -> None:
-            stages = [plan.stages[n] for n in names]
-            deps = dependency_ids(names[0])
-            # The report is submitted last: it records the accounting of every job of the experiment.
-            accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] \
-                if stages[0].kind == "report" else []
-            for stage in stages:
-                write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting, array=stages)
-            for stage, (job_id, log) in zip(stages, backend.submit(stages, deps, accounting)):
-                records[stage.name].update(job_id=job_id, log=log)
-                write_claim(stage, job_id, plan.experiment, log)
-
-        def groups(wave: List[str]) -> List[List[str]]:
-            """Stages the backend can send in one call (on Slurm: one array, for identical batch scripts)."""
-            similar: Dict[str, List[str]] = {}
-            for name in wave:
-                similar.setdefault(backend.batch_key(plan.stages[name], dependency_ids(name)), []).append(name)
-            return list(similar.values())
-
-        try:
-            # sbatch calls of a wave go out together: hundreds of sweep points submit in seconds.
-            with ThreadPoolExecutor(max_workers=PARALLEL_SUBMISSIONS if executor == "slurm" else 1) as pool:
-                for wave in _waves(plan, to_submit):
-                    list(pool.map(submit_group, groups(wave)))
-        except BaseException:  # Ctrl-C too: never a half-submitted pipeline
-            submitted = [str(records[n]["job_id"]) for n in to_submit if records[n]["job_id"]]
-            if executor == "slurm":
-                slurm.cancel(submitted)
-            for name in to_submit:
-                claim_path(plan.stages[name]).unlink(missing_ok=True)
-            console.print(f"[red]submission failed; cancelled the {len(submitted)} job(s) this launch submitted[/red]")
-            raise
-        # The experiment's scripts are this plan's: those of stages an earlier plan had (before a change of
-        # `drafter=`) go, under the lock; a spec whose job may still read it stays, and the user is told.
-        earlier_live = _live_jobs_of_earlier_plan(plan, exp, executor)
-        stale = remove_stale_stage_files(plan, exp, keep_specs=list(earlier_live))
-        if stale:
-            console.print(f"removed the scripts of stages no longer in the plan: {escape(', '.join(stale))}")
-        for name, job in earlier_live.items():
-            console.print(f"[yellow]{escape(name)} (job {job}), of the plan launched before, is not in this one and "
-                          f"has not ended; it is no longer followed: cancel it if it is not wanted "
-                          f"({'scancel ' + job if executor == 'slurm' else 'in the shell that runs it'})[/yellow]",
-                          highlight=False, soft_wrap=True)
+        _submit_waves(plan, backend, exp, code_dir, records, to_submit, executor, console)
+        _drop_earlier_plan(plan, exp, executor, console)
         write_json(exp.state, ExperimentState(
             experiment=plan.experiment, executor=executor, storage_root=plan.storage_root, code=str(code_dir),
             submitted_at=time.time(), stages={name: StageRecord(**record) for name, record in records.items()},
@@ -160,6 +86,108 @@ def submit(plan: Plan, console: Console) -> Dict[str, dict]:
     console.print(f"{len(to_submit)} job(s) submitted in {elapsed:.2f} s; "
                   f"follow with: python -m launcher status {plan.experiment} cluster.storage_root={plan.storage_root}")
     return records
+
+
+def _write_plan_files(plan: Plan) -> None:
+    """The files stages read from shared storage (problem sets, the report's inputs), each directory made once."""
+    made = set()
+    for stage in plan.stages.values():
+        for path, content in stage.files.items():
+            directory = os.path.dirname(path)
+            if directory not in made:
+                os.makedirs(directory, exist_ok=True)
+                made.add(directory)
+            Path(path).write_text(content)
+
+
+def _decide(plan: Plan, executor: str, console: Console) -> Dict[str, dict]:
+    """{stage: record}: complete (its artifact is whole), reused (another launch's live job is producing it)
+    or to be submitted (job_id None). A damaged artifact is moved aside first and its stage rebuilt; the
+    drafter quality gate on a drafter already published fails the launch before anything is submitted."""
+    claims = {name: read_claim(stage) for name, stage in plan.stages.items()}
+    moved = {}  # stage: where its damaged artifact now is; the stage is then rebuilt like a missing one
+    for name, problem in damaged_artifacts(plan).items():
+        moved[name] = str(move_aside(plan.stages[name].artifact))
+        console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
+                      f"{escape(problem)}; moved aside to {escape(moved[name])} (kept, not deleted); "
+                      "rebuilding it[/yellow]", highlight=False, soft_wrap=True)
+    complete = {name for name, stage in plan.stages.items() if is_complete(stage.artifact)}
+    gate_errors, gate_warnings = published_drafter_gate(plan, complete)
+    for warning in gate_warnings:
+        console.print(f"[yellow]{escape(warning)}[/yellow]", highlight=False)
+    if gate_errors:
+        exit_invalid(InvalidConfig(gate_errors), console)
+    live = _live_claims(plan, {n: c for n, c in claims.items() if n not in complete}, executor)
+    records: Dict[str, dict] = {}
+    for name, stage in plan.stages.items():
+        record = records[name] = {"kind": stage.kind, "fingerprint": stage.fingerprint, "artifact": stage.artifact}
+        claim = claims[name] or {}
+        if name in complete:
+            record.update(action="complete", job_id=claim.get("job_id"), log=claim.get("log"))
+        elif name in live:
+            record.update(action=f"reused from {claim['experiment']}", job_id=claim["job_id"], log=claim["log"])
+        else:
+            record.update(action="submitted", job_id=None, log=None)
+        if name in moved:
+            record["damaged_moved_to"] = moved[name]
+    return records
+
+
+def _submit_waves(plan: Plan, backend, exp: ExperimentDir, code_dir: Path, records: Dict[str, dict],
+                  to_submit: List[str], executor: str, console: Console) -> None:
+    """Submit `to_submit` wave by wave (a wave depends only on earlier ones), filling in `records`. On any
+    failure, Ctrl-C too, what this launch submitted is cancelled and its claims removed: never a
+    half-submitted pipeline."""
+
+    def dependency_ids(name: str) -> List[str]:
+        return [str(records[d]["job_id"]) for d in plan.stages[name].deps if records[d]["action"] != "complete"]
+
+    def submit_group(names: List[str]) -> None:
+        stages = [plan.stages[n] for n in names]
+        deps = dependency_ids(names[0])
+        # The report is submitted last: it records the accounting of every job of the experiment.
+        accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] \
+            if stages[0].kind == "report" else []
+        for stage in stages:
+            write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting, array=stages)
+        for stage, (job_id, log) in zip(stages, backend.submit(stages, deps, accounting)):
+            records[stage.name].update(job_id=job_id, log=log)
+            write_claim(stage, job_id, plan.experiment, log)
+
+    def groups(wave: List[str]) -> List[List[str]]:
+        """Stages the backend can send in one call (on Slurm: one array, for identical batch scripts)."""
+        similar: Dict[str, List[str]] = {}
+        for name in wave:
+            similar.setdefault(backend.batch_key(plan.stages[name], dependency_ids(name)), []).append(name)
+        return list(similar.values())
+
+    try:
+        # sbatch calls of a wave go out together: hundreds of sweep points submit in seconds.
+        with ThreadPoolExecutor(max_workers=PARALLEL_SUBMISSIONS if executor == "slurm" else 1) as pool:
+            for wave in _waves(plan, to_submit):
+                list(pool.map(submit_group, groups(wave)))
+    except BaseException:  # Ctrl-C too: never a half-submitted pipeline
+        submitted = [str(records[n]["job_id"]) for n in to_submit if records[n]["job_id"]]
+        if executor == "slurm":
+            slurm.cancel(submitted)
+        for name in to_submit:
+            claim_path(plan.stages[name]).unlink(missing_ok=True)
+        console.print(f"[red]submission failed; cancelled the {len(submitted)} job(s) this launch submitted[/red]")
+        raise
+
+
+def _drop_earlier_plan(plan: Plan, exp: ExperimentDir, executor: str, console: Console) -> None:
+    """The experiment's scripts are this plan's: those of stages an earlier plan had (before a change of
+    `drafter=`) go, under the lock; a spec whose job may still read it stays, and the user is told."""
+    earlier_live = _live_jobs_of_earlier_plan(plan, exp, executor)
+    stale = remove_stale_stage_files(plan, exp, keep_specs=list(earlier_live))
+    if stale:
+        console.print(f"removed the scripts of stages no longer in the plan: {escape(', '.join(stale))}")
+    for name, job in earlier_live.items():
+        console.print(f"[yellow]{escape(name)} (job {job}), of the plan launched before, is not in this one and "
+                      f"has not ended; it is no longer followed: cancel it if it is not wanted "
+                      f"({'scancel ' + job if executor == 'slurm' else 'in the shell that runs it'})[/yellow]",
+                      highlight=False, soft_wrap=True)
 
 
 def run_here(plan: Plan, backend: local.LocalBackend, to_run: List[str], console: Console) -> None:

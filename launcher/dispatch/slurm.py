@@ -41,6 +41,7 @@ class SlurmBackend:
             return stage.name
         job = batch_job(self.plan, [stage], self.exp, stage.dependency(dependency_ids), self.code_dir)
         job["sbatch"] = [option for option in job["sbatch"] if option[0] != "job-name"]
+        del job["specs"]  # each stage's own; the array's script lists its elements'
         return json.dumps([stage.kind, job], sort_keys=True, default=str)
 
     def submit(self, stages: List[Stage], dependency_ids: List[str],

@@ -3,7 +3,9 @@
 submitit stays the dispatcher: it pickles the StageJob into the job's folder, runs sbatch, and in the job its
 `python -m submitit.core._submit <folder>` unpickles it and requeues on USR2. Only the script differs: submitit
 would write its own (submitit/slurm/slurm.py, _make_sbatch_string); this one is launcher.scripts.render_script's,
-which the dry run writes too and which names submitit's command and log itself. Imported when submitting only.
+which the dry run writes too and which names submitit's command and log itself. The script runs that command
+only when its sbatch call says that submitit pickled a job for it (SUBMITIT_LAUNCH_ENV): submitted by hand, it
+runs the stage itself. Imported when submitting only.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import List
 
 from submitit.core import core, utils
 from submitit.slurm.slurm import SlurmExecutor, SlurmJob
+
+from launcher.scripts import SUBMITIT_LAUNCH_ENV
 
 
 class ScriptExecutor(SlurmExecutor):
@@ -25,9 +29,14 @@ class ScriptExecutor(SlurmExecutor):
 
     def _make_submission_file_text(self, command: str, uid: str) -> str:
         # A submitit that builds its command otherwise must not start a job running another one.
-        if command != self.command or f" {command}\n" not in self.script:
+        if command != self.command or f"stage_step=({command})\n" not in self.script:
             raise RuntimeError(f"submitit runs {command!r}; the batch script runs {self.command!r}")
         return self.script
+
+    def _make_submission_command(self, submission_file_path: Path) -> List[str]:
+        # Every sbatch call of submitit, its array path's too (_submit_command). ALL: the rest of the environment
+        # goes to the job as it would without --export (the secrets, passed by name).
+        return ["sbatch", f"--export=ALL,{SUBMITIT_LAUNCH_ENV}=1", str(submission_file_path)]
 
     def _internal_process_submissions(self, delayed_submissions: List[utils.DelayedSubmission]) -> List[core.Job]:
         if len(delayed_submissions) != self.array_size:

@@ -1,5 +1,6 @@
 """The batch scripts sbatch receives for every stage: resources, dependencies, requeue, pyxis flags, and the
-command submitit starts (the same text a dry run writes: tests/test_submitted_script.py reads it back from Slurm)."""
+command submitit starts, or the stage itself when the script is submitted by hand (the same text a dry run
+writes: tests/test_submitted_script.py reads it back from Slurm, and submits one by hand)."""
 import re
 import shlex
 
@@ -8,7 +9,8 @@ import pytest
 from launcher.dispatch.slurm import SlurmBackend, job_states, submitit_python
 from launcher.dispatch.storage import code_snapshot_dir
 from launcher.plan import build_plan
-from launcher.scripts import ExperimentDir, format_time_limit, render_script, submitit_argv
+from launcher.scripts import (SUBMITIT_LAUNCH_ENV, ExperimentDir, format_time_limit, job_argv, render_script,
+                              stage_image, submitit_argv, submitit_folder)
 from tests.helpers import NGC_IMAGE, compose_config, example_slurm_plan
 
 @pytest.fixture(scope="module")
@@ -24,11 +26,17 @@ def sbatch_for(plan, name, deps=("11", "12"), array=()):
                          array=array)
 
 
-def stage_step(script):
-    """The stage's srun, the script's last command, as words."""
+def stage_step(script, launched=True):
+    """The stage's srun, the script's last command, as words: its command the one the script chooses where the
+    launch submitted it (`launched`), else where it is submitted by hand. An array's element's spec stays
+    `${stage_specs[SLURM_ARRAY_TASK_ID]}`."""
     lines = script.splitlines()
     start = max(i for i, line in enumerate(lines) if line.startswith("srun "))
-    return shlex.split("\n".join(lines[start:]).replace("\\\n", " "))
+    srun = shlex.split("\n".join(lines[start:]).replace("\\\n", " "))
+    assert srun[-1] == "${stage_step[@]}", srun[-1]
+    choices = re.findall(r"^  stage_step=\((.*)\)$", script, re.M)
+    assert len(choices) == 2 and re.search(r"^if \[ -n \"\$\{LAUNCHER_SUBMITIT:-}\" ]; then$", script, re.M)
+    return srun[:-1] + shlex.split(choices[0 if launched else 1])
 
 
 @pytest.mark.parametrize("name", ["download_model", "download_dataset", "calibration_data", "quantize",
@@ -67,7 +75,8 @@ def test_one_log_where_submitit_looks_for_it(plan):
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     script = sbatch_for(plan, "quantize")
     output = re.search(r"^#SBATCH --output=(.*)$", script, re.M)[1]
-    assert str(JobPaths(exp.submitit / "%j", job_id="4242").stdout) == output.replace("%j", "4242")
+    assert str(JobPaths(submitit_folder(exp), job_id="4242").stdout) == output.replace("%j", "4242")
+    assert output == f"{exp.submitit}/%j_0_log.out"  # a folder that exists before the job starts
     assert "--output" not in stage_step(script) and "--error" not in script
 
 
@@ -83,24 +92,59 @@ def test_similar_stages_share_one_array_script(plan):
     assert sbatch["array"] == "0-1"
     assert sbatch["job-name"] == '"launcher:fp8_redrafter:quantize[array of 2]"'  # a space: quoted for sbatch
     exp = ExperimentDir(plan.storage_root, plan.experiment)
-    assert sbatch["output"].replace("%A", "77").replace("%a", "1") == str(JobPaths(exp.submitit / "%j", "77_1").stdout)
+    assert sbatch["output"].replace("%A", "77").replace("%a", "1") == str(JobPaths(submitit_folder(exp), "77_1").stdout)
     assert "#   [0] quantize: " in script and "#   [1] train_drafter: " in script
 
 
 def test_the_stage_step_runs_what_submitit_starts(plan):
     """submitit's command (SlurmExecutor._submitit_command_str: `<python> -u -m submitit.core._submit <folder>`),
-    the last line of the script, with SUBMITIT_EXECUTOR exported and named for pyxis."""
+    where the launch submitted the script, with SUBMITIT_EXECUTOR exported and named for pyxis."""
     import submitit
 
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     stage = plan.stages["quantize"]
-    executor = submitit.SlurmExecutor(folder=exp.submitit / "%j", python=submitit_python(stage))
+    executor = submitit.SlurmExecutor(folder=submitit_folder(exp), python=submitit_python(stage))
     script = sbatch_for(plan, "quantize")
-    assert script.endswith(f"  {executor._submitit_command_str}\n")
+    launched = script.index(f'if [ -n "${{{SUBMITIT_LAUNCH_ENV}:-}}" ]; then\n')
+    by_hand = script.index("\nelse\n", launched)
+    assert script.index(f"\n  stage_step=({executor._submitit_command_str})\n", launched) < by_hand
     assert shlex.join(submitit_argv(stage, exp)) == executor._submitit_command_str
-    assert "\nexport SUBMITIT_EXECUTOR=slurm\n" in script
+    assert launched < script.index("\n  export SUBMITIT_EXECUTOR=slurm\n") < by_hand
     container_env = next(a for a in stage_step(script) if a.startswith("--container-env=")).split(",")
     assert "SUBMITIT_EXECUTOR" in container_env
+
+
+def test_submitted_by_hand_the_stage_step_runs_the_stage_itself(plan):
+    """What cluster=local runs (jobs.run_stage with the stage's spec), in the same srun and container: no
+    submitit pickled a job for a dry run's script."""
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    stage = plan.stages["quantize"]
+    launched, by_hand = stage_step(sbatch_for(plan, "quantize")), stage_step(sbatch_for(plan, "quantize"), False)
+    inner = job_argv(stage.cfg, exp.spec("quantize"), stage_image(stage))
+    assert by_hand == [*launched[:-len(submitit_argv(stage, exp))], *inner]
+
+
+def test_an_arrays_element_submitted_by_hand_runs_its_own_stage(plan):
+    stages = [plan.stages["quantize"], plan.stages["train_drafter"]]
+    script = sbatch_for(plan, "quantize", array=stages)
+    (specs,) = re.findall(r"^  stage_specs=\((.*)\)  # element i runs stage \[i\]$", script, re.M)
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    assert shlex.split(specs) == [str(exp.spec("quantize")), str(exp.spec("train_drafter"))]
+    assert stage_step(script, launched=False)[-1] == "${stage_specs[SLURM_ARRAY_TASK_ID]}"
+
+
+def test_the_launchs_sbatch_call_says_submitit_pickled_the_job(plan, tmp_path):
+    """The script is the dry run's too: what tells it that a launch submitted it is on sbatch's command line,
+    for every sbatch call of submitit (one job, or an array: both go through _submit_command)."""
+    from launcher.dispatch.submitit_script import ScriptExecutor
+
+    stage = plan.stages["quantize"]
+    executor = ScriptExecutor(tmp_path, python=submitit_python(stage), script=sbatch_for(plan, "quantize"),
+                              command=shlex.join(submitit_argv(stage, ExperimentDir(plan.storage_root,
+                                                                                    plan.experiment))),
+                              array_size=1)
+    assert executor._make_submission_command(tmp_path / "job.sh") == [
+        "sbatch", f"--export=ALL,{SUBMITIT_LAUNCH_ENV}=1", str(tmp_path / "job.sh")]
 
 
 def test_a_submitit_that_would_run_another_command_submits_nothing(plan, tmp_path):
@@ -193,8 +237,10 @@ def test_the_job_checks_cluster_python_in_the_image_first(plan):
     inner = srun[next(i for i, w in enumerate(srun) if w == "sh"):]
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     assert inner[:2] == ["sh", "-c"] and inner[3:] == ["python", "-u", "-m", "submitit.core._submit",
-                                                       str(exp.submitit / "%j")]
+                                                       str(exp.submitit)]
     assert f"cluster.python=python is not in the container image {NGC_IMAGE}" in inner[2]
+    by_hand = stage_step(sbatch_for(plan, "quantize"), launched=False)
+    assert by_hand[-8:-1] == [*inner[:3], "python", "-u", "-m", "jobs.run_stage"]  # checked the same way
 
 
 def test_a_dry_run_writes_similar_points_as_the_array_a_launch_submits(tmp_path):
@@ -209,3 +255,4 @@ def test_a_dry_run_writes_similar_points_as_the_array_a_launch_submits(tmp_path)
     build = next(s.name for s in sweep.stages.values() if s.kind == "build_engine")
     assert f"\n#SBATCH --dependency=afterok:<{build}>\n" in scripts[0]
     assert "--array" not in exp.script(build).read_text()
+    assert exp.submitit.is_dir()  # where a script submitted by hand logs: Slurm does not create it
