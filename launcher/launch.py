@@ -45,9 +45,8 @@ def validate_variants(variants: Dict[str, DictConfig], overrides: Optional[Dict[
     errors: List[ConfigError] = unused_override_errors(variants, overrides or {})
     per_variant: Dict[str, List[ConfigError]] = {}
     for name, variant in variants.items():
-        needed = ("trtllm", "sandbox") if variant.serving.sandbox.enabled else ("trtllm",)
         try:
-            validate(variant, needed, submitting=not variant.launcher.dry_run)
+            validate(variant, submitting=not variant.launcher.dry_run)
         except InvalidConfig as invalid:
             per_variant[name] = invalid.errors
     # An error every configuration has (a mistyped `+key`) is said once; the others name their configuration.

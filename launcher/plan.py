@@ -3,6 +3,7 @@
 A stage's fingerprint hashes exactly the config values that change its output, its inputs'
 fingerprints and its container image, so its artifact directory
 `<storage root>/artifacts/<kind>/<fingerprint>` is shared by every experiment that needs it.
+What each kind reads, hashes and runs is launcher.stages' table: the plan walks it and holds no per-kind code.
 The plan knows nothing of Slurm: dispatch (launcher.dispatch) turns it into jobs.
 """
 from __future__ import annotations
@@ -165,11 +166,11 @@ class _Walk:
         self.experiment_dir = experiment_dir
         self.outputs: Dict[str, str] = {}  # artifact -> the path its dependents read (StageKind.output)
 
-    def experiment(self, cfg: DictConfig, variant: str) -> Dict[str, List[Stage]]:
-        """One experiment's stages; returns the stages of each of the report's inputs (role -> stages)."""
-        added: Dict[Tuple[str, Optional[str]], Stage] = {}
-        return {spec.role: [self.stage(cfg, variant, input_kind(spec, cfg), spec, added)]
-                for spec in REPORT.inputs if input_kind(spec, cfg)}
+    def experiment(self, cfg: DictConfig, variant: str) -> Dict[str, Stage]:
+        """One experiment's stages; returns what the report reads of it: {role: stage}."""
+        added: Dict[Tuple[str, Optional[str]], Stage] = {}  # (kind, subject): one stage each per experiment
+        found = {spec.role: input_kind(spec, cfg) for spec in REPORT.inputs if spec.every_experiment}
+        return {role: self.stage(cfg, variant, kind, None, added) for role, kind in found.items() if kind}
 
     def stage(self, cfg: DictConfig, variant: str, kind: StageKind, spec: Optional[Input], added: dict) -> Stage:
         subject = spec.subject(cfg) if spec and spec.subject else None
@@ -264,13 +265,13 @@ def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
     experiment_dir = os.path.join(storage_root, "experiments", experiment)
     walk = _Walk(b, experiment_dir)
     results = {name: walk.experiment(cfg, name) for name, cfg in variants.items()}
-    report_input = {spec.role: [s for found in results.values() for s in found.get(spec.role, [])]
+    report_input = {spec.role: [found[spec.role] for found in results.values() if spec.role in found]
                     for spec in REPORT.inputs}
     report = walk.add(first, experiment, REPORT, None, report_input,
-                      [s for found in report_input.values() for s in found])
+                      [s for role_stages in report_input.values() for s in role_stages])
     _name_stages(b.stages)
     baselines = list(first.launcher.baselines)
-    benchmarks = {name: found["benchmarks"][0] for name, found in results.items()}
+    benchmarks = {name: found["benchmarks"] for name, found in results.items()}
     report.files[os.path.join(experiment_dir, REPORT_INPUTS)] = json.dumps(
         report_inputs(experiment, benchmarks, baselines), indent=2)
     stages = {s.name: s for s in b.stages}

@@ -22,11 +22,12 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from launcher.dispatch.slurm import SUBMITIT_ENV, submitit_parameters, submitit_python
+from jobs.ports import SANDBOX_PORT_FILE_ENV
+from launcher.dispatch.slurm import SlurmBackend
 from launcher.launch import validated_plan
-from launcher.scripts import (ExperimentDir, accounting_argv, job_argv, job_name, partition, pyxis_flags,
-                              render_script, sandbox_argv, sandbox_pyxis_flags, sbatch_quote, stage_image,
-                              starts_sandbox_step)
+from launcher.scripts import (SUBMITIT_EXPORTS, SUBMITIT_LAUNCH_ENV, ExperimentDir, accounting_argv, job_argv,
+                              job_name, partition, pyxis_flags, render_script, sandbox_argv, sandbox_pyxis_flags,
+                              sbatch_quote, stage_image, starts_sandbox_step, submitit_argv)
 from launcher.validation import InvalidConfig, forbidden_character, validate
 from tests.helpers import compose_config, plan_for
 
@@ -120,12 +121,10 @@ def _render(plan, name, dependency=None, code_dir=None, accounting_ids=()):
 
 
 def _submitit_script(plan, stage, dependency_ids, code_dir, accounting_ids=()) -> str:
-    """The script submitit writes for this stage, as SlurmBackend.submit has it made (nothing is submitted)."""
-    import submitit
-
-    exp = ExperimentDir(plan.storage_root, plan.experiment)
-    executor = submitit.SlurmExecutor(folder=exp.submitit / "%j", python=submitit_python(stage))
-    executor.update_parameters(**submitit_parameters(plan, stage, dependency_ids, code_dir, accounting_ids))
+    """The script submitit writes for this stage, as SlurmBackend.submit has it made (nothing is submitted):
+    render_script's, which the dry run writes too."""
+    backend = SlurmBackend(plan, ExperimentDir(plan.storage_root, plan.experiment), code_dir)
+    executor = backend.executor([stage], dependency_ids, accounting_ids)
     return executor._make_submission_file_text(executor._submitit_command_str, "uid")
 
 
@@ -203,23 +202,19 @@ def awkward_plan(tmp_path_factory):
                     "cluster.account='" + AWKWARD.replace("'", "\\'") + "'")
 
 
-def test_sbatch_reads_every_value_of_our_sbatch_lines_and_submitits_as_written(awkward_plan):
-    """`--output` with a space broke: sbatch read `--output=/.../my` and an option `data`. submitit writes
-    `#SBATCH --key=<shlex.quote(value)>`, which sbatch reads as a shell would but for a backslash (refused by
-    validation): the script a dry run writes and the one submitted ask sbatch for the same."""
+def test_sbatch_reads_every_value_of_our_sbatch_lines_as_written(awkward_plan):
+    """`--output` with a space broke: sbatch read `--output=/.../my` and an option `data`. Every value is
+    written for sbatch's parser (sbatch_quote), in the script a dry run writes and submitit submits."""
     plan = awkward_plan
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
     for name, stage in plan.stages.items():
-        ours = sbatch_options(_render(plan, name, stage.dependency(["1", "2"])))
-        assert ours["job-name"] == job_name(plan.experiment, stage)
-        assert ours["account"] == AWKWARD and ours["output"] == str(exp.log(name))
-        assert ours["dependency"] == stage.dependency(["1", "2"]) and ours["requeue"] is True
-        submitted = sbatch_options(_submitit_script(plan, stage, ["1", "2"], code_dir))
-        assert submitted["output"] == str(exp.submitit / "%j" / "%j_0_log.out")
-        for key in ("job-name", "account", "partition", "qos", "dependency", "nodes", "cpus-per-task", "mem",
-                    "requeue", "kill-on-invalid-dep", "open-mode", "signal"):
-            assert submitted.get(key) == ours.get(key), (name, key)
+        submitted = _submitit_script(plan, stage, ["1", "2"], code_dir)
+        assert submitted == _render(plan, name, stage.dependency(["1", "2"]), code_dir)
+        options = sbatch_options(submitted)
+        assert options["job-name"] == job_name(plan.experiment, stage)
+        assert options["account"] == AWKWARD and options["output"] == str(exp.submitit / "%j_0_log.out")
+        assert options["dependency"] == stage.dependency(["1", "2"]) and options["requeue"] is True
 
 
 def test_the_comments_show_each_command_as_it_could_be_pasted(awkward_plan):
@@ -240,28 +235,28 @@ def test_a_line_break_from_anywhere_but_the_config_writes_no_script(awkward_plan
         _render(plan, "download_model")
 
 
-def test_what_submitit_cannot_quote_for_sbatch_is_never_passed_to_it(awkward_plan):
-    """submitit writes 'a\\b' on an #SBATCH line, which sbatch reads `ab` (and a trailing backslash is a fatal
-    unmatched quote): a value validation did not see stops before sbatch would read it so."""
+def test_a_backslash_validation_did_not_see_reaches_sbatch_as_written(awkward_plan):
+    """submitit used to write 'a\\b' on an #SBATCH line, which sbatch reads `ab` (a trailing backslash: a fatal
+    unmatched quote). sbatch_quote escapes it, in a value from anywhere (here a plan's name)."""
     plan = copy.copy(awkward_plan)
-    plan.experiment = "x\\y"
-    with pytest.raises(ValueError, match="submitit cannot write job_name="):
-        submitit_parameters(plan, plan.stages["download_model"], [], Path(plan.storage_root) / "code")
+    for experiment in ("x\\y", "x\\"):
+        plan.experiment = experiment
+        options = sbatch_options(_render(plan, "download_model"))
+        assert options["job-name"] == job_name(experiment, plan.stages["download_model"])
 
 
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs Slurm's sbatch (no controller needed)")
-def test_the_real_sbatch_reads_our_lines_and_submitits_as_this_port_does(awkward_plan, tmp_path):
+def test_the_real_sbatch_reads_our_lines_as_this_port_does(awkward_plan, tmp_path):
     plan = awkward_plan
     code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
     stage = plan.stages["benchmark"]
-    for i, script in enumerate([_render(plan, "benchmark", "afterok:1:2"),
-                                _submitit_script(plan, stage, ["1", "2"], code_dir)]):
-        path = tmp_path / f"{i}.sbatch"
-        path.write_text(script)
-        real, ported = real_sbatch_options(path), sbatch_options(script)
-        for key in ("job-name", "account", "partition", "qos", "output", "dependency"):
-            assert real[key] == ported[key], (key, real[key], ported[key])
-        assert real["account"] == AWKWARD
+    script = _submitit_script(plan, stage, ["1", "2"], code_dir)
+    path = tmp_path / "benchmark.sbatch"
+    path.write_text(script)
+    real, ported = real_sbatch_options(path), sbatch_options(script)
+    for key in ("job-name", "account", "partition", "qos", "output", "dependency"):
+        assert real[key] == ported[key], (key, real[key], ported[key])
+    assert real["account"] == AWKWARD
 
 
 @given(st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"))))
@@ -308,15 +303,16 @@ TARGETS = {
     "serving.sandbox.mounts": lambda cfg, text, base: setattr(cfg.serving.sandbox, "mounts", [f"/data/{text}:/d"]),
     "quantization.calib_dataset": lambda cfg, text, base: setattr(cfg.quantization, "calib_dataset", text),
 }
-# A stand-in for every command the scripts run; srun and sacct record their argv (one file per call). Any other
-# command bash looks up is no command of ours: command_not_found_handle records it (PATH holds only these).
-# The stage's srun waits for the sandbox step (started in the background before it) to have recorded its own:
-# the script stops that step once the stage's has ended.
+# A stand-in for every command the scripts run; srun and sacct record their argv (one file per call), the stage's
+# srun its SUBMITIT_EXECUTOR too. Any other command bash looks up is no command of ours: command_not_found_handle
+# records it (PATH holds only these). The stage's srun waits for the sandbox step (started in the background
+# before it) to have recorded its own: the script stops that step once the stage's has ended.
 STUBS = {
     "srun": """#!/bin/bash
 printf "%s\\0" "$@" > "$RECORDS/srun.$$.$RANDOM"
 if [ "$1" = --overlap ]; then : > "$RECORDS/../sandbox-started"; exit 0; fi
-if [ -n "${LAUNCHER_SANDBOX_PORT:-}" ]; then
+printf "%s\\0" "${SUBMITIT_EXECUTOR-unset}" > "$RECORDS/submitit_executor.$$"
+if [ -n "${""" + SANDBOX_PORT_FILE_ENV + """:-}" ]; then
   for _ in $(seq 1000); do [ -e "$RECORDS/../sandbox-started" ] && break; sleep 0.01; done
 fi
 """,
@@ -343,8 +339,9 @@ def fuzz_base(tmp_path_factory):
     return base, cfg
 
 
-def _run(script: str, where: Path, base: Path) -> Dict[str, List[List[str]]]:
-    """Run a batch script as slurmd would (bash, SLURM_JOB_ID set) with the stand-ins; {command: [argv, ...]}."""
+def _run(script: str, where: Path, base: Path, launched: bool) -> Dict[str, List[List[str]]]:
+    """Run a batch script as slurmd would (bash, SLURM_JOB_ID set) with the stand-ins; {command: [argv, ...]}.
+    `launched`: as a launch submits it (its sbatch call sets SUBMITIT_LAUNCH_ENV), else as submitted by hand."""
     where.mkdir(parents=True)
     records = where / "records"
     records.mkdir()
@@ -352,7 +349,7 @@ def _run(script: str, where: Path, base: Path) -> Dict[str, List[List[str]]]:
     path.write_text(script)
     subprocess.run([BASH, "-n", str(path)], check=True, capture_output=True)
     env = {"PATH": str(base / "bin"), "BASH_ENV": str(base / "bash_env"), "RECORDS": str(records),
-           "SLURM_JOB_ID": "4242"}
+           "SLURM_JOB_ID": "4242", **({SUBMITIT_LAUNCH_ENV: "1"} if launched else {})}
     done = subprocess.run([BASH, str(path)], cwd=where, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (records / "unexpected").exists(), (records / "unexpected").read_text()
@@ -374,12 +371,11 @@ def _check_stage(plan, stage, where: Path, base: Path) -> None:
     (exp.root / "logs").mkdir(parents=True, exist_ok=True)
     code_dir = Path(plan.storage_root) / "code" / ("0" * 16)
     accounting = ["1", "2"] if stage.kind == "report" else []
-    script = _render(plan, stage.name, "afterok:1", code_dir, accounting)
+    script = _submitit_script(plan, stage, ["1"], code_dir, accounting)  # what sbatch receives, and a dry run writes
     assert forbidden_character(script.replace("\n", "")) is None
     options = sbatch_options(script)
     assert options["job-name"] == job_name(plan.experiment, stage)
-    assert options["output"].replace("%%", "%") == str(exp.log(stage.name))
-    assert "%" not in options["output"].replace("%%", "")
+    assert options["output"] == str(exp.submitit / "%j_0_log.out")
     for key, value in (("account", stage.cfg.cluster.account), ("partition", partition(stage)),
                        ("qos", stage.cfg.cluster.qos)):
         assert options.get(key) == (value or None), key
@@ -387,37 +383,25 @@ def _check_stage(plan, stage, where: Path, base: Path) -> None:
     for key, argv in stage.commands.items():
         shown = next(line for line in lines if line.startswith(f"#   {shlex.quote(key)}: "))
         assert shlex.split(shown.split(": ", 1)[1]) == [str(a) for a in argv]
-    inner = job_argv(stage.cfg, exp.spec(stage.name), stage_image(stage))
-    sandbox = ["--overlap", "--ntasks=1", *sandbox_pyxis_flags(stage.cfg, code_dir), *sandbox_argv(stage, code_dir)]
     if stage.kind not in RUN_KINDS:
         return
-    calls = _run(script, where / "ours", base)
-    if accounting:
-        assert calls["sacct"] == [accounting_argv(accounting)[1:]]
-    stage_steps = [c for c in calls.get("srun", []) if c[:1] != ["--overlap"]]
-    assert stage_steps == [[*pyxis_flags(plan, stage, code_dir), *inner]]
-    if starts_sandbox_step(stage):
-        (sandbox_step,) = [c for c in calls["srun"] if c[:1] == ["--overlap"]]
-        assert sandbox_step[:-1] == sandbox[:-1]  # the last: the port the script chose
-    else:
-        assert len(calls.get("srun", [])) == 1
-
-    # The script submitit writes (submitit's own quoting of our values) runs the same step.
-    if stage.kind != "benchmark":
-        return
-    submitted = _submitit_script(plan, stage, ["1"], code_dir, accounting)
-    assert forbidden_character(submitted.replace("\n", "")) is None
-    options = sbatch_options(submitted)
-    assert options["job-name"] == job_name(plan.experiment, stage)
-    assert options["output"] == str(exp.submitit / "%j" / "%j_0_log.out")
-    for key, value in (("account", stage.cfg.cluster.account), ("partition", partition(stage)),
-                       ("qos", stage.cfg.cluster.qos)):
-        assert options.get(key) == (value or None), key  # as in our script
-    calls = _run(submitted, where / "submitit", base)
-    step = next(c for c in calls["srun"] if c[:1] == ["--unbuffered"])
-    python = shlex.split(submitit_python(stage))
-    assert step[3:] == [*pyxis_flags(plan, stage, code_dir, extra_env=SUBMITIT_ENV), *python, "-u", "-m",
-                        "submitit.core._submit", str(exp.submitit / "%j")]
+    srun = ["--unbuffered", *pyxis_flags(plan, stage, code_dir, extra_env=list(SUBMITIT_EXPORTS))]
+    sandbox = ["--overlap", "--ntasks=1", *sandbox_pyxis_flags(stage.cfg, code_dir), *sandbox_argv(stage, code_dir)]
+    # Submitted by hand, the step runs the stage itself; a launch's runs what submitit starts (the benchmark's
+    # script: the others differ from it only in values both runs read the same way).
+    for launched in (False, True) if stage.kind == "benchmark" else (False,):
+        calls = _run(script, where / ("launched" if launched else "by_hand"), base, launched)
+        if accounting:
+            assert calls["sacct"] == [accounting_argv(accounting)[1:]]
+        stage_steps = [c for c in calls.get("srun", []) if c[:1] != ["--overlap"]]
+        step = submitit_argv(stage, exp) if launched else job_argv(stage.cfg, exp.spec(stage.name), stage_image(stage))
+        assert stage_steps == [[*srun, *step]]
+        assert calls["submitit_executor"] == [[SUBMITIT_EXPORTS["SUBMITIT_EXECUTOR"] if launched else "unset"]]
+        if starts_sandbox_step(stage):
+            (sandbox_step,) = [c for c in calls["srun"] if c[:1] == ["--overlap"]]
+            assert sandbox_step[:-1] == sandbox[:-1]  # the last: the port the script chose
+        else:
+            assert len(calls.get("srun", [])) == 1
 
 
 @given(target=st.sampled_from(sorted(TARGETS)), text=TEXT)

@@ -6,9 +6,13 @@ rebuild what they already built. STAGES_BEFORE was recorded from the plans of th
 The benchmark and report fingerprints were recorded again when the benchmark's commands changed on purpose (the
 ports its job chooses, launcher.commands.serve_command and friends): a change of a stage's commands changes its
 fingerprint by design; the table changed none (checked against the pre-table code, with the old commands)."""
+from dataclasses import replace
+
 import pytest
 
-from tests.helpers import plan_for
+from launcher import plan
+from launcher.stages import DRAFTER_KINDS, FP8_KINDS, KINDS, Input, StageKind, needed_containers
+from tests.helpers import compose_config, plan_for
 
 NEMOTRON = ("cluster=example_slurm", "model=nemotron_nas_51b", "benchmark.max_new_tokens=8192")
 LLAMA = ("model=llama2_7b_chat", "benchmark.max_new_tokens=512")
@@ -132,3 +136,51 @@ def _stage_lines(plan):
 @pytest.mark.parametrize("overrides", list(STAGES_BEFORE), ids=" ".join)
 def test_fingerprints_names_and_order_are_unchanged(overrides):
     assert _stage_lines(plan_for(*overrides)) == STAGES_BEFORE[overrides]
+
+
+def test_the_table_is_in_dependency_order_and_names_only_its_kinds():
+    seen = set()
+    for name, kind in KINDS.items():
+        for spec in kind.inputs:
+            assert set(spec.kinds) <= seen, f"{name} reads {spec.role} of a kind not before it: {spec.kinds}"
+        seen.add(name)
+
+
+def test_the_gpu_checks_follow_the_table():
+    assert FP8_KINDS == ("quantize", "build_engine", "build_drafter_engine", "benchmark")
+    assert DRAFTER_KINDS == ("train_drafter", "convert_drafter", "build_drafter_engine", "benchmark")
+
+
+@pytest.mark.parametrize("overrides, kinds", [
+    (("+experiment=bf16",), ["download_model", "quantize", "build_engine", "benchmark", "report"]),
+    (("+experiment=fp8_redrafter",), ["download_model", "download_dataset", "calibration_data", "train_drafter",
+                                      "quantize", "convert_drafter", "build_drafter_engine", "benchmark", "report"]),
+])
+def test_needed_decides_which_stages_a_config_gets(overrides, kinds):
+    assert [s.kind for s in plan_for(*overrides).stages.values()] == kinds
+
+
+def test_the_containers_a_config_needs_come_from_the_table():
+    assert needed_containers(compose_config("+experiment=fp8")) == ("trtllm", "sandbox")
+    assert needed_containers(compose_config("+experiment=fp8", "serving.sandbox.enabled=false")) == ("trtllm",)
+
+
+def _echo(ctx, out):
+    return {"smoke": ["echo", ctx.input("engine"), out]}
+
+
+def test_a_new_stage_kind_is_one_entry(monkeypatch):
+    """A smoke run of each engine, read by the report: one table entry and the report's input; the plan code is
+    unchanged, the other stages keep their fingerprints."""
+    smoke = StageKind("smoke_run", 10, values=lambda ctx: {}, commands=_echo, gpus=lambda cfg: 1,
+                      inputs=(Input("engine", ("build_drafter_engine", "build_engine")),))
+    monkeypatch.setitem(KINDS, "smoke_run", smoke)
+    report = replace(plan.REPORT, inputs=(*plan.REPORT.inputs, Input("smoke", ("smoke_run",), every_experiment=True)))
+    monkeypatch.setattr(plan, "REPORT", report)
+    stages = plan_for("+experiment=fp8_redrafter").stages
+    assert stages["smoke_run"].deps == ("build_drafter_engine",)
+    assert stages["smoke_run"].commands["smoke"][1] == stages["build_drafter_engine"].artifact
+    assert (stages["smoke_run"].resources.gpus, stages["smoke_run"].resources.time_min) == (1, 10)
+    assert set(stages["report"].deps) == {"benchmark", "smoke_run"}
+    before = {line.split()[0]: line.split()[1] for line in STAGES_BEFORE[("+experiment=fp8_redrafter",)]}
+    assert all(before[name] == s.fingerprint for name, s in stages.items() if name not in ("smoke_run", "report"))

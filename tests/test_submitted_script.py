@@ -1,10 +1,13 @@
 """The script a dry run writes is the script sbatch receives (issue 10, item 1), read back from the real Slurm
 test cluster: every stage kind of a campaign swept over a serving setting, its similar benchmarks as arrays.
-submitit used to write its own script (another --output, another --time, another command)."""
+submitit used to write its own script (another --output, another --time, another command). And it stays a
+script a person can submit by hand, which runs its stage without submitit."""
 import json
+import os
 import shlex
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from launcher.launch import compose_variants, validate_variants
 from launcher.plan import build_plan
 from launcher.preview import job_id_placeholder, write_dry_run_files
 from launcher.schema import CONF_DIR, register_configs
-from launcher.scripts import ExperimentDir
+from launcher.scripts import SUBMITIT_LAUNCH_ENV, ExperimentDir
 
 pytestmark = pytest.mark.slurm
 
@@ -110,7 +113,7 @@ def test_submitit_keeps_the_same_script_in_the_jobs_folder(launched):
     exp = ExperimentDir(plan.storage_root, plan.experiment)
     for name in plan.stages:
         job = ids[name].split("_")[0]
-        assert (exp.submitit / job / f"{job}_submission.sh").read_bytes() == batch_script(ids[name]), name
+        assert (exp.submitit / f"{job}_submission.sh").read_bytes() == batch_script(ids[name]), name
 
 
 def test_the_records_log_is_the_file_slurm_writes(launched):
@@ -123,3 +126,37 @@ def test_the_records_log_is_the_file_slurm_writes(launched):
     assert len(logs) == len(plan.stages)
     state = json.loads((ExperimentDir(plan.storage_root, plan.experiment).state).read_text())
     assert {name: r["log"] for name, r in state["stages"].items()} == {n: r["log"] for n, r in records.items()}
+
+
+def test_a_dry_runs_scripts_submitted_by_hand_run_their_stages(slurm_cluster, tmp_path):
+    """A dry run's script is submittable by hand, as README says: `sbatch <script>`, and for a stage with
+    inputs `sbatch --dependency=afterok:<job> <script>` over the placeholder it writes. No submitit pickled a
+    job for it: its step runs the stage itself (jobs.run_stage), which publishes the artifact. The GPU tools
+    are the stand-ins of tests/test_e2e_slurm.py."""
+    from tests.test_e2e_slurm import STANDINS, launcher
+
+    launcher(tmp_path, "+experiment=bf16", "launcher.dry_run=true")
+    exp = ExperimentDir(str(tmp_path), "bf16")
+    env = {**os.environ, "PATH": f"{STANDINS / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(STANDINS / "python"),
+           "WANDB_MODE": "disabled"}
+    env.pop(SUBMITIT_LAUNCH_ENV, None)
+
+    def sbatch(*args) -> str:
+        return subprocess.run(["sbatch", "--parsable", *args], check=True, capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=30).stdout.strip()
+
+    download = sbatch(str(exp.script("download_model")))
+    quantize = sbatch(f"--dependency=afterok:{download}", str(exp.script("quantize")))
+    try:
+        rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done([download, quantize], timeout=240)}
+        for name, job in (("download_model", download), ("quantize", quantize)):
+            log = exp.submitit / f"{job}_0_log.out"
+            assert rows[job]["State"] == "COMPLETED", (name, rows[job], log.read_text() if log.exists() else "")
+            spec = json.loads(exp.spec(name).read_text())
+            manifest = json.loads((Path(spec["artifact"]) / "manifest.json").read_text())
+            assert manifest["job_id"] == job and manifest["fingerprint"] == spec["fingerprint"], name
+            assert f"{name}: published {spec['artifact']}" in log.read_text(), name
+        assert datetime.fromisoformat(rows[quantize]["Start"]) >= datetime.fromisoformat(rows[download]["End"])
+        assert not list(exp.submitit.glob("*.pkl"))  # nothing of submitit's
+    finally:
+        subprocess.run(["scancel", download, quantize], check=False)

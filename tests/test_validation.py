@@ -4,7 +4,7 @@ import os
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from launcher.validation import InvalidConfig
+from launcher.validation import InvalidConfig, validate
 from tests.helpers import compose_config, plan_for
 
 SLURM = ("cluster=example_slurm",)
@@ -185,6 +185,25 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(InvalidConfig) as raised:
         plan_for("+experiment=fp8_redrafter", "drafter.draft_len_per_beam=4", "model.max_input_len=40000")
     assert {e.key for e in raised.value.errors} >= {"drafter.draft_len_per_beam", "model.max_input_len"}
+
+
+def test_the_checks_of_related_keys_report_every_problem_at_once():
+    """One problem for each named check (GPU, parallelism, drafter, benchmark, ports, storage, containers)."""
+    cfg = compose_config(*SLURM, "+experiment=fp8_redrafter", "cluster.gpu_type=a100", "model.pipeline_parallel=64",
+                         "drafter.tensor_parallel=1", "benchmark.cancel_after=13", "serving.sandbox.port=5000",
+                         "cluster.storage_root=relative", "~cluster.containers.sandbox")
+    with pytest.raises(InvalidConfig) as raised:
+        validate(cfg)
+    assert [e.key for e in raised.value.errors] == [
+        "quantization.qformat", "model.tensor_parallel", "model.pipeline_parallel", "drafter.tensor_parallel",
+        "benchmark.cancel_after", "serving.sandbox.port", "cluster.storage_root", "cluster.containers.sandbox"]
+
+
+def test_the_containers_checked_are_those_of_the_stages_the_config_needs():
+    without_image = (*SLURM, "+experiment=fp8", "~cluster.containers.sandbox")
+    with pytest.raises(InvalidConfig, match="cluster.containers.sandbox"):
+        validate(compose_config(*without_image))
+    validate(compose_config(*without_image, "serving.sandbox.enabled=false"))  # no stage runs the sandbox
 
 
 def test_campaign_errors_name_the_experiment():

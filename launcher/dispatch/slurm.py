@@ -50,6 +50,13 @@ class SlurmBackend:
         similar stages (one kind, same resources, same dependencies), of the script write_stage_files wrote
         for them. Returns (job id, log) per stage."""
         from jobs.run_stage import StageJob
+
+        jobs = self.executor(stages, dependency_ids, accounting_ids).submit_array(
+            [StageJob(str(self.exp.spec(stage.name))) for stage in stages])
+        return [(str(job.job_id), str(job.paths.stdout)) for job in jobs]
+
+    def executor(self, stages: List[Stage], dependency_ids: List[str], accounting_ids: Sequence[str] = ()):
+        """The submitit executor that submits the job of `stages`: its script is render_script's."""
         from launcher.dispatch.submitit_script import ScriptExecutor
 
         first = stages[0]
@@ -59,8 +66,7 @@ class SlurmBackend:
                                   command=shlex.join(submitit_argv(first, self.exp)), array_size=len(stages))
         # What submitit counts itself: the time limit (its requeues on timeout) and the job's tasks.
         executor.update_parameters(time=first.resources.time_min, nodes=first.resources.nodes, ntasks_per_node=1)
-        jobs = executor.submit_array([StageJob(str(self.exp.spec(stage.name))) for stage in stages])
-        return [(str(job.job_id), str(job.paths.stdout)) for job in jobs]
+        return executor
 
 
 def _run(argv: List[str]) -> str | None:

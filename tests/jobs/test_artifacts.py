@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs import artifacts, run_stage
+from tests.jobs.test_run_stage import simple_spec
 
 PY = sys.executable
 FINGERPRINT = "0123456789abcdef"
@@ -28,9 +29,8 @@ def _env(monkeypatch):
 def artifact(tmp_path) -> Path:
     """A build_engine artifact published by a stage job: a 1000-byte engine in a subdirectory and a config."""
     path = tmp_path / "artifacts" / "build_engine" / FINGERPRINT
-    spec = {"experiment": "test", "name": "build_engine", "kind": "build_engine", "fingerprint": FINGERPRINT,
-            "artifact": str(path), "staging_dir": f"{path}.partial", "commands": {"work": [PY, "-c", WORK]},
-            "config": {}, "inputs": {}, "drafter": None, "benchmark": None}
+    spec = simple_spec(tmp_path, "build_engine", commands={"work": [PY, "-c", WORK]}, name="build_engine")
+    assert spec["artifact"] == str(path)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run_stage.run(str(tmp_path / "spec.json"))
     return path
@@ -64,9 +64,10 @@ def test_a_manifest_of_another_artifact(artifact):
 
 
 def test_a_manifest_another_version_wrote_names_the_key(artifact):
+    whole = manifest_json(artifact)
     (artifact / "manifest.json").write_text("{}")
     assert artifacts.problem(artifact).startswith("its manifest.json: missing key 'stage' (a Manifest has stage, ")
-    (artifact / "manifest.json").write_text(json.dumps({**manifest_json(artifact), "size_bytes": "1002"}))
+    (artifact / "manifest.json").write_text(json.dumps({**whole, "size_bytes": "1002"}))
     assert artifacts.problem(artifact) == "its manifest.json: size_bytes: expected int, got '1002'"
 
 

@@ -5,7 +5,7 @@ the rows below are that real output."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,7 @@ def test_without_nvidia_smi_nothing_is_checked(monkeypatch, capsys):
 def test_a_stage_on_the_wrong_gpus_fails_before_its_tools_run(tmp_path, monkeypatch):
     monkeypatch.setenv("STANDIN_GPUS", A100)
     spec = simple_spec(tmp_path)  # its command would write out.txt in the staging directory
-    spec["gpu_check"] = FP8_NEED.to_json()
+    spec["gpu_check"] = asdict(FP8_NEED)
     with pytest.raises(StageFailed, match="wrong GPUs"):
         run_stage.run(write_spec(tmp_path / "spec.json", spec))
     assert not (Path(spec["staging_dir"]) / "out.txt").exists() and not Path(spec["artifact"]).exists()
@@ -108,7 +108,7 @@ def test_a_stage_on_the_wrong_gpus_fails_before_its_tools_run(tmp_path, monkeypa
 
 def test_the_manifest_records_the_gpus(tmp_path):
     spec = simple_spec(tmp_path)
-    spec["gpu_check"] = FP8_NEED.to_json()
+    spec["gpu_check"] = asdict(FP8_NEED)
     result = run_stage.run(write_spec(tmp_path / "spec.json", spec))
     assert len(result["gpus"]) == 8 and result["gpus"][0]["compute_capability"] == 9.0
 

@@ -455,7 +455,8 @@ def test_a_stage_that_cannot_resume_is_requeued_only_a_few_times(tmp_path, monke
     until submitit gives up; it fails instead, after MAX_RESTARTS_NOT_RESUMABLE requeues, naming the limit."""
     from submitit.core import job_environment, utils
 
-    spec = {**simple_spec(tmp_path, kind), "resources": {"time_min": 10}}
+    spec = simple_spec(tmp_path, kind)
+    spec["resources"]["time_min"] = 10
     delayed = utils.DelayedSubmission(run_stage.StageJob(write_spec(tmp_path / "spec.json", spec)))
     delayed.set_timeout(10, 3)  # as SlurmExecutor does: the time limit, max_num_timeout
     paths = utils.JobPaths(tmp_path / "submitit", job_id="42")
