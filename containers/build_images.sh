@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the stage and sandbox images and import them with enroot into .sqsh files on shared storage,
+# Build the stage, sandbox and Triton images and import them with enroot into .sqsh files on shared storage,
 # where the cluster config's `containers` map points (pyxis then never pulls at job start).
 #   containers/build_images.sh /lustre/fsw/my_account/images
 # Needs docker (or podman via DOCKER=podman) and enroot on the machine that builds.
@@ -13,8 +13,18 @@ mkdir -p "$dest"
 
 "$docker" build -f "$here/trtllm.Dockerfile" -t "launcher-trtllm:$trtllm_version" "$repo"
 "$docker" build -f "$here/sandbox.Dockerfile" -t "launcher-sandbox:latest" "$here"
+# Triton (seed 004): tensorrtllm_backend's own image at its v1.1.0rc0 release (commit edb0cdf, with the
+# tensorrt_llm submodule TensorRT-LLM 26f413ad = 1.1.0rc0), built from its repository as its build.sh does,
+# then ours on it (containers/triton.Dockerfile).
+backend_image="launcher-tensorrtllm-backend:v$trtllm_version"
+DOCKER_BUILDKIT=1 "$docker" build -f dockerfile/Dockerfile.triton.trt_llm_backend -t "$backend_image" \
+    "https://github.com/triton-inference-server/tensorrtllm_backend.git#v$trtllm_version"
+"$docker" build -f "$here/triton.Dockerfile" --build-arg "BACKEND_IMAGE=$backend_image" \
+    -t "launcher-triton:$trtllm_version" "$repo"
 
 enroot import -o "$dest/launcher-trtllm-$trtllm_version.sqsh" "dockerd://launcher-trtllm:$trtllm_version"
 enroot import -o "$dest/launcher-sandbox.sqsh" "dockerd://launcher-sandbox:latest"
+enroot import -o "$dest/launcher-triton-$trtllm_version.sqsh" "dockerd://launcher-triton:$trtllm_version"
 echo "set in conf/cluster/<yours>.yaml:"
-echo "  containers: {trtllm: $dest/launcher-trtllm-$trtllm_version.sqsh, sandbox: $dest/launcher-sandbox.sqsh}"
+echo "  containers: {trtllm: $dest/launcher-trtllm-$trtllm_version.sqsh, sandbox: $dest/launcher-sandbox.sqsh, triton: $dest/launcher-triton-$trtllm_version.sqsh}"
+echo "  triton_backend_dir: /app"

@@ -15,7 +15,7 @@ A point that generated no tokens, had failed requests or completed fewer request
 ``valid: false`` with the reason, and is left out of the summary. With repeats, the summary has the mean and
 a 95% Student-t confidence interval of every metric per concurrency.
 
-    python -m jobs.load_sweep --url http://127.0.0.1:8000 --model NAME --tokenizer DIR \\
+    python -m jobs.load_sweep --url http://127.0.0.1:8000 [--model NAME] --tokenizer DIR \\
         --problems conf/benchmark/problems/aime25_p1.jsonl --endpoint-type completions \\
         --concurrency 1,2,4,8 --repeats 3 --goodput time_to_first_token=2000 --out DIR
 """
@@ -29,6 +29,7 @@ import os
 import shlex
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -70,6 +71,7 @@ class SweepConfig:
     output_tokens: Optional[int] = None  # AIPerf --osl: max_tokens of every request (the file's output_length wins)
     extra_inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # merged into every request body
     server_token_count: bool = False  # count tokens from the server's usage instead of the tokenizer
+    streaming: bool = True  # streamed responses: without them AIPerf measures no TTFT or ITL
     request_timeout_s: float = 3600.0
     random_seed: int = 0
     aiperf: str = "aiperf"  # the CLI: its own venv in the image (its pins differ from the jobs')
@@ -200,7 +202,7 @@ def write_prompt_file(messages: Sequence[str], out: str, endpoint_type: str, tok
 def build_argv(cfg: SweepConfig, concurrency: int, artifact_dir: str) -> List[str]:
     """``aiperf profile`` for one point (flags of aiperf 0.13.0 ``aiperf/config/flags/cli_config.py``)."""
     argv = [cfg.aiperf, "profile", "--model", cfg.model, "--url", cfg.url, "--endpoint-type", cfg.endpoint_type,
-            "--streaming", "--tokenizer", cfg.tokenizer, "--input-file", cfg.input_file,
+            *(["--streaming"] if cfg.streaming else []), "--tokenizer", cfg.tokenizer, "--input-file", cfg.input_file,
             "--custom-dataset-type", "single_turn", "--concurrency", str(concurrency),
             "--request-count", str(cfg.request_count(concurrency)), "--request-timeout-seconds",
             str(cfg.request_timeout_s), "--random-seed", str(cfg.random_seed), "--artifact-dir", artifact_dir,
@@ -328,7 +330,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str, run: Runner = subprocess.run) -> D
             status = "ok" if rec.valid else f"INVALID: {rec.invalid_reason}"
             print(f"[load_sweep] repeat {repeat} concurrency {c}: {status}", file=sys.stderr, flush=True)
             points.append(rec)
-    return {"aiperf_version": AIPERF_VERSION, "config": config_dict(cfg),
+    return {"benchmark": "load_sweep", "aiperf_version": AIPERF_VERSION, "config": config_dict(cfg),
             "points": [p.to_dict() for p in points], "summary": summarize(points, cfg.concurrencies)}
 
 
@@ -425,6 +427,17 @@ def summarize(points: Sequence[PointRecord], concurrencies: Sequence[int]) -> Li
     return out
 
 
+def served_model(url: str) -> str:
+    """The name the OpenAI-compatible server at `url` serves its model under (GET /v1/models: trtllm-serve,
+    vLLM and SGLang list the one model they serve), asked directly, never through a site's http_proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url.rstrip("/") + "/v1/models", timeout=30) as answer:
+        listed = [m.get("id") for m in json.load(answer).get("data") or []]
+    if len(listed) != 1 or not isinstance(listed[0], str):
+        raise SystemExit(f"{url}/v1/models lists {listed!r}, not one model: name the one to load with --model")
+    return listed[0]
+
+
 # ---- CLI ------------------------------------------------------------------------------------------------------
 def parse_goodput(items: Sequence[str]) -> Dict[str, float]:
     out = {}
@@ -442,7 +455,7 @@ def parse_goodput(items: Sequence[str]) -> Dict[str, float]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jobs.load_sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True, help="server base URL (AIPerf appends /v1/completions or /v1/chat/...)")
-    p.add_argument("--model", required=True, help="model name the server answers to")
+    p.add_argument("--model", help="model name the server answers to (default: the one its /v1/models lists)")
     p.add_argument("--tokenizer", required=True, help="local tokenizer dir (token counts, chat template)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--problems", help="AIMO problems JSONL (a 'problem' per line)")
@@ -460,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tokens", type=int, help="max_tokens of every request")
     p.add_argument("--extra-inputs", default="{}", help="JSON object merged into every request body")
     p.add_argument("--server-token-count", action="store_true", help="token counts from the server's usage")
+    p.add_argument("--no-streaming", dest="streaming", action="store_false", help="whole answers (no TTFT, ITL)")
     p.add_argument("--request-timeout", type=float, default=3600.0, help="seconds per request")
     p.add_argument("--aiperf", default=os.environ.get("AIPERF_BIN", "aiperf"), help="the aiperf executable")
     p.add_argument("--out", required=True, help="directory for the prompt file, the points and results.json")
@@ -484,12 +498,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prompt_file = write_prompt_file(user_messages(read_jsonl(path), source, args.prompt),
                                     os.path.join(args.out, "prompts.jsonl"), args.endpoint_type, tokenizer,
                                     args.output_tokens)
-    cfg = SweepConfig(url=args.url, model=args.model, tokenizer=args.tokenizer, input_file=prompt_file,
+    cfg = SweepConfig(url=args.url, model=args.model or served_model(args.url), tokenizer=args.tokenizer, input_file=prompt_file,
                       endpoint_type=args.endpoint_type, concurrencies=concurrencies,
                       requests_per_user=args.requests_per_user, min_requests=args.min_requests,
                       warmup_requests=args.warmup_requests, repeats=args.repeats,
                       goodput=parse_goodput(args.goodput), output_tokens=args.output_tokens, extra_inputs=extra,
-                      server_token_count=args.server_token_count, request_timeout_s=args.request_timeout,
+                      server_token_count=args.server_token_count, streaming=args.streaming, request_timeout_s=args.request_timeout,
                       aiperf=args.aiperf)
     results = run_sweep(cfg, args.out)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:

@@ -7,7 +7,8 @@ the model's tokenizer (special tokens added), prompts over ``--max_input_len`` (
 remained), and each request asks for ``int(words in output * op_tokens_per_word)`` tokens (1.3 by default:
 41.49 on average in the seed). This job draws the same kind of set from the ``cnn_dailymail`` dataset itself:
 a fixed sample of N articles (``Dataset.shuffle(seed).select(range(N))``), each prompt truncated to
-``--max-input-len`` tokens (or, with ``--overlong skip``, dropped as the seed's client did).
+``--max-input-len`` tokens (or, with ``--overlong skip``, dropped as the seed's client did), each request's
+``max_tokens`` cut to what ``--max-seq-len`` leaves after its prompt.
 
 Rows: ``{"index", "id", "prompt", "input_tokens", "max_tokens", "truncated", "reference"}``.
 
@@ -55,7 +56,12 @@ def fit_prompt(tokenizer, prompt: str, max_input_len: int) -> tuple:
 
 
 def build_prompt_set(rows: Sequence[Dict[str, Any]], tokenizer, *, max_input_len: int, overlong: str,
-                     op_tokens_per_word: float, instruction: str = INSTRUCTION) -> List[Dict[str, Any]]:
+                     op_tokens_per_word: float, instruction: str = INSTRUCTION,
+                     max_seq_len: Optional[int] = None) -> List[Dict[str, Any]]:
+    """`max_seq_len`: the engine's; a request's max_tokens is cut to the room its prompt leaves (trtllm-serve
+    refuses a request past it, Triton lowers it: cut here, both servers get the same requests)."""
+    if max_seq_len is not None and max_seq_len <= max_input_len:
+        raise ValueError(f"max_seq_len {max_seq_len} leaves no room for output after {max_input_len} input tokens")
     if overlong not in OVERLONG:
         raise ValueError(f"overlong must be one of {', '.join(OVERLONG)}, got {overlong!r}")
     out = []
@@ -67,8 +73,9 @@ def build_prompt_set(rows: Sequence[Dict[str, Any]], tokenizer, *, max_input_len
         if overlong == "skip" and len(tokenizer.encode(prompt)) > max_input_len:
             continue
         text, tokens, truncated = fit_prompt(tokenizer, prompt, max_input_len)
+        requested = requested_tokens(row["highlights"], op_tokens_per_word)
         out.append({"index": len(out), "id": row["id"], "prompt": text, "input_tokens": tokens,
-                    "max_tokens": requested_tokens(row["highlights"], op_tokens_per_word),
+                    "max_tokens": requested if max_seq_len is None else min(requested, max_seq_len - tokens),
                     "truncated": truncated, "reference": row["highlights"]})
     return out
 
@@ -102,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-prompts", type=int, default=98)
     p.add_argument("--seed", type=int, default=0, help="shuffle seed of the fixed sample")
     p.add_argument("--max-input-len", type=int, default=2048, help="the engine's max_input_len")
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="the engine's max_seq_len: each request's max_tokens is cut to the room its prompt leaves")
     p.add_argument("--overlong", choices=OVERLONG, default="truncate",
                    help="a prompt over --max-input-len tokens: cut it, or drop it as the seed's client did")
     p.add_argument("--op-tokens-per-word", type=float, default=1.3)
@@ -118,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     rows = load_rows(args.dataset, args.config, args.split, args.num_prompts, args.seed)
     prompts = build_prompt_set(rows, tokenizer, max_input_len=args.max_input_len, overlong=args.overlong,
-                               op_tokens_per_word=args.op_tokens_per_word)
+                               op_tokens_per_word=args.op_tokens_per_word, max_seq_len=args.max_seq_len)
     write_jsonl(prompts, args.output)
     mean_in = sum(p["input_tokens"] for p in prompts) / max(len(prompts), 1)
     mean_out = sum(p["max_tokens"] for p in prompts) / max(len(prompts), 1)

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs import artifacts, drafter_metrics, gpu_check, services, wandb_log
+from jobs import artifacts, drafter_metrics, gpu_check, services, smoke_run, triton_serving, wandb_log
 from jobs.process import StageFailed, StageStopped, log, process_group, run_command, stopped_by, tool_failure
 from launcher.contract import MANIFEST, REPORT_INCOMPLETE, ContractError, Manifest, StageSpec
 
@@ -62,7 +62,10 @@ def run_kind(spec: StageSpec, staging: Path) -> dict:
         return {**result, "resumed_from_checkpoint": resumed.name if resumed else None,
                 "train_log": train_log.name, "train_logs": [p.name for _, p in drafter_metrics.train_logs(staging)]}
     if kind == "benchmark":
-        return services.run_benchmark(spec.to_json(), staging)
+        triton = spec.config["serving"]["name"] == "triton"  # tritonserver's three ports and its health path
+        return (triton_serving if triton else services).run_benchmark(spec.to_json(), staging)
+    if kind == "smoke_run":  # its answer goes into the manifest
+        return smoke_run.run(spec, staging)
     if kind == "quantize" and "--batch_size" in commands.get("quantize", ()):
         return quantize_halving_batch_on_oom(commands["quantize"], staging)
     if kind == "report":
@@ -177,6 +180,10 @@ def verify_inputs(spec: StageSpec) -> None:
 def requeue_refusal(spec: StageSpec, restarts: int) -> str | None:
     """Why a signalled stage must not be requeued again, or None to requeue it (see StageJob.checkpoint)."""
     kind = spec.kind
+    if "serve" in spec.commands:  # launcher.serve_only (jobs.serve)
+        return (f"{spec.name} served its configuration (launcher.serve_only) until Slurm signalled it (its time "
+                "limit, or a preemption); it is not requeued: it would come back on another node and port than "
+                "the address it gave. Launch again to serve it again")
     if kind in RESUMABLE_KINDS or restarts < MAX_RESTARTS_NOT_RESUMABLE:
         return None
     return (f"{spec.name} was signalled by Slurm {restarts + 1} times (its time limit, or a preemption) and a "

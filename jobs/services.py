@@ -159,20 +159,29 @@ def _run_benchmark(bench: dict, commands: Dict[str, List[str]], staging: Path) -
             chosen[ports.SANDBOX_PORT_ENV] = str(sandbox.port())
         chosen[ports.SERVER_PORT_ENV] = str(ports.free_port(server_url.hostname, server_url.port))
         env = {**os.environ, **chosen}
+        if "server_options" in commands:  # the file the server reads (trtllm-serve --extra_llm_api_options)
+            run_command(commands["server_options"], cwd=staging)
         started = time.monotonic()
         server = stack.enter_context(process_group(ports.expand(commands["server"], chosen), staging / "server.log",
                                                    echo=False, env=env))
         startup = wait_for_health(at_port(bench["server_url"], chosen[ports.SERVER_PORT_ENV]) + "/health",
-                                  bench["health_timeout_s"], server, staging / "server.log", "LLM server", since=started)
+                                  bench["health_timeout_s"], server, staging / "server.log", "LLM server",
+                                  since=started)
         if sandbox:
             # Listening is not answering: a sandbox that does not answer would turn every tool call of the
             # benchmark into an error message instead of failing it.
             sandbox.wait_for_health(at_port(bench["sandbox_url"], chosen[ports.SANDBOX_PORT_ENV]))
-        run_command(ports.expand(commands["client"], chosen), env=env)
+        # The benchmark's client; with launcher.serve_only jobs.serve instead, which keeps the servers up.
+        run_command(ports.expand(commands.get("client") or commands["serve"], chosen), env=env)
+    used = {"server_startup_s": startup,
+            "ports": {"server": int(chosen[ports.SERVER_PORT_ENV]),
+                      "sandbox": int(chosen[ports.SANDBOX_PORT_ENV]) if ports.SANDBOX_PORT_ENV in chosen else None}}
+    if "client" not in commands:  # served, measured nothing: never published, so a launch serves it again
+        return {**used, "publish": False}
     results_file = staging / "results.json"
     if not results_file.is_file():
         raise StageFailed(f"the benchmark client exited without writing {results_file}")
     results = json.loads(results_file.read_text())
-    return {"benchmark_summary": results.get("summary"), "server_startup_s": startup,
-            "ports": {"server": int(chosen[ports.SERVER_PORT_ENV]),
-                      "sandbox": int(chosen[ports.SANDBOX_PORT_ENV]) if ports.SANDBOX_PORT_ENV in chosen else None}}
+    if results.get("benchmark") == "load_sweep":  # jobs.load_sweep: per concurrency, not the notebook's summary
+        return {"load_sweep_summary": results["summary"], **used}
+    return {"benchmark_summary": results.get("summary"), **used}

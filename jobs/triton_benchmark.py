@@ -270,8 +270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     timings = run(args.url, args.model, prompts, args.concurrency, args.request_timeout)
     errors = [t for t in timings if t.error is not None]
     table = seed_table(timings) if len(errors) < len(timings) else None
+    # `summary`: what every benchmark's results give the report (jobs.report; null: nothing finished).
     write_results({"protocol": args.protocol, "url": args.url, "model": args.model,
-                   "concurrency": args.concurrency, "prompts": args.prompts, "table": table,
+                   "concurrency": args.concurrency, "prompts": args.prompts, "table": table, "summary": table,
                    "errors": len(errors), "requests": [dataclasses.asdict(t) for t in timings]}, args.output)
     if table is not None:
         print(format_table(table), flush=True)

@@ -6,11 +6,12 @@ commands flag for flag (see tests/test_commands.py); the paths are the launcher'
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import List
+from typing import Dict, List
 
 from omegaconf import DictConfig
 
 from jobs.ports import SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, SERVER_PORT_ENV, placeholder
+from launcher import triton_commands
 
 # quantize.py's default --calib_max_seq_length: the seeds never pass it, so neither do we unless changed.
 QUANTIZE_DEFAULT_CALIB_MAX_SEQ_LENGTH = 512
@@ -223,18 +224,20 @@ def sandbox_command(cfg: DictConfig, pythonpath: str | None = None,
 
 
 def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str, problems_file: str,
-                             out_file: str) -> List[str]:
-    """trtllm-serve names the model after the path it serves; the client asks for that name. The client reads the
-    engine's max_seq_len from --engine-dir, to keep every request within it. The servers' ports are the ones the
-    job chose (jobs.ports); without a sandbox there is no sandbox URL."""
+                             out_file: str, checkpoint: bool = False) -> List[str]:
+    """trtllm-serve names the model after the path it serves (vLLM and SGLang too); the client asks for that name.
+    The client reads the engine's max_seq_len from --engine-dir, to keep every request within it; a served
+    checkpoint (`checkpoint`: launcher.serving_commands) has no engine, its server's limit is model.max_seq_len.
+    The servers' ports are the ones the job chose (jobs.ports); without a sandbox there is no sandbox URL."""
     s, b = cfg.serving, cfg.benchmark
+    limit = ["--max-seq-len", str(cfg.model.max_seq_len)] if checkpoint else ["--engine-dir", engine_dir]
     sandbox = ["--sandbox-url", f"http://{s.sandbox.host}:{placeholder(SANDBOX_PORT_ENV)}"] if s.sandbox.enabled else []
     return [
         cfg.cluster.python, "-m", "jobs.benchmark_client",
         "--server-url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",
         *sandbox,
         "--model", engine_dir,
-        "--engine-dir", engine_dir,
+        *limit,
         "--tokenizer", tokenizer_dir,
         "--problems", problems_file,
         "--num-generations", str(b.num_generations),
@@ -249,8 +252,102 @@ def benchmark_client_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: st
     ]
 
 
+def load_sweep_command(cfg: DictConfig, tokenizer_dir: str, prompts_file: str, out_dir: str) -> List[str]:
+    """benchmark=load_sweep: jobs.load_sweep runs AIPerf against the server at the port the job chose. No --model:
+    it asks the server's /v1/models (trtllm-serve names the model after the path it serves, vLLM and SGLang after
+    theirs or --served-model-name), so the client does not depend on the serving stack."""
+    s, b = cfg.serving, cfg.benchmark
+    prompts = ["--problems", prompts_file, "--prompt", b.prompt] if b.prompt_set == "aimo" else \
+        ["--chat-prompts", prompts_file]
+    goodput = [word for tag, ms in b.goodput.items() if ms is not None for word in ("--goodput", f"{tag}={ms:g}")]
+    return [
+        cfg.cluster.python, "-m", "jobs.load_sweep",
+        "--url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",
+        "--tokenizer", tokenizer_dir,
+        *prompts,
+        "--endpoint-type", b.endpoint,
+        "--concurrency", ",".join(str(c) for c in b.concurrency),
+        "--requests-per-user", str(b.requests_per_user),
+        "--min-requests", str(b.min_requests),
+        "--warmup-requests", str(b.warmup_requests),
+        "--repeats", str(b.repeats),
+        "--output-tokens", str(b.output_tokens),
+        *goodput,
+        *([] if b.streaming else ["--no-streaming"]),
+        "--request-timeout", str(b.request_timeout_s),
+        "--out", out_dir,
+    ]
+
+
+def serve_hold_command(cfg: DictConfig) -> List[str]:
+    """launcher.serve_only: once the servers answer, jobs.serve says where they are (the job's log, `status`) and
+    keeps them up for launcher.serve_minutes; the benchmark job then stops them."""
+    s = cfg.serving
+    sandbox = ["--sandbox-url", f"http://{s.sandbox.host}:{placeholder(SANDBOX_PORT_ENV)}"] if s.sandbox.enabled else []
+    return [cfg.cluster.python, "-m", "jobs.serve", "--server-url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",
+            *sandbox, "--minutes", f"{cfg.launcher.serve_minutes:g}"]
+
+
 def report_command(cfg: DictConfig, inputs_file: str, out_dir: str, experiment_dir: str,
                    accounting_file: str) -> List[str]:
     """The experiment's report, from every configuration's results and the Slurm accounting of its jobs."""
     return [cfg.cluster.python, "-m", "jobs.report", "--inputs", inputs_file, "--output_dir", out_dir,
             "--experiment_dir", experiment_dir, "--accounting", accounting_file]
+
+
+# ------------------------------------------------------------------ seed 004: prompt set, Triton, smoke runs
+def prompt_set_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out_file: str) -> List[str]:
+    """benchmark=cnn_dailymail's prompts: a fixed sample of the downloaded dataset, counted with the model's
+    tokenizer, cut to benchmark.max_input_len, and each request's max_tokens kept within the engine's
+    max_seq_len (trtllm-serve refuses a request past it; Triton would lower it: the same requests on both)."""
+    b = cfg.benchmark
+    return [cfg.cluster.python, "-m", "jobs.prompt_set", "--tokenizer", model_dir, "--dataset", dataset_dir,
+            "--config", b.dataset_config, "--split", b.dataset_split, "--num-prompts", str(b.sample_size),
+            "--seed", str(b.sample_seed), "--max-input-len", str(b.max_input_len),
+            "--max-seq-len", str(cfg.model.max_seq_len), "--overlong", b.overlong,
+            "--op-tokens-per-word", str(b.op_tokens_per_word), "--output", out_file]
+
+
+def triton_model_repo_commands(cfg: DictConfig, engine_dir: str, tokenizer_dir: str, repo_dir: str
+                               ) -> Dict[str, List[str]]:
+    """The backend's inflight_batcher_llm template repository, copied from the triton image and filled for one
+    engine (launcher.triton_commands)."""
+    s = cfg.serving
+    return triton_commands.model_repository_commands(
+        repo_dir=repo_dir, engine_dir=engine_dir, tokenizer_dir=tokenizer_dir, max_batch_size=s.max_batch_size,
+        max_queue_delay_us=s.max_queue_delay_us, decoupled=s.decoupled, instance_count=s.instance_count,
+        max_queue_size=s.max_queue_size, kv_cache_free_gpu_mem_fraction=s.kv_cache_free_gpu_memory_fraction,
+        backend_dir=cfg.cluster.triton_backend_dir, python=cfg.cluster.python)
+
+
+def tritonserver_command(cfg: DictConfig, repo_dir: str) -> List[str]:
+    """tritonserver on the model repository, one rank per GPU of the engine (tp*pp), at the ports the job chooses:
+    HTTP from serving.port (jobs.ports' server port), gRPC and metrics from serving.grpc_port/metrics_port."""
+    m = cfg.model
+    return triton_commands.tritonserver_argv(
+        repo_dir=repo_dir, http_port=placeholder(SERVER_PORT_ENV),
+        grpc_port=f"${{{triton_commands.GRPC_PORT_ENV}}}", metrics_port=f"${{{triton_commands.METRICS_PORT_ENV}}}",
+        world_size=m.tensor_parallel * m.pipeline_parallel)
+
+
+def seed_benchmark_client_command(cfg: DictConfig, engine_dir: str, prompts_file: str, out_file: str) -> List[str]:
+    """benchmark=cnn_dailymail's client (jobs.triton_benchmark): Triton's gRPC stream to serving.entry_model, or
+    trtllm-serve's OpenAI API (the model named after the engine path it serves)."""
+    s = cfg.serving
+    if s.name == "triton":
+        target = ["--protocol", "triton", "--url", f"{s.host}:${{{triton_commands.GRPC_PORT_ENV}}}",
+                  "--model", s.entry_model]
+    else:
+        target = ["--protocol", "openai", "--url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",
+                  "--model", engine_dir]
+    return [cfg.cluster.python, "-m", "jobs.triton_benchmark", *target, "--prompts", prompts_file,
+            "--concurrency", str(cfg.benchmark.max_in_flight), "--output", out_file]
+
+
+def smoke_run_command(cfg: DictConfig, engine_dir: str, tokenizer_dir: str) -> List[str]:
+    """The engine answers the seed's prompt (examples/run.py), under mpirun for a tp*pp engine."""
+    m = cfg.model
+    return triton_commands.smoke_run_argv(
+        examples_dir=cfg.cluster.trtllm_examples_dir, engine_dir=engine_dir, tokenizer_dir=tokenizer_dir,
+        input_text=m.smoke_prompt, max_output_len=m.smoke_max_output_len,
+        world_size=m.tensor_parallel * m.pipeline_parallel, python=cfg.cluster.python)

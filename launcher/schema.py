@@ -19,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from launcher.contract import PORT_SEARCH, PORT_SPREAD
-from launcher.stages import STAGE_KINDS
+from launcher.stages import CNN_DAILYMAIL_KEYS, LOAD_SWEEP_KEYS, NOTEBOOK_KEYS, STAGE_KINDS
 
 # The Hydra config tree beside the package, defined where --help reads it without importing Hydra.
 from launcher.user_config import CONF_DIR
@@ -200,6 +200,59 @@ class Backend(Choice):  # trtllm-serve --backend: the engines built here are TRT
     trt = "trt"
 
 
+class ServingStack(Choice):
+    """What serves the model (launcher.serving_commands): `trtllm` is the pinned recipe (TensorRT-LLM 1.1.0rc0,
+    a TensorRT engine built here); the others load the HF checkpoint (or a ModelOpt FP8 export of it) directly,
+    each in its own pinned image (cluster.containers.<stack>)."""
+    trtllm = "trtllm"
+    trtllm_pytorch = "trtllm_pytorch"
+    vllm = "vllm"
+    sglang = "sglang"
+
+
+class Fp8Weights(Choice):
+    """Where the FP8 weights of quantization=fp8 come from on the stacks that load checkpoints: a ModelOpt export
+    calibrated on our calibration data (stage quantize_modelopt), or the server quantizing the BF16 weights as it
+    loads them (vLLM and SGLang `--quantization fp8`: per-tensor dynamic scales, no calibration)."""
+    modelopt = "modelopt"
+    online = "online"
+
+
+class SpeculativeMethod(Choice):
+    """Speculative decoding on the stacks that load checkpoints (drafter.method); ReDrafter is drafter=redrafter,
+    on the pinned engine path only."""
+    ngram = "ngram"  # prompt lookup: drafts copied from the prompt and output so far, nothing trained
+    draft_target = "draft_target"  # a smaller model of the same family and tokenizer (drafter.draft_model)
+    eagle3 = "eagle3"  # an EAGLE-3 head trained for the model (drafter.draft_model)
+    mtp = "mtp"  # the model's own multi-token-prediction layers (model.mtp_layers)
+
+
+class BenchmarkKind(Choice):  # what the benchmark stage runs against the server it starts
+    notebook = "notebook"  # jobs.benchmark_client: the seeds' AIMO notebook protocol (with the code sandbox)
+    load_sweep = "load_sweep"  # jobs.load_sweep: NVIDIA AIPerf swept over concurrencies (no sandbox)
+    cnn_dailymail = "cnn_dailymail"  # jobs.triton_benchmark: seed 004's CNN/DailyMail prompts at once, its table
+
+
+class PromptSet(Choice):  # the rows of benchmark.problems_file a load sweep reads (jobs.load_sweep.user_messages)
+    aimo = "aimo"  # {"problem": ...}, sent in the benchmark.prompt template
+    chat = "chat"  # {"prompt": ...}, sent as it is
+
+
+class Endpoint(Choice):  # AIPerf --endpoint-type: /v1/completions (chat template applied by the client) or chat
+    completions = "completions"
+    chat = "chat"
+
+
+class TritonEntryModel(Choice):  # the decoupled text models of the inflight_batcher_llm repository
+    ensemble = "ensemble"
+    tensorrt_llm_bls = "tensorrt_llm_bls"
+
+
+class Overlong(Choice):  # jobs.prompt_set --overlong: a prompt over benchmark.max_input_len tokens
+    truncate = "truncate"
+    skip = "skip"
+
+
 class Executor(Choice):
     local = "local"
     slurm = "slurm"
@@ -240,6 +293,11 @@ class ModelConfig:
     gemm_plugin: GemmPlugin = GemmPlugin.auto
     kv_cache_type: Optional[KVCacheType] = None  # `paged` is trtllm-build's default; seed 003 passes it explicitly
     use_paged_context_fmha: bool = True
+    # Multi-token-prediction layers of the checkpoint (its config.json num_nextn_predict_layers): drafter=mtp needs them.
+    mtp_layers: int = ranged(0, 0, 64)
+    # The smoke run after every engine build (TensorRT-LLM examples/run.py, seed 004's check of each engine).
+    smoke_prompt: str = "How do I count in French ? 1 un"
+    smoke_max_output_len: int = ranged(100, 1, MAX_TOKENS, unit="tokens")
 
 
 @dataclass
@@ -261,18 +319,40 @@ class QuantizationConfig:
     calib_prompt: str = "generic/math"
 
 
+# The keys of DrafterConfig that speculative decoding on the checkpoint-loading stacks reads (`method` first).
+SPECULATIVE_KEYS = ("method", "max_draft_len", "max_matching_ngram_size", "draft_model", "draft_model_revision",
+                    "train_eagle3")
+
+
 @dataclass
 class DrafterConfig:
     USED_WHEN: ClassVar[Tuple[UsedWhen, ...]] = (
-        UsedWhen("enabled", (True,), unless=("name",), why="no drafter is trained or used (drafter=none)",
+        UsedWhen("enabled", (True,), unless=("name", *SPECULATIVE_KEYS), why="no ReDrafter is trained or used",
                  remedy="drafter=redrafter (or +experiment=fp8_redrafter)"),
+        UsedWhen("method", tuple(SpeculativeMethod), keys=SPECULATIVE_KEYS[1:],
+                 why="no speculative method of the checkpoint-loading stacks is chosen",
+                 remedy="drafter=ngram, draft_target, eagle3 or mtp"),
+        UsedWhen("method", (SpeculativeMethod.draft_target, SpeculativeMethod.eagle3),
+                 keys=("draft_model", "draft_model_revision"), why="only a draft model or an EAGLE-3 head is downloaded",
+                 remedy="drafter=draft_target or drafter=eagle3"),
+        UsedWhen("method", (SpeculativeMethod.ngram,), keys=("max_matching_ngram_size",),
+                 why="only n-gram (prompt lookup) drafting matches n-grams", remedy="drafter=ngram"),
         UsedWhen("save_strategy", (SaveStrategy.steps,), keys=("save_steps",), why="no checkpoint every N steps"),
         UsedWhen("save_strategy", (SaveStrategy.steps, SaveStrategy.epoch), keys=("save_total_limit",),
                  why="the trainer saves no checkpoints"),
     )
 
     name: str = "none"
-    enabled: bool = False
+    enabled: bool = False  # ReDrafter (the pinned engine path): trained, converted and built here
+    # Speculative decoding of serving.stack=trtllm_pytorch, vllm or sglang (launcher.serving_commands); None: none.
+    method: Optional[SpeculativeMethod] = None
+    max_draft_len: int = ranged(3, 1, 32, unit="tokens", why="draft tokens proposed per step")
+    max_matching_ngram_size: int = ranged(2, 1, 64, unit="tokens")  # ngram: the longest prompt n-gram matched
+    # draft_target: a smaller model of the same family and tokenizer; eagle3: an EAGLE-3 head trained for the model.
+    draft_model: Optional[str] = formed(None, HF_REPO)
+    draft_model_revision: Optional[str] = None
+    # eagle3 only: train the head here (NVIDIA Model-Optimizer's EAGLE-3 recipe) instead of downloading one.
+    train_eagle3: bool = False
     # Training (NeMo-Skills train_redrafter: the seed's flags, one key each).
     dataset: str = formed("nvidia/OpenMathReasoning", HF_REPO)
     dataset_split: str = "tir"
@@ -348,27 +428,100 @@ class SandboxConfig:
 
 @dataclass
 class ServingConfig:
+    # serving=triton: Triton's TensorRT-LLM backend; `port` is its HTTP port (health checks).
+    USED_WHEN: ClassVar[Tuple[UsedWhen, ...]] = (
+        UsedWhen("name", ("triton",), keys=("grpc_port", "metrics_port", "max_queue_delay_us", "max_queue_size",
+                                            "decoupled", "instance_count", "entry_model"),
+                 why="only Triton's model repository and server have them", remedy="serving=triton"),
+        UsedWhen("stack", (ServingStack.trtllm,), keys=("backend",), why="only the pinned engine path serves a "
+                 "TensorRT engine (the PyTorch backend is serving=trtllm_pytorch)", remedy="serving=trtllm"),
+        UsedWhen("stack", (ServingStack.trtllm, ServingStack.trtllm_pytorch), keys=("kv_cache_free_gpu_memory_fraction",),
+                 why="vLLM and SGLang size their memory with serving.gpu_memory_utilization", remedy="serving=trtllm"),
+        UsedWhen("stack", (ServingStack.vllm, ServingStack.sglang), keys=("gpu_memory_utilization", "fp8_weights"),
+                 why="TensorRT-LLM sizes its KV cache with serving.kv_cache_free_gpu_memory_fraction and serves FP8 "
+                 "from a ModelOpt checkpoint only", remedy="serving=vllm or serving=sglang"),
+    )
+
     name: str = "trtllm"
+    stack: ServingStack = ServingStack.trtllm  # what serves the model (the pinned engine path, or a checkpoint stack)
     backend: Backend = Backend.trt
     host: str = "127.0.0.1"
     port: int = ranged(5000, 1024, MAX_BASE_PORT, why=PORT_WHY)
     kv_cache_free_gpu_memory_fraction: float = ranged(0.92, 0, 1, above=True, why="a fraction of the GPU memory "
                                                       "left free after the weights, given to the KV cache")
     max_batch_size: int = ranged(12, 1, MAX_BATCH)
+    # vLLM --gpu-memory-utilization, SGLang --mem-fraction-static: the share of each GPU for weights + KV cache.
+    gpu_memory_utilization: float = ranged(0.9, 0, 1, above=True, why="a fraction of each GPU's memory")
+    fp8_weights: Fp8Weights = Fp8Weights.modelopt
     health_timeout_s: int = ranged(1800, 1, 86400, unit="seconds")
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    # serving=triton (launcher/triton_commands.py): the server's other two ports, and what fill_template.py fills.
+    grpc_port: int = ranged(8001, 1024, MAX_BASE_PORT, why=PORT_WHY)
+    metrics_port: int = ranged(8002, 1024, MAX_BASE_PORT, why=PORT_WHY)
+    max_queue_delay_us: int = ranged(0, 0, 60_000_000, unit="microseconds")
+    max_queue_size: int = ranged(0, 0, 1_000_000, why="0: no limit")
+    decoupled: bool = True  # streaming: one response per token (the seed-004 benchmark streams)
+    instance_count: int = ranged(1, 1, 64, why="instances of the pre/postprocessing and BLS python models")
+    entry_model: TritonEntryModel = TritonEntryModel.ensemble  # the model the benchmark sends text to
+
+
+MAX_CONCURRENCY = 4096
+
+
+@dataclass
+class GoodputConfig:
+    """Service-level objectives of a load sweep's goodput (AIPerf --goodput): requests/s meeting every one set,
+    each in ms; null: not an objective."""
+    time_to_first_token: Optional[float] = ranged(None, 0, 3_600_000, above=True, unit="ms")
+    inter_token_latency: Optional[float] = ranged(None, 0, 3_600_000, above=True, unit="ms")
+    request_latency: Optional[float] = ranged(None, 0, 86_400_000, above=True, unit="ms")
 
 
 @dataclass
 class BenchmarkConfig:
+    USED_WHEN: ClassVar[Tuple[UsedWhen, ...]] = (
+        UsedWhen("kind", (BenchmarkKind.notebook,), keys=NOTEBOOK_KEYS, why="a load sweep sends AIPerf's requests",
+                 remedy="benchmark=aimo_notebook"),
+        UsedWhen("kind", (BenchmarkKind.load_sweep,), keys=LOAD_SWEEP_KEYS, why="the notebook protocol is no sweep",
+                 remedy="benchmark=load_sweep"),
+        UsedWhen("kind", (BenchmarkKind.cnn_dailymail,), keys=CNN_DAILYMAIL_KEYS,
+                 why="only the seed-004 protocol reads them", remedy="benchmark=cnn_dailymail"),
+    )
+
     name: str = "aimo_notebook"
-    problems_file: str = formed(MISSING, PATH)  # JSONL: {"problem": ..., optional "expected_answer", "id"}
+    kind: BenchmarkKind = BenchmarkKind.notebook
+    # JSONL: {"problem": ..., optional "expected_answer", "id"}; kind=cnn_dailymail reads none (its prompt_set stage)
+    problems_file: Optional[str] = formed(MISSING, PATH)
     num_generations: int = ranged(12, 1, 1024)
     cancel_after: int = ranged(10, 1, 1024)
     temperature: float = ranged(0.7, 0, 10, why="a sampling temperature; 0 is greedy")
     max_new_tokens: int = ranged(20000, 1, MAX_TOKENS, unit="tokens")
     max_code_executions: int = ranged(2, 0, 1000)
     prompt: str = "generic/math"
+    # benchmark=cnn_dailymail (seed 004): a fixed sample of the dataset (jobs.prompt_set), streamed at once
+    # (jobs.triton_benchmark), the seed's table.
+    dataset: str = formed("abisee/cnn_dailymail", HF_REPO)
+    dataset_config: str = "3.0.0"
+    dataset_split: str = "validation"
+    sample_size: int = ranged(98, 1, 1_000_000, unit="prompts")
+    sample_seed: int = ranged(0, 0, 2**32 - 1)
+    max_input_len: int = ranged(2048, 1, MAX_TOKENS, unit="tokens", why="the seed's client's --max_input_len")
+    op_tokens_per_word: float = ranged(1.3, 0, 100, above=True, why="requested output tokens per reference word")
+    overlong: Overlong = Overlong.truncate
+    max_in_flight: int = ranged(0, 0, MAX_BATCH, why="0 sends every request at once, as the seed's client did")
+    # benchmark=load_sweep (jobs.load_sweep): one AIPerf run per concurrency and repeat, streamed requests.
+    concurrency: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+                                   metadata={"range": Range(1, MAX_CONCURRENCY, why="requests in flight at once")})
+    requests_per_user: int = ranged(4, 1, 10_000)  # a point sends max(min_requests, requests_per_user x concurrency)
+    min_requests: int = ranged(8, 1, 1_000_000)
+    warmup_requests: int = ranged(0, 0, 1_000_000)  # sent before each point's measurement, not measured
+    prompt_set: PromptSet = PromptSet.aimo  # how problems_file's rows are read
+    endpoint: Endpoint = Endpoint.completions
+    output_tokens: int = ranged(1024, 1, MAX_TOKENS, unit="tokens")  # max_tokens of every request
+    goodput: GoodputConfig = field(default_factory=GoodputConfig)
+    repeats: int = ranged(1, 1, 100, why="whole sweeps; 2 or more give 95% confidence intervals")
+    streaming: bool = True  # without it TTFT and ITL are not measured
+    request_timeout_s: float = ranged(3600.0, 0, 86400, above=True, unit="seconds")
 
 
 @dataclass
@@ -403,6 +556,11 @@ class ClusterConfig:
     python: str = formed("python", Form(r"/[^\x00-\x20\x7f]*|[\w.+-]+", "a command on the PATH (python3) or "
                                                                         "an absolute path", "a command"))
     trtllm_examples_dir: str = formed("/opt/TensorRT-LLM/examples", ABSOLUTE_PATH)
+    # NVIDIA Model-Optimizer's examples/ (tag 0.46.0) as the trtllm_pytorch container sees it: quantize_modelopt runs
+    # its hf_ptq/hf_ptq.py (the release image ships the modelopt package, not its examples: mount a checkout).
+    modelopt_examples_dir: str = formed("/opt/Model-Optimizer/examples", ABSOLUTE_PATH)
+    # The triton image's copy of the backend's all_models/ and tools/ (tensorrtllm_backend's Dockerfile: /app).
+    triton_backend_dir: str = formed("/app", ABSOLUTE_PATH)
     env_vars: List[str] = field(default_factory=list)  # names passed to jobs; values never stored
     # Plain (non-secret) variables for every stage job, by value: exported by the batch script and named in
     # --container-env, so the image's own ENV cannot override them (NCCL_DEBUG, TOKENIZERS_PARALLELISM, ...).
@@ -418,6 +576,9 @@ class ClusterConfig:
 
 @dataclass
 class LauncherConfig:
+    USED_WHEN: ClassVar[Tuple[UsedWhen, ...]] = (
+        UsedWhen("serve_only", (True,), keys=("serve_minutes",), why="the benchmark runs, nothing is kept serving"),)
+
     dry_run: bool = False
     experiment_name: str = MISSING
     wandb_project: str = "launcher"
@@ -425,6 +586,10 @@ class LauncherConfig:
     campaign: List[str] = field(default_factory=list)
     # Experiments a sweep (`-m`) of this experiment is compared against in its report, run once.
     baselines: List[str] = field(default_factory=list)
+    # Instead of its benchmark, the configuration's server (and sandbox) is brought up and kept for serve_minutes,
+    # its address in the job's log and `status` (launcher.stages: the benchmark stage's `serve` command).
+    serve_only: bool = False
+    serve_minutes: float = ranged(60.0, 0, 7 * 24 * 60, above=True, unit="minutes")
 
 
 @dataclass

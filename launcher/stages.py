@@ -11,14 +11,15 @@ here and one small command builder in launcher.commands.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from launcher import commands
-from launcher.contract import ACCOUNTING, CALIBRATION_SUBDIR, REPORT_INPUTS
+from launcher import commands, serving_commands
+from launcher.contract import ACCOUNTING, CALIBRATION_SUBDIR, REPORT_INPUTS, RESULTS
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class InputFile:
     role: str
     path: Callable[[DictConfig], str]
     suffix: str
+    needed: Callable[[DictConfig], bool] = lambda cfg: True  # launcher.plan stores it only where needed
 
 
 def _always(cfg: DictConfig) -> bool:
@@ -113,6 +115,13 @@ class StageKind:
     gpus_run_fp8: bool = False
     gpus_run_drafter: bool = False
     after_any: bool = False  # runs once its inputs ended, well or not: the report shows failed points as failed
+    # Minutes from the config, where the stage's length depends on it (a load sweep's points); else time_limit_min.
+    derived_time_limit: Optional[Callable[[DictConfig], int]] = None
+
+    def time_limit(self, cfg: DictConfig) -> int:
+        """Its time limit for this config: cluster.time_limits.<name> where the cluster sets one."""
+        own = self.derived_time_limit(cfg) if self.derived_time_limit else self.time_limit_min
+        return int(cfg.cluster.time_limits.get(self.name, own))
 
 
 def _tool_values(cfg: DictConfig) -> dict:
@@ -159,8 +168,21 @@ TRAIN_DRAFTER_KEYS = ("dataset_split", "dataset_nrows", "num_gpus", "num_train_e
 CONVERT_DRAFTER_KEYS = ("dtype", "tensor_parallel", "num_beams", "draft_len_per_beam", "greedy_search")
 DRAFTER_ENGINE_KEYS = ("engine_max_batch_size", "engine_max_input_len", "engine_max_seq_len", "engine_max_num_tokens",
                        "engine_kv_cache_type", "num_beams")
+# A benchmark kind's own keys (launcher.schema.BenchmarkConfig): only they are hashed into its stage's fingerprint.
+NOTEBOOK_KEYS = ("num_generations", "cancel_after", "temperature", "max_new_tokens", "max_code_executions")
+LOAD_SWEEP_KEYS = ("concurrency", "requests_per_user", "min_requests", "warmup_requests", "prompt_set", "endpoint",
+                   "output_tokens", "goodput", "repeats", "streaming", "request_timeout_s")
 ENGINE_KEYS = ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens", "gemm_plugin", "kv_cache_type",
                "use_paged_context_fmha")
+# benchmark=cnn_dailymail's own keys (seed 004), and serving=triton's: hashed only where they are used, so that
+# the other benchmarks keep their fingerprints.
+CNN_DAILYMAIL_KEYS = ("dataset", "dataset_config", "dataset_split", "sample_size", "sample_seed", "max_input_len",
+                      "op_tokens_per_word", "overlong", "max_in_flight")
+PROMPT_SET_KEYS = tuple(k for k in CNN_DAILYMAIL_KEYS if k != "max_in_flight")
+TRITON_SERVING_KEYS = ("grpc_port", "metrics_port", "max_queue_delay_us", "max_queue_size", "decoupled",
+                       "instance_count", "entry_model")
+TRITON_REPO_KEYS = ("max_batch_size", "max_queue_delay_us", "max_queue_size", "decoupled", "instance_count",
+                    "kv_cache_free_gpu_memory_fraction")
 
 
 def _calibration_output(ctx: StageContext, root: str) -> str:
@@ -190,26 +212,159 @@ def _engine_commands(build: Callable[[DictConfig, str, str], List[str]]) -> Comm
                              "copy_tokenizer": commands.copy_tokenizer_command(ctx.cfg, ctx.input("model"), out)}
 
 
+def _load_sweep(cfg: DictConfig) -> bool:
+    return cfg.benchmark.kind == "load_sweep"
+
+
+def _seed_protocol(cfg: DictConfig) -> bool:
+    """benchmark=cnn_dailymail: seed 004's prompt set and table (jobs.prompt_set, jobs.triton_benchmark)."""
+    return cfg.benchmark.kind == "cnn_dailymail"
+
+
+def _triton(cfg: DictConfig) -> bool:
+    return cfg.serving.name == "triton"
+
+
+def _serving_values(cfg: DictConfig) -> dict:
+    serving = serving_commands.serving_values(cfg)
+    return serving if _triton(cfg) else {k: v for k, v in serving.items() if k not in TRITON_SERVING_KEYS}
+
+
+def _seed_benchmark_values(ctx: StageContext) -> dict:
+    cfg = ctx.cfg
+    return {"serving": _serving_values(cfg), "benchmark": {"kind": cfg.benchmark.kind,
+                                                           **_keys(cfg.benchmark, CNN_DAILYMAIL_KEYS)},
+            "tp": cfg.model.tensor_parallel, "pp": cfg.model.pipeline_parallel, "python": cfg.cluster.python}
+
+
+def _seed_benchmark_commands(ctx: StageContext, out: str) -> Dict[str, List[str]]:
+    """tritonserver on the filled model repository, or trtllm-serve on the engine; the seed's client."""
+    cfg, engine = ctx.cfg, ctx.input("engine")
+    server = (commands.tritonserver_command(cfg, ctx.input("repository")) if _triton(cfg)
+              else commands.serve_command(cfg, engine, ctx.input("model")))
+    return {"server": server,
+            "client": commands.seed_benchmark_client_command(cfg, engine, ctx.input("prompts"), f"{out}/{RESULTS}")}
+
+
+def _uses_sandbox(cfg: DictConfig) -> bool:
+    """The notebook protocol's tool calls need the code sandbox, a load sweep none; serving only brings the
+    configuration up as it is configured, its sandbox included."""
+    return cfg.serving.sandbox.enabled and (cfg.launcher.serve_only or cfg.benchmark.kind == "notebook")
+
+
+# benchmark=load_sweep: the slowest decoding a point is given time for (tokens/s of one request), and what each
+# AIPerf process takes besides its requests (start-up, tokenizer, warm-up), in minutes.
+LOAD_SWEEP_MIN_TOKENS_PER_S = 10
+LOAD_SWEEP_POINT_OVERHEAD_MIN = 2
+SERVE_MARGIN_MIN = 5  # a served configuration's job: time to stop its servers after serve_minutes
+
+
+def benchmark_time_limit_min(cfg: DictConfig) -> int:
+    """The benchmark stage's time limit: the notebook protocol's 90 minutes; a load sweep's derived from its
+    points (the server's start-up, serving.health_timeout_s, then for every repeat and concurrency C its
+    requests in rounds of C at LOAD_SWEEP_MIN_TOKENS_PER_S each, plus LOAD_SWEEP_POINT_OVERHEAD_MIN); a served
+    configuration's from launcher.serve_minutes."""
+    startup = -(-cfg.serving.health_timeout_s // 60)
+    if cfg.launcher.serve_only:
+        return int(startup + math.ceil(cfg.launcher.serve_minutes) + SERVE_MARGIN_MIN)
+    if not _load_sweep(cfg):
+        return KINDS["benchmark"].time_limit_min
+    b = cfg.benchmark
+    rounds = [-(-(max(b.min_requests, b.requests_per_user * c) + b.warmup_requests) // c) for c in b.concurrency]
+    point_min = [math.ceil(n * b.output_tokens / LOAD_SWEEP_MIN_TOKENS_PER_S / 60) + LOAD_SWEEP_POINT_OVERHEAD_MIN
+                 for n in rounds]
+    return int(startup + b.repeats * sum(point_min))
+
+
 def _benchmark_values(ctx: StageContext) -> dict:
     cfg = ctx.cfg
-    benchmark = OmegaConf.to_container(cfg.benchmark, resolve=True)
-    return {"serving": OmegaConf.to_container(cfg.serving, resolve=True),
+    if _seed_protocol(cfg):
+        return _seed_benchmark_values(ctx)
+    # Each benchmark kind hashes its own keys: a notebook benchmark keeps the fingerprint it had before load sweeps.
+    unused = NOTEBOOK_KEYS if _load_sweep(cfg) else (*LOAD_SWEEP_KEYS, "kind")
+    unused += CNN_DAILYMAIL_KEYS
+    benchmark = {k: v for k, v in OmegaConf.to_container(cfg.benchmark, resolve=True).items() if k not in unused}
+    # A checkpoint-loading stack's server reads the model's max_seq_len and the speculative drafter keys too.
+    checkpoint_stack = ({"max_seq_len": cfg.model.max_seq_len, "drafter": serving_commands.speculative_values(cfg)}
+                        if serving_commands.loads_checkpoint(cfg) else {})
+    return {"serving": _serving_values(cfg), **checkpoint_stack,
             "benchmark": {**benchmark, "problems_file": ctx.files["problems"].digest},
             "tp": cfg.model.tensor_parallel, "pp": cfg.model.pipeline_parallel, "python": cfg.cluster.python}
 
 
 def _benchmark_commands(ctx: StageContext, out: str) -> Dict[str, List[str]]:
     cfg, engine, tokenizer = ctx.cfg, ctx.input("engine"), ctx.input("model")
-    cmds = {"server": commands.serve_command(cfg, engine, tokenizer),
-            "client": commands.benchmark_client_command(cfg, engine, tokenizer, ctx.files["problems"].path,
-                                                        f"{out}/results.json")}
-    if cfg.serving.sandbox.enabled:
+    if _seed_protocol(cfg) and not cfg.launcher.serve_only:
+        return _seed_benchmark_commands(ctx, out)
+    if serving_commands.loads_checkpoint(cfg):  # `engine` is the checkpoint served (launcher.serving_commands)
+        cmds = serving_commands.serve_commands(cfg, engine, tokenizer, ctx.input("draft"), out)
+    else:
+        cmds = {"server": commands.serve_command(cfg, engine, tokenizer)}
+    if cfg.launcher.serve_only:  # instead of a client: keeps the servers up, saying where (jobs.serve)
+        cmds["serve"] = commands.serve_hold_command(cfg)
+    elif _load_sweep(cfg):  # asks the server its model's name: the same client for every serving stack
+        cmds["client"] = commands.load_sweep_command(cfg, tokenizer, ctx.files["problems"].path, out)
+    else:
+        cmds["client"] = commands.benchmark_client_command(cfg, engine, tokenizer, ctx.files["problems"].path,
+                                                           f"{out}/results.json",
+                                                           serving_commands.loads_checkpoint(cfg))
+    if _uses_sandbox(cfg):
         cmds["sandbox"] = commands.sandbox_command(cfg)
     return cmds
 
 
+def _server_container(cfg: DictConfig) -> Tuple[str, ...]:
+    # A checkpoint-loading stack's image is the containers key of its name (trtllm_pytorch, vllm, sglang).
+    return ("triton",) if _triton(cfg) else (serving_commands.stack(cfg),)
+
+
+def _engine_path(cfg: DictConfig) -> bool:
+    """The pinned recipe: a TensorRT engine built here and served by trtllm-serve 1.1.0rc0."""
+    return not serving_commands.loads_checkpoint(cfg)
+
+
+def _draft_model_dir(ctx: StageContext, root: str) -> str:
+    return f"{root}/{commands.model_dir_name(ctx.cfg.drafter.draft_model)}"
+
+
+def _draft_model_download(ctx: StageContext, out: str) -> Dict[str, List[str]]:
+    d, local_dir = ctx.cfg.drafter, _draft_model_dir(ctx, out)
+    return {"download": commands.download_command(d.draft_model, local_dir, revision=d.draft_model_revision),
+            "check": commands.check_download_command(ctx.cfg, "model", local_dir)}
+
+
+def _modelopt_values(ctx: StageContext) -> dict:
+    m, q = ctx.cfg.model, ctx.cfg.quantization
+    return {"qformat": q.qformat, "kv_cache_dtype": q.kv_cache_dtype, "tp": m.tensor_parallel,
+            "pp": m.pipeline_parallel, "trust_remote_code": m.trust_remote_code,
+            "examples": ctx.cfg.cluster.modelopt_examples_dir, **_keys(q, QUANTIZE_CALIBRATION_KEYS)}
+
+
+def _trtllm_pytorch(cfg: DictConfig) -> Tuple[str, ...]:
+    return ("trtllm_pytorch",)
+
+
 def _benchmark_containers(cfg: DictConfig) -> Tuple[str, ...]:
-    return ("trtllm", "sandbox") if cfg.serving.sandbox.enabled else ("trtllm",)
+    return (*_server_container(cfg), "sandbox") if _uses_sandbox(cfg) else _server_container(cfg)
+
+
+def _prompts_file(ctx: StageContext, root: str) -> str:
+    return f"{root}/{PROMPTS_FILE}"
+
+
+def _repository_dir(ctx: StageContext, root: str) -> str:
+    return f"{root}/{TRITON_REPOSITORY}"
+
+
+def _triton_repo_values(ctx: StageContext) -> dict:
+    return {**_keys(ctx.cfg.serving, TRITON_REPO_KEYS), "backend_dir": ctx.cfg.cluster.triton_backend_dir,
+            "python": ctx.cfg.cluster.python}
+
+
+def _smoke_values(ctx: StageContext) -> dict:
+    m = ctx.cfg.model
+    return {"prompt": m.smoke_prompt, "max_output_len": m.smoke_max_output_len,
+            "world_size": m.tensor_parallel * m.pipeline_parallel, **_tool_values(ctx.cfg)}
 
 
 def _report_commands(ctx: StageContext, out: str) -> Dict[str, List[str]]:
@@ -219,6 +374,11 @@ def _report_commands(ctx: StageContext, out: str) -> Dict[str, List[str]]:
 
 
 MODEL = Input("model", ("download_model",))
+ENGINE = Input("engine", ("build_drafter_engine", "build_engine"))
+# The tokenizer is the downloaded model's, which the engine already waits on.
+TOKENIZER = Input("model", ("download_model",), dependency=False)
+PROMPTS_FILE = "prompts.jsonl"  # in a prompt_set artifact
+TRITON_REPOSITORY = "model_repository"  # in a triton_model_repo artifact (Triton reads each directory as a model)
 KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("download_model", 120, output=_model_dir, commands=_model_download,
               values=lambda ctx: {"hf_id": ctx.cfg.model.hf_id, "revision": ctx.cfg.model.revision}),
@@ -229,11 +389,27 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
               values=lambda ctx: {**_keys(ctx.cfg.quantization, CALIBRATION_KEYS), **_tool_values(ctx.cfg)},
               commands=lambda ctx, out: {"calibration_data": commands.calibration_data_command(
                   ctx.cfg, ctx.input("model"), ctx.input("dataset"), _calibration_output(ctx, out))}),
+    StageKind("prompt_set", 30, needed=_seed_protocol, output=_prompts_file,
+              inputs=(MODEL, Input("dataset", ("download_dataset",), lambda cfg: cfg.benchmark.dataset)),
+              values=lambda ctx: {**_keys(ctx.cfg.benchmark, PROMPT_SET_KEYS), "max_seq_len": ctx.cfg.model.max_seq_len,
+                                  "python": ctx.cfg.cluster.python},
+              commands=lambda ctx, out: {"prompt_set": commands.prompt_set_command(
+                  ctx.cfg, ctx.input("model"), ctx.input("dataset"), _prompts_file(ctx, out))}),
     StageKind("quantize", 120, gpus=_model_gpus, gpus_run_fp8=True,
               inputs=(MODEL, Input("calibration", ("calibration_data",))), values=_quantize_values,
               commands=lambda ctx, out: {"quantize": commands.quantize_command(
                   ctx.cfg, ctx.input("model"), ctx.input("calibration"), out)}),
-    StageKind("build_engine", 90, needed=lambda cfg: not _drafts(cfg), gpus=_one_gpu, gpus_run_fp8=True,
+    # Checkpoint-loading stacks (launcher.serving_commands): a ModelOpt FP8 export, a draft model or EAGLE-3 head.
+    StageKind("quantize_modelopt", 120, needed=serving_commands.quantizes_with_modelopt, gpus=_model_gpus,
+              gpus_run_fp8=True, containers=_trtllm_pytorch,
+              inputs=(MODEL, Input("calibration", ("calibration_data",))), values=_modelopt_values,
+              commands=lambda ctx, out: {"quantize": serving_commands.quantize_modelopt_command(
+                  ctx.cfg, ctx.input("model"), ctx.input("calibration"), out)}),
+    StageKind("download_draft_model", 120, needed=serving_commands.downloads_draft_model, output=_draft_model_dir,
+              commands=_draft_model_download, values=lambda ctx: {"hf_id": ctx.cfg.drafter.draft_model,
+                                                                  "revision": ctx.cfg.drafter.draft_model_revision}),
+    StageKind("build_engine", 90, needed=lambda cfg: _engine_path(cfg) and not _drafts(cfg), gpus=_one_gpu,
+              gpus_run_fp8=True,
               inputs=(Input("checkpoint", ("quantize",)), MODEL),
               values=lambda ctx: _keys(ctx.cfg.model, ENGINE_KEYS),
               commands=_engine_commands(commands.build_engine_command)),
@@ -250,13 +426,25 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("build_drafter_engine", 90, needed=_drafts, gpus=_one_gpu, gpus_run_fp8=True, gpus_run_drafter=True,
               inputs=(Input("checkpoint", ("convert_drafter",)), MODEL), values=_drafter_engine_values,
               commands=_engine_commands(commands.build_drafter_engine_command)),
+    # Every engine answers the seed's prompt once (examples/run.py, mpirun -n tp*pp); the report shows the answers.
+    StageKind("smoke_run", 15, needed=_engine_path, gpus=_model_gpus, gpus_run_fp8=True, gpus_run_drafter=True, inputs=(ENGINE, TOKENIZER),
+              values=_smoke_values, commands=lambda ctx, out: {"smoke": commands.smoke_run_command(
+                  ctx.cfg, ctx.input("engine"), ctx.input("model"))}),
+    StageKind("triton_model_repo", 15, needed=_triton, containers=_server_container, output=_repository_dir,
+              inputs=(ENGINE, TOKENIZER), values=_triton_repo_values,
+              commands=lambda ctx, out: commands.triton_model_repo_commands(
+                  ctx.cfg, ctx.input("engine"), ctx.input("model"), _repository_dir(ctx, out))),
     StageKind("benchmark", 90, gpus=_model_gpus, containers=_benchmark_containers, gpus_run_fp8=True,
-              gpus_run_drafter=True, files=(InputFile("problems", lambda cfg: cfg.benchmark.problems_file, ".jsonl"),),
-              # The tokenizer is the downloaded model's, which the engine already waits on.
-              inputs=(Input("engine", ("build_drafter_engine", "build_engine")),
-                      Input("model", ("download_model",), dependency=False)),
-              values=_benchmark_values, commands=_benchmark_commands),
-    StageKind("report", 15, after_any=True, inputs=(Input("benchmarks", ("benchmark",), every_experiment=True),),
+              gpus_run_drafter=True, files=(InputFile("problems", lambda cfg: cfg.benchmark.problems_file, ".jsonl",
+                                                      needed=lambda cfg: not _seed_protocol(cfg)),),
+              # The engine first: the job checks the GPUs it was built on (launcher.scripts.gpu_requirement).
+              # A checkpoint-loading stack serves the ModelOpt export or the downloaded model as its `engine`.
+              inputs=(Input("engine", (*ENGINE.kinds, "quantize_modelopt", "download_model")), TOKENIZER,
+                      Input("repository", ("triton_model_repo",)), Input("prompts", ("prompt_set",)),
+                      Input("draft", ("download_draft_model",))),
+              values=_benchmark_values, commands=_benchmark_commands, derived_time_limit=benchmark_time_limit_min),
+    StageKind("report", 15, after_any=True, inputs=(Input("benchmarks", ("benchmark",), every_experiment=True),
+                                                    Input("smoke_runs", ("smoke_run",), every_experiment=True)),
               values=lambda ctx: {"benchmarks": list(ctx.input_fingerprints["benchmarks"])},
               commands=_report_commands),
 )}

@@ -20,6 +20,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 
+from jobs.serve import SERVING
 from jobs.services import log_tail
 from launcher.contract import ACCOUNTING, REPORT_INPUTS, ContractError, ExperimentState
 from launcher.dispatch import local, slurm
@@ -177,6 +178,15 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
             f"python -m launcher logs {escape(experiment)} {escape(name)})\n" + escape("\n".join(cause)))
 
 
+def serving_lines(log: str | None) -> List[str]:
+    """Where a serving job's servers listen and how to reach them (jobs.serve), from its last attempt's log."""
+    if not log or not Path(log).is_file():
+        return []
+    lines = Path(log).read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_START)]
+    return [line for line in lines[starts[-1] + 1 if starts else 0:] if line.startswith(SERVING)]
+
+
 def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]]) -> Group:
     """The stages' table, fitted to the width it is printed at (names whole: preview.FittedTable), then why
     each failed stage failed."""
@@ -194,7 +204,10 @@ def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]]) -> G
                         ("stage", "job", "state", "elapsed", "artifact"), rows)
     failures = [failure_report(name, states[name][0], record.log, state.experiment)
                 for name, record in state.stages.items() if states[name][0].split()[0] in ERRORS]
-    return Group(table, *failures)
+    serving = [f"[bold]{escape(name)}[/bold] serving (launcher.serve_only):\n" + escape("\n".join(lines))
+               for name, record in state.stages.items() if states[name][0] == "RUNNING"
+               for lines in [serving_lines(record.log)] if lines]
+    return Group(table, *serving, *failures)
 
 
 def regenerate_report(state: ExperimentState, console: Console) -> int:

@@ -14,12 +14,18 @@ mandatory (an unquoted ``${...}`` makes Triton refuse the config), plus ``max_be
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence
+import re
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 TRITON_MODELS = ("preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls", "ensemble")
 LOGITS_DATATYPES = ("TYPE_FP32", "TYPE_FP16", "TYPE_BF16")
 # tensorrtllm_backend v1.1.0rc0 image layout (Dockerfile.triton.trt_llm_backend copies these under /app).
 DEFAULT_BACKEND_DIR = "/app"
+PLACEHOLDER = re.compile(r"\$\{[A-Z_]+\}")
+# Triton's gRPC and metrics ports, chosen by the benchmark's job (jobs.triton_serving) beside jobs.ports' server
+# port (Triton's HTTP port) and named in its commands as `${NAME}` placeholders.
+GRPC_PORT_ENV = "LAUNCHER_TRITON_GRPC_PORT"
+METRICS_PORT_ENV = "LAUNCHER_TRITON_METRICS_PORT"
 
 
 def _positive(name: str, value: int) -> int:
@@ -34,9 +40,12 @@ def _non_negative(name: str, value: int) -> int:
     return value
 
 
-def _port(name: str, value: int) -> int:
+def _port(name: str, value: Union[int, str]) -> Union[int, str]:
+    """A TCP port, or the `${NAME}` placeholder of the port the benchmark's job chooses (jobs.ports)."""
+    if isinstance(value, str) and PLACEHOLDER.fullmatch(value):
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError(f"{name} must be a TCP port in 1..65535, got {value!r}")
+        raise ValueError(f"{name} must be a TCP port in 1..65535 or a ${{NAME}} placeholder, got {value!r}")
     return value
 
 
@@ -54,8 +63,10 @@ def _pbtxt_bool(value: bool) -> str:
 def template_substitutions(*, engine_dir: str, tokenizer_dir: str, max_batch_size: int,
                            max_queue_delay_us: int, decoupled: bool, instance_count: int = 1,
                            max_queue_size: int = 0, logits_datatype: str = "TYPE_FP32",
-                           exclude_input_in_output: bool = True) -> Dict[str, Dict[str, str]]:
-    """Per model of the inflight_batcher_llm repository, the keys fill_template.py substitutes."""
+                           exclude_input_in_output: bool = True,
+                           kv_cache_free_gpu_mem_fraction: Optional[float] = None) -> Dict[str, Dict[str, str]]:
+    """Per model of the inflight_batcher_llm repository, the keys fill_template.py substitutes (the optional
+    ``kv_cache_free_gpu_mem_fraction`` of tensorrt_llm only when given: unfilled, the backend's default, 0.9)."""
     _positive("max_batch_size", max_batch_size)
     _non_negative("max_queue_delay_us", max_queue_delay_us)
     _positive("instance_count", instance_count)
@@ -65,8 +76,12 @@ def template_substitutions(*, engine_dir: str, tokenizer_dir: str, max_batch_siz
     for name, path in (("engine_dir", engine_dir), ("tokenizer_dir", tokenizer_dir)):
         if not path:
             raise ValueError(f"{name} must be a path, got {path!r}")
+    if kv_cache_free_gpu_mem_fraction is not None and not 0 < kv_cache_free_gpu_mem_fraction <= 1:
+        raise ValueError(f"kv_cache_free_gpu_mem_fraction must be in (0, 1], got {kv_cache_free_gpu_mem_fraction!r}")
     batch = str(max_batch_size)
     decoupled_mode = _pbtxt_bool(decoupled)
+    kv_fraction = ({} if kv_cache_free_gpu_mem_fraction is None
+                   else {"kv_cache_free_gpu_mem_fraction": str(kv_cache_free_gpu_mem_fraction)})
     return {
         "preprocessing": {"tokenizer_dir": tokenizer_dir, "triton_max_batch_size": batch,
                           "preprocessing_instance_count": str(instance_count),
@@ -77,7 +92,8 @@ def template_substitutions(*, engine_dir: str, tokenizer_dir: str, max_batch_siz
                          "max_queue_delay_microseconds": str(max_queue_delay_us),
                          "batching_strategy": "inflight_fused_batching", "max_queue_size": str(max_queue_size),
                          "encoder_input_features_data_type": "TYPE_FP16", "logits_datatype": logits_datatype,
-                         "max_beam_width": "1", "exclude_input_in_output": _pbtxt_bool(exclude_input_in_output)},
+                         "max_beam_width": "1", "exclude_input_in_output": _pbtxt_bool(exclude_input_in_output),
+                         **kv_fraction},
         "postprocessing": {"tokenizer_dir": tokenizer_dir, "triton_max_batch_size": batch,
                            "postprocessing_instance_count": str(instance_count)},
         "tensorrt_llm_bls": {"triton_max_batch_size": batch, "decoupled_mode": decoupled_mode,
@@ -98,25 +114,28 @@ def fill_template_argv(python: str, fill_template_py: str, config_pbtxt: str, su
 def model_repository_commands(*, repo_dir: str, engine_dir: str, tokenizer_dir: str, max_batch_size: int,
                               max_queue_delay_us: int, decoupled: bool, instance_count: int = 1,
                               max_queue_size: int = 0, logits_datatype: str = "TYPE_FP32",
-                              backend_dir: str = DEFAULT_BACKEND_DIR, python: str = "python3") -> List[List[str]]:
-    """Copy the template repository to ``repo_dir`` and fill every model's config.pbtxt, as argv lists to run in
-    order (the seed's ``cp -R .../inflight/* repo/.`` then one fill_template.py call per model)."""
+                              kv_cache_free_gpu_mem_fraction: Optional[float] = None,
+                              backend_dir: str = DEFAULT_BACKEND_DIR, python: str = "python3") -> Dict[str, List[str]]:
+    """Copy the template repository to ``repo_dir`` and fill every model's config.pbtxt: named argv lists, run
+    in order (the seed's ``cp -R .../inflight/* repo/.`` then one fill_template.py call per model, `fill_<model>`)."""
     subs = template_substitutions(engine_dir=engine_dir, tokenizer_dir=tokenizer_dir,
                                   max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
                                   decoupled=decoupled, instance_count=instance_count,
-                                  max_queue_size=max_queue_size, logits_datatype=logits_datatype)
+                                  max_queue_size=max_queue_size, logits_datatype=logits_datatype,
+                                  kv_cache_free_gpu_mem_fraction=kv_cache_free_gpu_mem_fraction)
     base = backend_dir.rstrip("/")
     repo = repo_dir.rstrip("/")
-    commands = [["mkdir", "-p", repo],
+    commands = {"mkdir": ["mkdir", "-p", repo],
                 # "SRC/." copies the directory's contents (no shell glob needed), into an existing repo too.
-                ["cp", "-R", f"{base}/all_models/inflight_batcher_llm/.", repo]]
+                "copy": ["cp", "-R", f"{base}/all_models/inflight_batcher_llm/.", repo]}
     fill = f"{base}/tools/fill_template.py"
-    commands += [fill_template_argv(python, fill, f"{repo}/{model}/config.pbtxt", subs[model])
-                 for model in TRITON_MODELS]
+    commands.update({f"fill_{model}": fill_template_argv(python, fill, f"{repo}/{model}/config.pbtxt", subs[model])
+                     for model in TRITON_MODELS})
     return commands
 
 
-def tritonserver_argv(*, repo_dir: str, http_port: int, grpc_port: int, metrics_port: int, world_size: int = 1,
+def tritonserver_argv(*, repo_dir: str, http_port: Union[int, str], grpc_port: Union[int, str],
+                      metrics_port: Union[int, str], world_size: int = 1,
                       tritonserver: str = "tritonserver", tensorrt_llm_model: str = "tensorrt_llm") -> List[str]:
     """The server for one job: its own ports. World size 1 is the seed's plain ``tritonserver`` command; a
     larger engine (tp*pp ranks) runs one tritonserver per rank under one mpirun, as the backend's

@@ -6,6 +6,7 @@ reported at once, so a user fixes a config in one round.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import posixpath
 import re
@@ -582,14 +583,113 @@ def _drafter_errors(cfg: DictConfig) -> List[ConfigError]:
 
 def _benchmark_errors(cfg: DictConfig) -> List[ConfigError]:
     m, d, b = cfg.model, cfg.drafter, cfg.benchmark
+    if b.kind == "load_sweep":
+        return _load_sweep_errors(cfg)
+    if b.kind == "cnn_dailymail":
+        return _seed_protocol_errors(cfg)
     errors = []
     if not 1 <= b.cancel_after <= b.num_generations:
         errors.append(ConfigError("benchmark.cancel_after", b.cancel_after, "cannot exceed the generations started "
                                   f"(benchmark.num_generations={b.num_generations})", f"1..{b.num_generations}"))
     errors += _request_length_errors(m, d, b)
-    if not os.path.isfile(b.problems_file):
+    if not b.problems_file or not os.path.isfile(b.problems_file):
         errors.append(ConfigError("benchmark.problems_file", b.problems_file, "no such file", "a JSONL file of problems"))
     return errors
+
+
+PROMPT_SET_FIELDS = {"aimo": "problem", "chat": "prompt"}  # jobs.load_sweep.user_messages
+
+
+def _load_sweep_errors(cfg: DictConfig) -> List[ConfigError]:
+    """benchmark=load_sweep: its prompt file read as prompt_set says, its points, its SLOs and max_tokens."""
+    from jobs.load_sweep import read_jsonl
+
+    m, d, b = cfg.model, cfg.drafter, cfg.benchmark
+    errors = []
+    field = PROMPT_SET_FIELDS[str(b.prompt_set)]
+    try:
+        rows = read_jsonl(b.problems_file)
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict) or not isinstance(row.get(field), str)
+                    or not row[field].strip()), None)
+        if bad is not None:
+            errors.append(ConfigError("benchmark.problems_file", b.problems_file, f"row {bad} has no non-empty "
+                                      f"{field!r}, which benchmark.prompt_set={b.prompt_set} reads",
+                                      f"a JSONL file of {{{field!r}: ...}} rows, or the other benchmark.prompt_set"))
+    except OSError as error:
+        errors.append(ConfigError("benchmark.problems_file", b.problems_file, f"cannot be read: {error.strerror}",
+                                  "a JSONL prompt file"))
+    except ValueError as error:
+        errors.append(ConfigError("benchmark.problems_file", b.problems_file, str(error), "a JSONL prompt file"))
+    if len(set(b.concurrency)) != len(b.concurrency) or not b.concurrency:
+        errors.append(ConfigError("benchmark.concurrency", list(b.concurrency), "empty, or a concurrency given twice "
+                                  "(each is one point of the curve)", "distinct concurrencies, e.g. [1,2,4,8]"))
+    timed = [tag for tag in ("time_to_first_token", "inter_token_latency") if b.goodput[tag] is not None]
+    if timed and not b.streaming:
+        errors.append(ConfigError(f"benchmark.goodput.{timed[0]}", b.goodput[timed[0]], "AIPerf measures no first "
+                                  "token or inter-token latency of answers that are not streamed "
+                                  "(benchmark.streaming=false)", "null, or benchmark.streaming=true"))
+    source, limit = served_max_seq_len(m, d)
+    if b.output_tokens >= limit:
+        errors.append(ConfigError("benchmark.output_tokens", b.output_tokens, "leaves no room for a prompt: the "
+                                  "served engine refuses a request whose prompt tokens + max_tokens exceed its "
+                                  f"max_seq_len, {source}", f"1..{limit - 1}, less the longest prompt"))
+    return errors
+
+
+def _seed_protocol_errors(cfg: DictConfig) -> List[ConfigError]:
+    """benchmark=cnn_dailymail (seed 004): its prompts against the engine's limits; its token counts."""
+    m, d, b = cfg.model, cfg.drafter, cfg.benchmark
+    errors = []
+    if d.enabled:
+        # The C++ runtime serves ReDrafter engines (inflight batching, Triton's backend too), but a drafting step
+        # streams several accepted tokens in one response, and the protocol counts one token per response.
+        errors.append(ConfigError("drafter", d.name, "benchmark=cnn_dailymail counts one output token per streamed "
+                                  "response, and a drafter streams several tokens in one: its OP tokens/sec would "
+                                  "be wrong", "drafter=none with benchmark=cnn_dailymail"))
+    if b.max_input_len > m.max_input_len:
+        errors.append(ConfigError("benchmark.max_input_len", b.max_input_len, "the engine refuses a prompt longer "
+                                  f"than its model.max_input_len={m.max_input_len}", f"1..{m.max_input_len}"))
+    if b.max_input_len >= m.max_seq_len:
+        errors.append(ConfigError("benchmark.max_input_len", b.max_input_len, "leaves no room for output tokens "
+                                  f"within the engine's model.max_seq_len={m.max_seq_len}", f"1..{m.max_seq_len - 1}"))
+    return errors
+
+
+def _triton_errors(cfg: DictConfig) -> List[ConfigError]:
+    """serving=triton: measured with the seed-004 protocol over its decoupled gRPC stream; no serve_only."""
+    s, b = cfg.serving, cfg.benchmark
+    if s.name != "triton":
+        return []
+    errors = []
+    if b.kind != "cnn_dailymail":
+        errors.append(ConfigError("benchmark.kind", b.kind, "serving=triton is measured with seed 004's protocol "
+                                  "(Triton's gRPC stream); the notebook and the load sweep speak OpenAI's API",
+                                  "benchmark=cnn_dailymail with serving=triton"))
+    if not s.decoupled:
+        errors.append(ConfigError("serving.decoupled", False, "the benchmark streams its requests, which Triton "
+                                  "serves only from a decoupled model", "true"))
+    if cfg.launcher.serve_only:
+        errors.append(ConfigError("launcher.serve_only", True, "serves trtllm-serve's OpenAI API; serving=triton "
+                                  "is benchmarked only", "false with serving=triton, or serving=trtllm"))
+    if len({s.port, s.grpc_port, s.metrics_port}) < 3:
+        errors.append(ConfigError("serving.grpc_port", s.grpc_port, "Triton's HTTP, gRPC and metrics ports start "
+                                  f"from three different bases (serving.port={s.port}, serving.metrics_port="
+                                  f"{s.metrics_port})", "three different ports"))
+    return errors
+
+
+def _serve_errors(cfg: DictConfig) -> List[ConfigError]:
+    """launcher.serve_only: the benchmark job serves for serve_minutes, after its server's start-up; a time limit
+    the cluster sets for it must leave it that long (a served job is not requeued: jobs.run_stage)."""
+    launcher, limit = cfg.launcher, cfg.cluster.time_limits.get("benchmark")
+    needed = stages.benchmark_time_limit_min(cfg)
+    if not launcher.serve_only or limit is None or limit >= needed:
+        return []
+    return [ConfigError("launcher.serve_minutes", launcher.serve_minutes, f"with the server's start-up "
+                        f"(serving.health_timeout_s={cfg.serving.health_timeout_s}) and {stages.SERVE_MARGIN_MIN} "
+                        f"minutes to stop, serving needs {needed} minutes, but cluster.time_limits.benchmark={limit}",
+                        f"<= {max(0, limit - needed + math.ceil(launcher.serve_minutes))} minutes, or a "
+                        f"cluster.time_limits.benchmark of {needed} or more")]
 
 
 def _port_errors(cfg: DictConfig) -> List[ConfigError]:
@@ -624,10 +724,60 @@ def _container_errors(c: DictConfig, needed_containers: Tuple[str, ...]) -> List
     return errors
 
 
+def _serving_stack_errors(cfg: DictConfig) -> List[ConfigError]:
+    """What each serving stack serves (README "Serving stacks"): the pinned engine path ReDrafter and no other
+    drafter; the checkpoint-loading stacks their own speculative methods and FP8 sources, and more GPUs than a
+    node has only on trtllm_pytorch (srun --mpi=pmix ... trtllm-llmapi-launch)."""
+    from launcher import serving_commands as sc
+
+    s, d, m, q, c = cfg.serving, cfg.drafter, cfg.model, cfg.quantization, cfg.cluster
+    stack = sc.stack(cfg)
+    if stack == sc.TRTLLM:
+        if d.method is not None:
+            return [ConfigError("drafter.method", d.method, "the pinned engine path (serving=trtllm) drafts with "
+                                "ReDrafter only", f"drafter=redrafter or none; drafter={d.method} with serving="
+                                f"{', '.join(sc.CHECKPOINT_STACKS)}")]
+        return []
+    errors = []
+    if d.enabled:
+        errors.append(ConfigError("drafter", d.name, f"ReDrafter exists only on the TensorRT engine path "
+                                  f"(trtllm-build explicit_draft_tokens), not on serving={s.name}",
+                                  f"drafter={', '.join(sc.SUPPORTED_METHODS[stack])} or none; or serving=trtllm"))
+    if d.method is not None and d.method not in sc.SUPPORTED_METHODS[stack]:
+        errors.append(ConfigError("drafter.method", d.method, f"serving={s.name} has no such speculative decoding",
+                                  ", ".join(sc.SUPPORTED_METHODS[stack])))
+    if d.method == "mtp" and m.mtp_layers < 1:
+        errors.append(ConfigError("drafter.method", "mtp", f"model {m.hf_id} has no multi-token-prediction layers "
+                                  f"(model.mtp_layers={m.mtp_layers})", "ngram, draft_target, eagle3; or a model "
+                                  "with MTP layers (model.mtp_layers > 0)"))
+    if d.method in ("draft_target", "eagle3") and not d.draft_model:
+        errors.append(ConfigError("drafter.draft_model", d.draft_model, f"drafter={d.method} needs the draft model "
+                                  "(draft_target) or EAGLE-3 head (eagle3) to download", "a Hugging Face repo id"))
+    if d.method == "eagle3" and d.train_eagle3:
+        errors.append(ConfigError("drafter.train_eagle3", True, "training an EAGLE-3 head here (Model-Optimizer's "
+                                  "speculative-decoding recipe) is not built yet", "false, with drafter.draft_model "
+                                  "naming a trained head on the hub"))
+    if q.qformat == "int8_wo":
+        errors.append(ConfigError("quantization.qformat", q.qformat, f"serving={s.name} loads BF16 or ModelOpt FP8 "
+                                  "checkpoints; INT8 weight-only is a TensorRT engine format here",
+                                  "quantization=bf16 or fp8; or serving=trtllm"))
+    if q.qformat == "fp8" and s.fp8_weights not in sc.SUPPORTED_FP8_WEIGHTS[stack]:
+        errors.append(ConfigError("serving.fp8_weights", s.fp8_weights, f"serving={s.name} has no online FP8 "
+                                  "quantization of BF16 weights", ", ".join(sc.SUPPORTED_FP8_WEIGHTS[stack])))
+    if sc.nodes(cfg) > 1 and stack != "trtllm_pytorch":
+        errors.append(ConfigError("model.tensor_parallel", m.tensor_parallel, f"tensor x pipeline parallel "
+                                  f"{m.tensor_parallel}x{m.pipeline_parallel} spans {sc.nodes(cfg)} nodes of "
+                                  f"{c.gpus_per_node} GPUs; multi-node serving is built for serving=trtllm_pytorch "
+                                  f"only, not yet for serving={s.name}",
+                                  f"tp*pp <= {c.gpus_per_node}, or serving=trtllm_pytorch"))
+    return errors
+
+
 # The checks that relate keys to each other, in the order their errors are listed; each returns all it finds.
 RELATION_CHECKS: Tuple[Callable[[DictConfig], List[ConfigError]], ...] = (
-    _gpu_errors, _calibration_errors, _parallel_errors, _model_build_errors, _drafter_errors, _benchmark_errors,
-    _port_errors, _sandbox_errors, name_errors, _umask_errors, _storage_root_errors,
+    _gpu_errors, _calibration_errors, _parallel_errors, _serving_stack_errors, _model_build_errors, _drafter_errors,
+    _benchmark_errors,
+    _port_errors, _sandbox_errors, name_errors, _umask_errors, _storage_root_errors, _serve_errors, _triton_errors,
 )
 
 

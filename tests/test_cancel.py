@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from launcher.contract import ExperimentState, StageRecord
 from launcher.exit_codes import OK
 
 
@@ -15,11 +16,11 @@ def _experiment(root: Path, executor: str, jobs: dict) -> Path:
     """An experiment's state as a launch leaves it: {stage: job id} submitted, plus one stage reused."""
     exp = root / "experiments" / "x"
     exp.mkdir(parents=True)
-    stages = {name: {"kind": name, "fingerprint": "f", "artifact": str(root / "artifacts" / name / "f"),
-                     "action": "submitted", "job_id": job, "log": str(exp / "logs" / f"{name}.log")}
+    stages = {name: StageRecord(kind=name, fingerprint="f", artifact=str(root / "artifacts" / name / "f"),
+                                action="submitted", job_id=job, log=str(exp / "logs" / f"{name}.log"))
               for name, job in jobs.items()}
-    (exp / "state.json").write_text(json.dumps({"experiment": "x", "executor": executor, "storage_root": str(root),
-                                                "code": "", "submitted_at": 0, "stages": stages}))
+    ExperimentState(experiment="x", executor=executor, storage_root=str(root), code="", submitted_at=0,
+                    stages=stages, umask="027").write(exp / "state.json")
     (root / "experiments" / "LATEST").write_text("x")
     return exp
 

@@ -4,10 +4,10 @@ The logs below have the shapes seen on the test cluster under pyxis 0.24 / enroo
 (a broken image, a missing workdir, a tool failing, a requeue, a time limit), pyxis' messages as its source
 prints them.
 """
-import json
 
 from rich.console import Console
 
+from launcher.contract import ExperimentState, StageRecord
 from launcher.status import failure_cause, status_view
 
 IMAGE = "/lustre/fsw/my_account/images/launcher-trtllm-1.1.0rc0.sqsh"
@@ -181,11 +181,12 @@ def test_a_log_that_names_no_cause():
 def _status_text(tmp_path, log_text, job_state="FAILED"):
     log = tmp_path / "2315_0_log.out"
     log.write_text(log_text)
-    state = {"experiment": "fp8", "executor": "slurm", "storage_root": str(tmp_path),
-             "stages": {"benchmark": {"job_id": "2315", "artifact": str(tmp_path / "artifacts/benchmark/1a29"),
-                                      "log": str(log), "action": "submitted"}}}
+    state = ExperimentState(experiment="fp8", executor="slurm", storage_root=str(tmp_path), code="", submitted_at=0,
+                            umask="027", stages={"benchmark": StageRecord(
+                                kind="benchmark", fingerprint="1a29", artifact=str(tmp_path / "artifacts/benchmark/1a29"),
+                                action="submitted", job_id="2315", log=str(log))})
     console = Console(record=True, width=200, file=open("/dev/null", "w"))
-    console.print(status_view(json.loads(json.dumps(state)), {"benchmark": (job_state, "00:00:07")}), soft_wrap=True)
+    console.print(status_view(state, {"benchmark": (job_state, "00:00:07")}), soft_wrap=True)
     return console.export_text()
 
 

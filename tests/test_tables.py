@@ -7,6 +7,7 @@ from rich.console import Console
 
 from launcher.dispatch.storage import damaged_artifacts
 from launcher.preview import plan_table
+from launcher.contract import ExperimentState, StageRecord
 from launcher.status import status_view
 from tests.helpers import plan_for
 
@@ -51,9 +52,11 @@ def test_the_plan_fits_120_columns_with_every_name_whole(experiment, tmp_path):
 @pytest.mark.parametrize("experiment", ["fp8_redrafter", "aimo2_campaign"])
 def test_the_status_table_fits_120_columns_with_every_name_whole(experiment, tmp_path):
     plan = plan_for(f"+experiment={experiment}", f"cluster.storage_root={tmp_path}")
-    state = {"experiment": experiment, "executor": "slurm", "storage_root": str(tmp_path),
-             "stages": {name: {"job_id": f"{4711000 + i}_{i}", "action": "submitted", "artifact": stage.artifact,
-                               "log": None} for i, (name, stage) in enumerate(plan.stages.items())}}
+    state = ExperimentState(
+        experiment=experiment, executor="slurm", storage_root=str(tmp_path), code="", submitted_at=0, umask="027",
+        stages={name: StageRecord(kind=stage.kind, fingerprint=stage.fingerprint, artifact=stage.artifact,
+                                  action="submitted", job_id=f"{4711000 + i}_{i}", log=None)
+                for i, (name, stage) in enumerate(plan.stages.items())})
     said = ["COMPLETED", "RUNNING", "PENDING", "UNKNOWN (no completion marker)", "CANCELLED"]
     states = {name: (said[i % len(said)], "1-02:03:04") for i, name in enumerate(plan.stages)}
     assert_fits_with_no_word_split(status_view(state, states), plan)

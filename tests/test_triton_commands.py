@@ -47,8 +47,16 @@ def test_multi_rank_server_is_one_mpirun_with_a_tritonserver_per_rank():
     assert "shm-region-prefix-name=prefix0_" in ranks[0] and "shm-region-prefix-name=prefix1_" in ranks[1]
 
 
+def test_server_ports_may_be_the_jobs_placeholders():
+    argv = tritonserver_argv(repo_dir="/r", http_port="${LAUNCHER_SERVER_PORT}", grpc_port="${LAUNCHER_GRPC_PORT}",
+                             metrics_port="${LAUNCHER_METRICS_PORT}")
+    assert argv[2:] == ["--http-port=${LAUNCHER_SERVER_PORT}", "--grpc-port=${LAUNCHER_GRPC_PORT}",
+                        "--metrics-port=${LAUNCHER_METRICS_PORT}"]
+
+
 @pytest.mark.parametrize("kwargs, key", [
     (dict(http_port=9000, grpc_port=9000, metrics_port=9002), "must differ"),
+    (dict(http_port="$PORT", grpc_port=9001, metrics_port=9002), "http_port"),
     (dict(http_port=0, grpc_port=9001, metrics_port=9002), "http_port"),
     (dict(http_port=9000, grpc_port=9001, metrics_port=9002, world_size=0), "world_size"),
 ])
@@ -98,7 +106,7 @@ def test_filled_repository_parses_as_triton_configs(tmp_path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    for argv in repo_commands(tmp_path):
+    for argv in repo_commands(tmp_path).values():
         subprocess.run(argv, check=True, capture_output=True, text=True)
     repo = tmp_path / "repo"
     for model in TRITON_MODELS:
@@ -117,9 +125,8 @@ def test_a_forgotten_key_leaves_the_config_unparsable(tmp_path):
     from tritonclient.grpc import model_config_pb2
 
     commands = repo_commands(tmp_path)
-    ensemble_fill = next(c for c in commands if c[-2].endswith("ensemble/config.pbtxt"))
-    ensemble_fill[-1] = ensemble_fill[-1].replace(",logits_datatype:TYPE_FP32", "")
-    for argv in commands:
+    commands["fill_ensemble"][-1] = commands["fill_ensemble"][-1].replace(",logits_datatype:TYPE_FP32", "")
+    for argv in commands.values():
         subprocess.run(argv, check=True, capture_output=True)
     with pytest.raises(text_format.ParseError):
         text_format.Parse((tmp_path / "repo" / "ensemble" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
@@ -127,8 +134,8 @@ def test_a_forgotten_key_leaves_the_config_unparsable(tmp_path):
 
 def test_fill_template_refuses_a_key_the_template_lacks(tmp_path):
     commands = repo_commands(tmp_path)
-    for argv in commands[:2]:
-        subprocess.run(argv, check=True)
+    for name in ("mkdir", "copy"):
+        subprocess.run(commands[name], check=True)
     bad = fill_template_argv(sys.executable, str(BACKEND / "tools" / "fill_template.py"),
                              str(tmp_path / "repo" / "postprocessing" / "config.pbtxt"),
                              {"max_queue_delay_microseconds": "10"})

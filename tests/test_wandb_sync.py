@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from launcher import wandb_sync
+from launcher.contract import ExperimentState
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "exp1"
@@ -122,7 +123,8 @@ def test_latest_experiment_and_the_subcommand(env):
     run = make_run(env, "offline-run-20260102_000000-bbbb2222")
     experiments = env / "storage" / "experiments"
     (experiments / "LATEST").write_text(EXPERIMENT)
-    (experiments / EXPERIMENT / "state.json").write_text('{"experiment": "exp1", "stages": {}}')
+    ExperimentState(experiment=EXPERIMENT, executor="slurm", storage_root=str(env / "storage"), code="",
+                    submitted_at=0, stages={}, umask="027").write(experiments / EXPERIMENT / "state.json")
     out = subprocess.run([sys.executable, "-m", "launcher", "sync", "--dry-run", storage_override(env)],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

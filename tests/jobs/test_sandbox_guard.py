@@ -295,8 +295,9 @@ def test_the_guards_workers_end_with_it():
 def test_a_sandbox_that_cannot_import_its_module_fails_at_start():
     """A wrong image (a missing package, here STANDIN_FAIL=sandbox) ends the guard before it answers /health,
     so the benchmark fails at once; the worker's own message is in the output."""
-    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000", "--memory-limit-mb", "2048",
-                           "--timeout-s", "10"], cwd=REPO, env=standin_env(STANDIN_FAIL="sandbox"),
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000",
+                           "--memory-limit-mb", "2048", "--timeout-s", "10"], cwd=REPO,
+                          env=standin_env(STANDIN_FAIL="sandbox"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "[STAND-IN] sandbox: simulated failure (STANDIN_FAIL) at start" in done.stderr
@@ -310,8 +311,9 @@ def test_a_memory_limit_above_the_hard_limit_fails_clearly():
     def hard_limit():
         resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
 
-    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000", "--memory-limit-mb", "4096",
-                           "--timeout-s", "10"], cwd=REPO, env=standin_env(), preexec_fn=hard_limit,
+    done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000",
+                           "--memory-limit-mb", "4096", "--timeout-s", "10"], cwd=REPO, env=standin_env(),
+                          preexec_fn=hard_limit,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "--memory-limit-mb 4096 (serving.sandbox.memory_limit_mb) is above" in done.stderr

@@ -266,11 +266,52 @@ def _omr_rows(split: str, n: int, seed: int) -> dict[str, list]:
     return cols
 
 
+CNN_SPLITS = ("train", "validation", "test")
+CNN_ROWS = 128  # per split: the seed-004 sample (98) fits in one split
+
+
+def _cnn_rows(split: str, n: int) -> dict[str, list]:
+    """abisee/cnn_dailymail's columns (article, highlights, id): synthetic news of 60-700 words, a 3-line summary."""
+    rng = random.Random(f"cnn-{split}")
+    cols: dict[str, list] = {"article": [], "highlights": [], "id": []}
+    for i in range(n):
+        town, count = rng.choice(["Lyon", "Austin", "Perth", "Osaka"]), rng.randint(2, 90)
+        body = " ".join(f"Officials in {town} said {count + j} people attended the event on day {j}."
+                        for j in range(rng.randint(5, 60)))
+        cols["article"].append(f"{town.upper()} (CNN) -- {body}")
+        cols["highlights"].append(f"{count} people attended in {town} .\nOfficials counted them for days .\n"
+                                  f"The event ran {rng.randint(2, 9)} days .")
+        cols["id"].append(f"{rng.getrandbits(160):040x}")
+    return cols
+
+
+def _cnn_dailymail_files(repo_id: str) -> dict[str, bytes]:
+    """Config 3.0.0 only, as the hub repo lays it out: 3.0.0/{split}-0000i-of-0000N.parquet, a README mapping them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files: dict[str, bytes] = {}
+    for split in CNN_SPLITS:
+        buf = io.BytesIO()
+        pq.write_table(pa.table(_cnn_rows(split, CNN_ROWS)), buf)
+        files[f"3.0.0/{split}-00000-of-00001.parquet"] = buf.getvalue()
+    card = ["---", "license: apache-2.0", "configs:", "- config_name: 3.0.0", "  data_files:"]
+    for split in CNN_SPLITS:
+        card += [f"  - split: {split}", f"    path: 3.0.0/{split}-*"]
+    card += ["---", f"# {repo_id} (STAND-IN)", "", STANDIN_NOTE,
+             f"Config 3.0.0, splits {', '.join(CNN_SPLITS)}; {CNN_ROWS} synthetic rows each; columns article, "
+             "highlights, id.", ""]
+    files["README.md"] = "\n".join(card).encode()
+    return files
+
+
 def dataset_files(repo_id: str) -> dict[str, bytes]:
+    if "cnn_dailymail" in repo_id.lower():
+        return _cnn_dailymail_files(repo_id)
     if "openmathreasoning" not in repo_id.lower():
         raise StandinError(
             f"RepositoryNotFoundError: 404 Client Error. Repository Not Found for url: "
-            f"https://huggingface.co/api/datasets/{repo_id} (stand-in knows only *OpenMathReasoning*)")
+            f"https://huggingface.co/api/datasets/{repo_id} (stand-in knows only *OpenMathReasoning* and *cnn_dailymail*)")
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -1,0 +1,239 @@
+"""The commands of the serving stacks that load a checkpoint directly (serving.stack trtllm_pytorch, vllm, sglang).
+
+Pure functions from the config and the stage's paths to argv lists, like launcher.commands (which keeps the
+pinned engine path). Every flag and every key of the TensorRT-LLM options file is one the pinned release's parser
+or schema declares: tests/standins/README.md ("Serving stacks") says where each was read.
+
+* trtllm_pytorch: `trtllm-serve serve CHECKPOINT --backend pytorch ... --extra_llm_api_options FILE`, the file
+  (JSON, which YAML reads) written by the job from `server_options` (jobs.server_options) with the LLM API's
+  `speculative_config`; across nodes under `srun --mpi=pmix ... trtllm-llmapi-launch`.
+* vllm: `vllm serve CHECKPOINT ... --speculative-config JSON`.
+* sglang: `python -m sglang.launch_server --model-path CHECKPOINT ... --speculative-algorithm ...`.
+
+FP8 is the ModelOpt export of stage quantize_modelopt (NVIDIA Model-Optimizer's hf_ptq.py on our calibration
+data), which every stack reads from its config.json `quantization_config`; vLLM and SGLang can instead quantize
+the BF16 weights while loading (`--quantization fp8`, serving.fp8_weights=online).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from jobs.ports import SERVER_PORT_ENV, placeholder
+
+TRTLLM = "trtllm"  # the pinned engine path: launcher.commands.serve_command
+CHECKPOINT_STACKS = ("trtllm_pytorch", "vllm", "sglang")
+# The file the benchmark job writes from commands["server_options"] before it starts trtllm-serve.
+SERVER_OPTIONS_FILE = "extra_llm_api_options.yaml"
+# TensorRT-LLM LLM API (llmapi/llm_args.py) `decoding_type` of each drafter.method.
+TRTLLM_DECODING_TYPE = {"ngram": "NGram", "draft_target": "Draft_Target", "eagle3": "Eagle3", "mtp": "MTP"}
+# vLLM SpeculativeConfig.method (vllm/config/speculative.py SpeculativeMethod).
+VLLM_METHOD = {"ngram": "ngram", "draft_target": "draft_model", "eagle3": "eagle3", "mtp": "mtp"}
+# SGLang --speculative-algorithm (python/sglang/srt/arg_groups/fields/spec.py builtins).
+SGLANG_ALGORITHM = {"ngram": "NGRAM", "draft_target": "STANDALONE", "eagle3": "EAGLE3", "mtp": "NEXTN"}
+# Which drafter.method and FP8 source each stack serves (README "Serving stacks"; validation refuses the rest).
+SUPPORTED_METHODS = {
+    "trtllm_pytorch": ("ngram", "draft_target", "eagle3", "mtp"),
+    "vllm": ("ngram", "draft_target", "eagle3", "mtp"),
+    "sglang": ("ngram", "draft_target", "eagle3", "mtp"),
+}
+SUPPORTED_FP8_WEIGHTS = {"trtllm_pytorch": ("modelopt",), "vllm": ("modelopt", "online"),
+                         "sglang": ("modelopt", "online")}
+# Model-Optimizer hf_ptq.py --kv_cache_qformat of quantization.kv_cache_dtype (none: the KV cache stays BF16).
+MODELOPT_KV_QFORMAT = {None: "none", "fp8": "fp8"}
+
+
+def stack(cfg: DictConfig) -> str:
+    return str(cfg.serving.get("stack", TRTLLM))
+
+
+def loads_checkpoint(cfg: DictConfig) -> bool:
+    """Served from the HF checkpoint (or its ModelOpt export): no TensorRT engine is built."""
+    return stack(cfg) in CHECKPOINT_STACKS
+
+
+def quantizes_with_modelopt(cfg: DictConfig) -> bool:
+    return loads_checkpoint(cfg) and cfg.quantization.qformat == "fp8" and cfg.serving.fp8_weights == "modelopt"
+
+
+def speculates(cfg: DictConfig) -> bool:
+    return loads_checkpoint(cfg) and cfg.drafter.method is not None
+
+
+def downloads_draft_model(cfg: DictConfig) -> bool:
+    return speculates(cfg) and cfg.drafter.method in ("draft_target", "eagle3")
+
+
+def nodes(cfg: DictConfig) -> int:
+    """Nodes the server spans: tensor x pipeline parallel over cluster.gpus_per_node."""
+    gpus = cfg.model.tensor_parallel * cfg.model.pipeline_parallel
+    return -(-gpus // cfg.cluster.gpus_per_node)
+
+
+def serving_values(cfg: DictConfig) -> dict:
+    """serving as the benchmark's fingerprint hashes it: without the keys only another stack reads (launcher.schema
+    ServingConfig.USED_WHEN on `stack`), and with `stack` only off the pinned engine path, whose fingerprints
+    predate it."""
+    from launcher.schema import ServingConfig  # the schema imports the stage table, which imports this module
+
+    values = OmegaConf.to_container(cfg.serving, resolve=True)
+    for rule in ServingConfig.USED_WHEN:
+        if rule.gate == "stack" and values["stack"] not in rule.values:
+            values = {k: v for k, v in values.items() if not rule.governs(k) or k == rule.gate}
+    if values.get("stack") == TRTLLM:
+        values.pop("stack")
+    return values
+
+
+def speculative_values(cfg: DictConfig) -> dict:
+    """The drafter keys speculative decoding reads (hashed into the benchmark's fingerprint)."""
+    from launcher.schema import SPECULATIVE_KEYS
+
+    return {k: cfg.drafter[k] for k in SPECULATIVE_KEYS} if speculates(cfg) else {}
+
+
+# ----------------------------------------------------------------------------------------------- quantize_modelopt
+def quantize_modelopt_command(cfg: DictConfig, model_dir: str, calib_dir: str, out_dir: str) -> List[str]:
+    """Model-Optimizer's examples/hf_ptq/hf_ptq.py (tag 0.46.0): FP8 PTQ calibrated on our calibration data (a local
+    directory whose parquet has a `text` column: dataset_utils.get_dataset_samples reads it as an unregistered
+    dataset), exported as a unified HF checkpoint that TensorRT-LLM's PyTorch backend, vLLM and SGLang load."""
+    m, q = cfg.model, cfg.quantization
+    trust = ["--trust_remote_code"] if m.trust_remote_code else []
+    return [
+        cfg.cluster.python, str(PurePosixPath(cfg.cluster.modelopt_examples_dir) / "hf_ptq" / "hf_ptq.py"),
+        "--pyt_ckpt_path", model_dir, "--qformat", q.qformat,
+        "--kv_cache_qformat", MODELOPT_KV_QFORMAT[q.kv_cache_dtype],
+        "--dataset", calib_dir, "--calib_size", str(q.calib_size), "--batch_size", str(q.calib_batch_size),
+        "--calib_seq", str(q.calib_max_seq_length),
+        "--inference_tensor_parallel", str(m.tensor_parallel),
+        "--inference_pipeline_parallel", str(m.pipeline_parallel),
+        "--export_path", out_dir, *trust,
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- trtllm_pytorch
+def trtllm_llm_api_options(cfg: DictConfig, draft_dir: Optional[str]) -> dict:
+    """The --extra_llm_api_options file: the LLM API's `speculative_config` (llmapi/llm_args.py DecodingBaseConfig
+    subclasses; `speculative_model_dir` is the name every 1.x release accepts), or nothing."""
+    if not speculates(cfg):
+        return {}
+    d = cfg.drafter
+    spec: Dict[str, object] = {"decoding_type": TRTLLM_DECODING_TYPE[d.method]}
+    if d.method == "mtp":  # MTPDecodingConfig: the checkpoint's MTP layers draft one token each
+        spec["num_nextn_predict_layers"] = cfg.model.mtp_layers
+    else:
+        spec["max_draft_len"] = d.max_draft_len
+    if d.method == "ngram":
+        spec["max_matching_ngram_size"] = d.max_matching_ngram_size
+    if draft_dir:
+        spec["speculative_model_dir"] = draft_dir
+    return {"speculative_config": spec}
+
+
+def server_options_command(cfg: DictConfig, options: dict, out_dir: str) -> List[str]:
+    """Writes the options file into the benchmark's staging directory (JSON is YAML)."""
+    return [cfg.cluster.python, "-m", "jobs.server_options", "--output", f"{out_dir}/{SERVER_OPTIONS_FILE}",
+            "--json", json.dumps(options, sort_keys=True)]
+
+
+def _multi_node(cfg: DictConfig, argv: List[str]) -> List[str]:
+    """More GPUs than a node has: one MPI rank per GPU over the job's nodes (pipeline.md: `srun --mpi=pmix ...
+    trtllm-llmapi-launch trtllm-serve ...`), the server's HTTP front end on rank 0."""
+    n = nodes(cfg)
+    if n == 1:
+        return argv
+    ranks = cfg.model.tensor_parallel * cfg.model.pipeline_parallel
+    return ["srun", "--mpi=pmix", f"--nodes={n}", f"--ntasks={ranks}", f"--ntasks-per-node={ranks // n}",
+            "--overlap", "trtllm-llmapi-launch", *argv]
+
+
+def trtllm_pytorch_serve_command(cfg: DictConfig, checkpoint: str, tokenizer: str, out_dir: str) -> List[str]:
+    m, s = cfg.model, cfg.serving
+    argv = ["trtllm-serve", "serve", checkpoint, "--tokenizer", tokenizer, "--backend", "pytorch",
+            "--tp_size", str(m.tensor_parallel)]
+    if m.pipeline_parallel > 1:
+        argv += ["--pp_size", str(m.pipeline_parallel)]
+    argv += ["--kv_cache_free_gpu_memory_fraction", str(s.kv_cache_free_gpu_memory_fraction),
+             "--max_batch_size", str(s.max_batch_size), "--max_seq_len", str(m.max_seq_len)]
+    if m.trust_remote_code:
+        argv.append("--trust_remote_code")
+    if nodes(cfg) > 1:
+        argv += ["--gpus_per_node", str(cfg.cluster.gpus_per_node)]
+    if speculates(cfg):
+        argv += ["--extra_llm_api_options", f"{out_dir}/{SERVER_OPTIONS_FILE}"]
+    return _multi_node(cfg, argv + ["--host", s.host, "--port", placeholder(SERVER_PORT_ENV)])
+
+
+# ----------------------------------------------------------------------------------------------- vllm
+def vllm_speculative_config(cfg: DictConfig, draft_dir: Optional[str]) -> dict:
+    """vLLM SpeculativeConfig (a pydantic dataclass that forbids unknown keys)."""
+    d = cfg.drafter
+    spec: Dict[str, object] = {"method": VLLM_METHOD[d.method], "num_speculative_tokens": d.max_draft_len}
+    if d.method == "ngram":
+        spec["prompt_lookup_max"] = d.max_matching_ngram_size
+    if draft_dir:
+        spec["model"] = draft_dir
+    return spec
+
+
+def _online_fp8(cfg: DictConfig) -> bool:
+    return cfg.quantization.qformat == "fp8" and cfg.serving.fp8_weights == "online"
+
+
+def vllm_serve_command(cfg: DictConfig, checkpoint: str, draft_dir: Optional[str]) -> List[str]:
+    m, s, q = cfg.model, cfg.serving, cfg.quantization
+    argv = ["vllm", "serve", checkpoint, "--host", s.host, "--port", placeholder(SERVER_PORT_ENV),
+            "--tensor-parallel-size", str(m.tensor_parallel), "--pipeline-parallel-size", str(m.pipeline_parallel),
+            "--gpu-memory-utilization", str(s.gpu_memory_utilization), "--max-num-seqs", str(s.max_batch_size),
+            "--max-model-len", str(m.max_seq_len)]
+    if _online_fp8(cfg):
+        argv += ["--quantization", "fp8"]
+    if q.kv_cache_dtype == "fp8":
+        argv += ["--kv-cache-dtype", "fp8"]
+    if m.trust_remote_code:
+        argv.append("--trust-remote-code")
+    if speculates(cfg):
+        argv += ["--speculative-config", json.dumps(vllm_speculative_config(cfg, draft_dir), sort_keys=True)]
+    return argv
+
+
+# ----------------------------------------------------------------------------------------------- sglang
+def sglang_serve_command(cfg: DictConfig, checkpoint: str, draft_dir: Optional[str]) -> List[str]:
+    m, s, q, d = cfg.model, cfg.serving, cfg.quantization, cfg.drafter
+    argv = [cfg.cluster.python, "-m", "sglang.launch_server", "--model-path", checkpoint,
+            "--host", s.host, "--port", placeholder(SERVER_PORT_ENV),
+            "--tp-size", str(m.tensor_parallel), "--pp-size", str(m.pipeline_parallel),
+            "--mem-fraction-static", str(s.gpu_memory_utilization), "--max-running-requests", str(s.max_batch_size),
+            "--context-length", str(m.max_seq_len)]
+    if _online_fp8(cfg):
+        argv += ["--quantization", "fp8"]
+    if q.kv_cache_dtype == "fp8":
+        argv += ["--kv-cache-dtype", "fp8_e4m3"]
+    if m.trust_remote_code:
+        argv.append("--trust-remote-code")
+    if speculates(cfg):
+        argv += ["--speculative-algorithm", SGLANG_ALGORITHM[d.method],
+                 "--speculative-num-draft-tokens", str(d.max_draft_len + 1)]
+        if d.method != "ngram":  # a chain of max_draft_len steps, one token each
+            argv += ["--speculative-num-steps", str(d.max_draft_len), "--speculative-eagle-topk", "1"]
+        if draft_dir:
+            argv += ["--speculative-draft-model-path", draft_dir]
+    return argv
+
+
+def serve_commands(cfg: DictConfig, checkpoint: str, tokenizer: str, draft_dir: Optional[str],
+                   out_dir: str) -> Dict[str, List[str]]:
+    """The benchmark's server (and what it reads, written first) for a checkpoint-loading stack."""
+    name = stack(cfg)
+    if name == "trtllm_pytorch":
+        cmds = {"server": trtllm_pytorch_serve_command(cfg, checkpoint, tokenizer, out_dir)}
+        if speculates(cfg):
+            cmds = {"server_options": server_options_command(cfg, trtllm_llm_api_options(cfg, draft_dir), out_dir),
+                    **cmds}
+        return cmds
+    if name == "vllm":
+        return {"server": vllm_serve_command(cfg, checkpoint, draft_dir)}
+    return {"server": sglang_serve_command(cfg, checkpoint, draft_dir)}
