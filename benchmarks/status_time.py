@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from launcher.contract import ExperimentState, StageRecord
 from launcher.scripts import ExperimentDir
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -39,10 +40,12 @@ def main() -> None:
         try:
             exp = ExperimentDir(str(root), "bench")
             exp.state.parent.mkdir(parents=True)
-            stages = {f"stage{i}": {"job_id": job, "action": "submitted", "log": None,
-                                    "artifact": str(root / "artifacts" / f"stage{i}")} for i, job in enumerate(ids)}
-            exp.state.write_text(json.dumps({"experiment": "bench", "executor": "slurm", "storage_root": str(root),
-                                             "stages": stages}))
+            stages = {f"stage{i}": StageRecord(kind="benchmark", fingerprint=f"{i:016x}", job_id=job, action="submitted",
+                                               log=None, artifact=str(root / "artifacts" / f"stage{i}"))
+                      for i, job in enumerate(ids)}
+            state = ExperimentState(experiment="bench", executor="slurm", storage_root=str(root),
+                                    code=str(root / "code"), submitted_at=time.time(), stages=stages, umask="0002")
+            exp.state.write_text(json.dumps(state.to_json()))
             (root / "experiments" / "LATEST").write_text("bench")
             status = [sys.executable, "-m", "launcher", "status", "--config-dir", str(conf), "cluster=bench"]
             commands = {

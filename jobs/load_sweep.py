@@ -480,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def sweep_config(args: argparse.Namespace, input_file: str, model: str) -> SweepConfig:
+    """The sweep the command line asks for, against `model`, with the prompts of `input_file`."""
     try:
         concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
     except ValueError:
@@ -489,6 +489,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     extra = json.loads(args.extra_inputs)
     if not isinstance(extra, dict):
         raise SystemExit(f"--extra-inputs {args.extra_inputs!r}: expected a JSON object")
+    return SweepConfig(url=args.url, model=model, tokenizer=args.tokenizer, input_file=input_file,
+                       endpoint_type=args.endpoint_type, concurrencies=concurrencies,
+                       requests_per_user=args.requests_per_user, min_requests=args.min_requests,
+                       warmup_requests=args.warmup_requests, repeats=args.repeats,
+                       goodput=parse_goodput(args.goodput), output_tokens=args.output_tokens, extra_inputs=extra,
+                       server_token_count=args.server_token_count, streaming=args.streaming,
+                       request_timeout_s=args.request_timeout, aiperf=args.aiperf)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     source, path = ("aimo", args.problems) if args.problems else ("chat", args.chat_prompts)
     tokenizer = None
     if args.endpoint_type == "completions":
@@ -498,13 +509,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prompt_file = write_prompt_file(user_messages(read_jsonl(path), source, args.prompt),
                                     os.path.join(args.out, "prompts.jsonl"), args.endpoint_type, tokenizer,
                                     args.output_tokens)
-    cfg = SweepConfig(url=args.url, model=args.model or served_model(args.url), tokenizer=args.tokenizer, input_file=prompt_file,
-                      endpoint_type=args.endpoint_type, concurrencies=concurrencies,
-                      requests_per_user=args.requests_per_user, min_requests=args.min_requests,
-                      warmup_requests=args.warmup_requests, repeats=args.repeats,
-                      goodput=parse_goodput(args.goodput), output_tokens=args.output_tokens, extra_inputs=extra,
-                      server_token_count=args.server_token_count, streaming=args.streaming, request_timeout_s=args.request_timeout,
-                      aiperf=args.aiperf)
+    cfg = sweep_config(args, prompt_file, args.model or served_model(args.url))
     results = run_sweep(cfg, args.out)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)

@@ -55,11 +55,16 @@ def address_lines(server_url: str, sandbox_url: Optional[str], node: Optional[st
                     "python -m launcher cancel"]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jobs.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--server-url", required=True, help="the LLM server, at the port the job chose")
     p.add_argument("--sandbox-url", help="the code sandbox, at the port it chose")
     p.add_argument("--minutes", type=float, required=True, help="how long to keep serving")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if not args.minutes > 0:
         p.error(f"--minutes {args.minutes:g}: must be positive")

@@ -91,8 +91,8 @@ def wait_for_port_file(path: Path, timeout_s: float, process: "subprocess.Popen 
                 raise StageFailed(_with_log(f"{what} wrote {line!r} to its port file {path}, not a port", log_file))
             return int(line)
         if process.poll() is not None:
-            raise StageFailed(_with_log(f"{what} exited with code {process.returncode} before it listened on a "
-                                        "port", log_file))
+            raise StageFailed(_with_log(f"{what} exited with code {process.returncode} before it was healthy: "
+                                        f"it wrote no port to {path}", log_file))
         if time.monotonic() - start >= timeout_s:
             raise StageFailed(_with_log(f"{what} wrote no port to {path} within {timeout_s:g} s", log_file))
         time.sleep(HEALTH_POLL_S)

@@ -32,7 +32,7 @@ def fill_ports(argv: List[str], chosen: Dict[str, str]) -> List[str]:
         for mark, value in triton.items():
             word = word.replace(mark, value)
         words.append(word)
-    return ports.expand(words, {k: v for k, v in chosen.items() if k == ports.SERVER_PORT_ENV})
+    return ports.expand(words, {k: v for k, v in chosen.items() if k in ports.PLACEHOLDERS})
 
 
 def choose_ports(host: str, serving: dict) -> Dict[str, str]:

@@ -180,7 +180,7 @@ FORBIDDEN_TEXT_CATEGORIES = ("Cc", "Zl", "Zp", "Cs")
 # shell-quoted, and keep theirs.
 BACKSLASH_FREE_EXCEPT = ("cluster.env.", "serving.sandbox.env.")
 # Slurm expands %j, %x, ... in --output file names and submitit writes its logs under
-# <storage_root>/experiments/<experiment>/submitit/%j: a `%` of the storage root would be expanded too.
+# <storage_root>/experiments/<experiment>/submitit/%j_0_log.out: a `%` of the storage root would be expanded too.
 PERCENT_FREE_KEYS = ("cluster.storage_root",)
 TEXT_FORM = "printable text: no line breaks, tabs or other control characters, and valid UTF-8"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import re
@@ -29,7 +30,8 @@ from unittest import mock
 import click
 import pytest
 
-from jobs import ports
+from jobs import ports, triton_serving
+from launcher import triton_commands
 from tests.helpers import plan_for
 
 STANDIN_PYTHON = Path(__file__).resolve().parent / "standins" / "python"
@@ -76,6 +78,15 @@ CONFIGS: Dict[str, Tuple[str, ...]] = {
                                          "drafter.greedy_search=false"),
     "branches:calib_len_no_sandbox": ("+experiment=fp8", "quantization.calib_max_seq_length=1024",
                                       "serving.sandbox.enabled=false"),
+    "load_sweep": ("+experiment=fp8", "benchmark=load_sweep"),
+    "branches:load_sweep_chat_whole_answers": (
+        "+experiment=fp8", "benchmark=load_sweep", "benchmark.prompt_set=chat", "benchmark.endpoint=chat",
+        "benchmark.problems_file=${launcher_conf:benchmark/prompts/chat.jsonl}", "benchmark.streaming=false",
+        "benchmark.goodput.time_to_first_token=null", "benchmark.goodput.inter_token_latency=null",
+        "benchmark.goodput.request_latency=30000", "benchmark.warmup_requests=4", "benchmark.repeats=3"),
+    "serve_only": ("+experiment=bf16", "launcher.serve_only=true"),
+    "llama2_fp8_triton": ("+experiment=llama2_fp8_triton",),
+    "nemotron_nas@example_slurm": ("cluster=example_slurm", "+experiment=nemotron_nas"),
 }
 
 
@@ -89,14 +100,15 @@ _PLAN_COMMANDS: Dict[str, List[Tuple[str, List[str]]]] = {}
 
 # What a benchmark job fills in for the port placeholders of its commands (jobs.ports): the tools parse that.
 JOB_PORTS = {ports.SERVER_PORT_ENV: "5242", ports.SANDBOX_PORT_ENV: "6242",
-             ports.SANDBOX_PORT_FILE_ENV: "/storage/artifacts/benchmark/0123456789abcdef.partial/sandbox.port"}
+             ports.SANDBOX_PORT_FILE_ENV: "/storage/artifacts/benchmark/0123456789abcdef.partial/sandbox.port",
+             triton_commands.GRPC_PORT_ENV: "8242", triton_commands.METRICS_PORT_ENV: "8243"}
 
 
 def plan_commands(config: str, storage: str) -> List[Tuple[str, List[str]]]:
     """[(stage/command name, argv as the job runs it)] of one configuration's plan (composed once per module)."""
     if config not in _PLAN_COMMANDS:
         plan = plan_for(*CONFIGS[config], f"cluster.storage_root={storage}")
-        _PLAN_COMMANDS[config] = [(f"{stage.name}/{key}", ports.expand(argv, JOB_PORTS))
+        _PLAN_COMMANDS[config] = [(f"{stage.name}/{key}", triton_serving.fill_ports(argv, JOB_PORTS))
                                   for stage in plan.stages.values() for key, argv in stage.commands.items()]
     return _PLAN_COMMANDS[config]
 
@@ -401,6 +413,8 @@ EXAMPLE_SCRIPTS = {  # path under TensorRT-LLM's examples/ -> its parser
     "models/core/llama/convert_checkpoint.py": _ckpt_parser("llama_parser"),
     "models/core/nemotron_nas/convert_checkpoint.py": _ckpt_parser("nemotron_nas_parser"),
     "redrafter/convert_checkpoint.py": _ckpt_parser("redrafter_parser"),
+    # run.py parse_arguments() (stored @ 640403b6) + utils.py add_common_args() (stored @ 1b17f9d1)
+    "run.py": lambda: _standin_module("standin_tools.trtllm_run").build_parser(),
 }
 
 
@@ -447,7 +461,41 @@ def _jobs_parser(module: str) -> argparse.ArgumentParser:
 PYTHON_MODULES = {  # python -m MODULE -> its parser
     "nemo_skills.conversion.hf_to_trtllm_quantize": _ckpt_parser("quantize_parser", "nemo_skills"),
 }
-OUR_JOBS = {"check_download", "calibration_data", "copy_tokenizer", "benchmark_client", "report", "sandbox_guard"}
+OUR_JOBS = {"check_download", "calibration_data", "copy_tokenizer", "benchmark_client", "report", "sandbox_guard",
+            "prompt_set", "triton_benchmark", "load_sweep", "serve"}
+
+
+# ---- seed 004's Triton tools (tests/standins/README.md "Triton"): tritonserver's options (server
+# src/command_line_parser.cc, the ones the stand-in declares); tensorrtllm_backend tools/fill_template.py
+# (`[-i|--in_place] FILE key:value,...`, argparse); Open MPI's mpirun (-n/-np, --allow-run-as-root, -x, app contexts
+# split by `:`), each context's command checked as its own tool; coreutils `mkdir -p DIR` and `cp -R SRC DST`.
+FILL_TEMPLATE = Path(__file__).resolve().parent / "standins" / "triton_backend" / "tools" / "fill_template.py"
+
+
+def fill_template_parser() -> argparse.ArgumentParser:
+    spec = importlib.util.spec_from_file_location("fill_template_standin", FILL_TEMPLATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return captured_parser(lambda: module.main([]))
+
+
+def check_mpirun(argv: List[str]) -> List[str]:
+    mpirun = _standin_module("standin_tools.mpirun")
+    try:
+        _, _, contexts = mpirun.parse(argv[1:])
+    except mpirun.MpirunError as error:
+        return [str(error)]
+    return [problem for _, command in contexts for problem in check(command)]
+
+
+def check_coreutils(argv: List[str]) -> List[str]:
+    shapes = {"mkdir": (["-p"], 1), "cp": (["-R"], 2)}
+    flags, operands = shapes[argv[0]]
+    words = argv[1:]
+    if words[:len(flags)] != flags or len(words) != len(flags) + operands or any(w.startswith("-") for w in
+                                                                                 words[len(flags):]):
+        return [f"{argv[0]}: expected {argv[0]} {' '.join(flags)} and {operands} operand(s), got {words}"]
+    return []
 
 
 # ---- env(1), which starts a tool with a changed environment (the sandbox, without the secrets): GNU coreutils
@@ -503,6 +551,13 @@ def identify(argv: List[str]) -> Tuple[str, Callable[[List[str]], List[str]]]:
         return "trtllm-serve serve", check_trtllm_serve
     if program == "nvidia-smi":
         return "nvidia-smi", check_nvidia_smi
+    if program == "tritonserver":
+        return "tritonserver", lambda a: check_argparse(_standin_module("standin_tools.tritonserver").build_parser(),
+                                                        a[1:])
+    if program == "mpirun":
+        return "mpirun", check_mpirun
+    if program in ("mkdir", "cp"):
+        return program, check_coreutils
     if re.fullmatch(r"(.*/)?python(3(\.\d+)?)?", program) and len(argv) > 1:
         if argv[1] == "-m" and len(argv) > 2:
             module = argv[2]
@@ -512,6 +567,8 @@ def identify(argv: List[str]) -> Tuple[str, Callable[[List[str]], List[str]]]:
                 return module, lambda a: check_argparse(PYTHON_MODULES[module](), a[3:])
             if module.startswith("jobs.") and module[5:] in OUR_JOBS:
                 return module, lambda a: check_argparse(_jobs_parser(module[5:]), a[3:])
+        if argv[1].endswith("/tools/fill_template.py"):
+            return "tools/fill_template.py", lambda a: check_argparse(fill_template_parser(), a[2:])
         for suffix, parser in EXAMPLE_SCRIPTS.items():
             if argv[1].endswith("/examples/" + suffix):
                 return f"examples/{suffix}", lambda a, parser=parser: check_argparse(parser(), a[2:])
@@ -540,7 +597,8 @@ EXPECTED_TOOLS = {
     "examples/quantization/quantize.py", "examples/models/core/llama/convert_checkpoint.py",
     "examples/models/core/nemotron_nas/convert_checkpoint.py", "examples/redrafter/convert_checkpoint.py",
     "trtllm-build", "jobs.copy_tokenizer", "torchrun + train_redrafter", "trtllm-serve serve",
-    "jobs.benchmark_client", "jobs.report",
+    "jobs.benchmark_client", "jobs.report", "examples/run.py", "mpirun", "tritonserver", "tools/fill_template.py",
+    "mkdir", "cp", "jobs.prompt_set", "jobs.triton_benchmark", "jobs.load_sweep", "jobs.serve",
 }
 # The code sandbox: NeMo-Skills' Flask app served by Flask's CLI, or our jobs.sandbox_guard in front of it.
 SANDBOX_TOOLS = {"flask run (sandbox)", "jobs.sandbox_guard"}
@@ -686,6 +744,20 @@ NEGATIVE = [
     ("jobs.sandbox_guard", lambda a: _replace(a, "--timeout-s", "--timeout"), "a prefix of --timeout-s"),
     ("jobs.sandbox_guard", lambda a: [a[0], "--debug", *a[1:]], "env option '--debug' not encoded"),
     ("jobs.sandbox_guard", lambda a: _replace(a, "HF_TOKEN", "HF-TOKEN"), "not a variable name"),
+    ("examples/run.py", lambda a: _drop(a, "--max_output_len"), "required: --max_output_len"),
+    ("examples/run.py", lambda a: _replace(a, "--tokenizer_dir", "--tokenizer"), "a prefix of --tokenizer_dir"),
+    ("mpirun", lambda a: _replace(a, "-n", "--ranks"), 'unknown option "--ranks"'),
+    ("mpirun", lambda a: _replace(a, "--max_output_len", "--max_output_length"), "unknown flag"),
+    ("tritonserver", lambda a: [a[0], "--model-repository-path=/r", *a[2:]], "unknown flag"),
+    ("tritonserver", lambda a: [*a, "--model-control-mode=manual"], "invalid choice: 'manual'"),
+    ("tools/fill_template.py", lambda a: a[:-1], "required: substitutions"),
+    ("tools/fill_template.py", lambda a: _replace(a, "-i", "--inplace"), "unknown flag '--inplace'"),
+    ("mkdir", lambda a: _drop(a, "-p", with_value=False), "expected mkdir -p"),
+    ("cp", lambda a: a[:-1], "expected cp -R"),
+    ("jobs.prompt_set", lambda a: _set(a, "--overlong", "cut"), "invalid choice: 'cut'"),
+    ("jobs.prompt_set", lambda a: _drop(a, "--tokenizer"), "required: --tokenizer"),
+    ("jobs.triton_benchmark", lambda a: _set(a, "--protocol", "http"), "invalid choice: 'http'"),
+    ("jobs.triton_benchmark", lambda a: _drop(a, "--prompts"), "required: --prompts"),
 ]
 
 

@@ -12,7 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
-GPU_STAGES = {"quantize": 2, "train_drafter": 2, "convert_drafter": 1, "build_drafter_engine": 1, "benchmark": 2}
+GPU_STAGES = {"quantize": 2, "train_drafter": 2, "convert_drafter": 1, "build_drafter_engine": 1, "benchmark": 2,
+              "smoke_run": 2}
 
 pytestmark = pytest.mark.slurm
 
@@ -68,7 +69,7 @@ def happy(slurm_cluster, tmp_path_factory):
 def test_every_stage_ran_in_dependency_order_with_its_gpus(happy):
     root, st, ids, rows, _, _ = happy
     assert set(ids) == {"download_model", "download_dataset", "calibration_data", "quantize", "train_drafter",
-                        "convert_drafter", "build_drafter_engine", "benchmark", "report"}
+                        "convert_drafter", "build_drafter_engine", "benchmark", "smoke_run", "report"}
     for name, job in ids.items():
         assert rows[job]["State"] == "COMPLETED", (name, rows[job])
         gpus = GPU_STAGES.get(name, 0)
@@ -79,7 +80,8 @@ def test_every_stage_ran_in_dependency_order_with_its_gpus(happy):
     plan_deps = {"calibration_data": ["download_model", "download_dataset"], "quantize": ["calibration_data"],
                  "train_drafter": ["download_model", "download_dataset"],
                  "convert_drafter": ["quantize", "train_drafter"], "build_drafter_engine": ["convert_drafter"],
-                 "benchmark": ["build_drafter_engine"], "report": ["benchmark"]}
+                 "benchmark": ["build_drafter_engine"], "smoke_run": ["build_drafter_engine"],
+                 "report": ["benchmark", "smoke_run"]}
     for name, parents in plan_deps.items():
         for parent in parents:
             assert when(rows[ids[name]]["Start"]) >= when(rows[ids[parent]]["End"]), (name, parent)
@@ -104,7 +106,7 @@ def test_every_artifact_is_published_with_its_manifest(happy):
 
 def test_the_launch_returns_at_once_and_a_second_launch_submits_nothing(happy):
     root, _, ids, _, at_return, first = happy
-    assert "9 job(s) submitted" in first.stdout
+    assert "10 job(s) submitted" in first.stdout
     assert at_return.get(ids["report"]) != "COMPLETED", at_return  # it did not wait for the jobs it submitted
     again = launcher(root, "+experiment=fp8_redrafter")
     assert "0 job(s) submitted" in again.stdout
@@ -114,7 +116,7 @@ def test_the_launch_returns_at_once_and_a_second_launch_submits_nothing(happy):
 def test_status_and_logs(happy):
     root, _, ids, _, _, _ = happy
     status = launcher(root, "status").stdout
-    assert status.count("COMPLETED") == 9 and ids["train_drafter"] in status
+    assert status.count("COMPLETED") == 10 and ids["train_drafter"] in status
     logs = launcher(root, "logs", "fp8_redrafter", "train_drafter").stdout
     assert "redrafter2_top1" in logs and "published" in logs
 
@@ -122,7 +124,7 @@ def test_status_and_logs(happy):
 def test_status_watch_returns_once_every_stage_has_ended(happy):
     root, _, _, _, _, _ = happy
     watched = launcher(root, "status", "--watch", "--interval", "0.5")
-    assert watched.stdout.count("COMPLETED") >= 9
+    assert watched.stdout.count("COMPLETED") >= 10
 
 
 def test_status_without_accounting_falls_back_to_the_controller_and_the_artifacts(happy, tmp_path):
@@ -132,7 +134,7 @@ def test_status_without_accounting_falls_back_to_the_controller_and_the_artifact
     (shim / "sacct").write_text("#!/bin/sh\necho 'sacct: error: Problem talking to the database' >&2\nexit 1\n")
     (shim / "sacct").chmod(0o755)
     status = launcher(root, "status", env={"PATH": f"{shim}:{os.environ['PATH']}"}).stdout
-    assert status.count("COMPLETED") == 9 and ids["benchmark"] in status
+    assert status.count("COMPLETED") == 10 and ids["benchmark"] in status
 
 
 def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_cluster, tmp_path):
@@ -220,7 +222,7 @@ def test_cancel_cancels_every_job(slurm_cluster, tmp_path):
 
 
 def test_cancel_cancels_and_counts_only_the_jobs_that_have_not_ended(slurm_cluster, tmp_path):
-    """It asks Slurm first: with four stages done and the engine build running, it cancels that and the two
+    """It asks Slurm first: with four stages done and the engine build running, it cancels that and the three
     pending after it, and says so; a repeat cancels nothing. It used to say "cancelled 7 job(s)" both times."""
     launcher(tmp_path, "+experiment=fp8", env={"STANDIN_SLEEP_S": "trtllm-build=120"})
     ids = job_ids(state(tmp_path, "fp8"))
@@ -228,10 +230,11 @@ def test_cancel_cancels_and_counts_only_the_jobs_that_have_not_ended(slurm_clust
     assert {r["State"] for r in slurm_cluster.wait_all_done(done, timeout=300)} == {"COMPLETED"}
     _wait_for(ids["build_engine"], "RUNNING")
     out = launcher(tmp_path, "cancel").stdout
-    assert (f"cancelled 3 job(s) of fp8: build_engine ({ids['build_engine']}, RUNNING), benchmark "
-            f"({ids['benchmark']}, PENDING), report ({ids['report']}, PENDING); 4 had already ended" in out), out
+    assert (f"cancelled 4 job(s) of fp8: build_engine ({ids['build_engine']}, RUNNING), benchmark "
+            f"({ids['benchmark']}, PENDING), smoke_run ({ids['smoke_run']}, PENDING), report ({ids['report']}, "
+            "PENDING); 4 had already ended" in out), out
     rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=120)}
-    assert [rows[ids[n]] for n in ("build_engine", "benchmark", "report")] == ["CANCELLED"] * 3, rows
+    assert [rows[ids[n]] for n in ("build_engine", "benchmark", "smoke_run", "report")] == ["CANCELLED"] * 4, rows
     again = launcher(tmp_path, "cancel").stdout
     assert f"nothing to cancel: all {len(ids)} job(s) of fp8 already ended" in again, again
 
@@ -430,3 +433,65 @@ def test_a_requeued_stage_logs_that_it_was_stopped_not_that_it_failed(slurm_clus
         assert "FAILED" not in text and "exited with code -15" not in text, text
     finally:
         subprocess.run(["scancel", *ids.values()], check=False)
+
+
+TRITON_STAGES = {"download_model", "download_dataset[cnn_dailymail]", "download_dataset[OpenMathReasoning]",
+                 "quantize[kv_cache_dtype=None,qformat=full_prec]", "quantize[kv_cache_dtype=fp8,qformat=fp8]",
+                 "calibration_data", "prompt_set", "build_engine[llama2_fp16_on_triton]",
+                 "build_engine[llama2_fp8_on_triton]", "triton_model_repo[llama2_fp16_on_triton]",
+                 "triton_model_repo[llama2_fp8_on_triton]", "smoke_run[llama2_fp16_on_triton]",
+                 "smoke_run[llama2_fp8_on_triton]", "benchmark[llama2_fp16_on_triton]",
+                 "benchmark[llama2_fp8_on_triton]", "benchmark[llama2_fp16_on_trtllm]",
+                 "benchmark[llama2_fp8_on_trtllm]", "report"}
+
+
+def test_seed_004_on_triton_and_trtllm_serve_end_to_end(slurm_cluster, tmp_path):
+    """+experiment=llama2_fp8_triton: FP16 and FP8 engines built once each, smoke-run, served by tritonserver
+    (stand-in: real gRPC, the filled model repository parsed) and by trtllm-serve, all measured with the seed's
+    protocol on a prompt set drawn from the (stand-in) cnn_dailymail download; every stage COMPLETED."""
+    launcher(tmp_path, "+experiment=llama2_fp8_triton", "benchmark.sample_size=12",
+             f"cluster.triton_backend_dir={STANDINS / 'triton_backend'}")
+    st = state(tmp_path, "llama2_fp8_triton")
+    ids = job_ids(st)
+    assert set(ids) == TRITON_STAGES
+    rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=600)}
+    assert {name: rows[job]["State"] for name, job in ids.items()} == {name: "COMPLETED" for name in ids}
+
+    def artifact(name, file="manifest.json"):
+        return json.loads(Path(st["stages"][name]["artifact"], file).read_text())
+
+    for variant in ("llama2_fp16_on_triton", "llama2_fp8_on_triton", "llama2_fp16_on_trtllm", "llama2_fp8_on_trtllm"):
+        results = artifact(f"benchmark[{variant}]", "results.json")
+        assert results["protocol"] == ("triton" if variant.endswith("triton") else "openai")
+        assert results["errors"] == 0 and results["table"]["Total requests"] == 12.0
+        assert results["summary"] == results["table"] and len(results["requests"]) == 12
+        assert all(r["output_tokens"] >= 1 for r in results["requests"]), variant
+    for engine in ("fp16", "fp8"):
+        smoke = artifact(f"smoke_run[llama2_{engine}_on_triton]")
+        assert smoke["prompt"] == "How do I count in French ? 1 un" and smoke["output_text"]
+        assert smoke["world_size"] == 1
+        assert smoke["engine"]["artifact"] == st["stages"][f"build_engine[llama2_{engine}_on_triton]"]["artifact"]
+        built = artifact(f"build_engine[llama2_{engine}_on_triton]")
+        assert built["engine_size_bytes"] > 0 and any(f.endswith(".engine") for f in built["files"])
+    inputs = json.loads((tmp_path / "experiments" / "llama2_fp8_triton" / "report_inputs.json").read_text())
+    assert all("smoke_run" in {s["kind"] for s in chain} for chain in inputs["variants"].values())
+    repo = Path(st["stages"]["triton_model_repo[llama2_fp8_on_triton]"]["artifact"], "model_repository")
+    assert st["stages"]["build_engine[llama2_fp8_on_triton]"]["artifact"] in (
+        repo / "tensorrt_llm" / "config.pbtxt").read_text()
+
+
+def test_vllm_with_a_modelopt_fp8_export_and_ngram_drafting_runs_end_to_end(slurm_cluster, tmp_path):
+    """serving=vllm (stand-in `vllm serve`) on the ModelOpt FP8 export (stand-in hf_ptq.py), the notebook benchmark."""
+    launcher(tmp_path, "+experiment=fp8", "serving=vllm", "drafter=ngram", "benchmark=aimo_notebook",
+             f"cluster.modelopt_examples_dir={STANDINS / 'modelopt_examples'}")
+    st = state(tmp_path, "fp8")
+    ids = job_ids(st)
+    assert {"quantize_modelopt", "benchmark"} <= set(ids) and not {"build_engine", "quantize"} & set(ids)
+    rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=400)}
+    assert all(r["State"] == "COMPLETED" for r in rows.values()), rows
+    benchmark = Path(st["stages"]["benchmark"]["artifact"])
+    server = (benchmark / "server.log").read_text()
+    assert "TEST STAND-IN" in server
+    export = json.loads((Path(st["stages"]["quantize_modelopt"]["artifact"]) / "config.json").read_text())
+    assert export["quantization_config"]["quant_method"] == "modelopt"
+    assert json.loads((benchmark / "results.json").read_text())["summary"]

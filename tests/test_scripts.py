@@ -55,7 +55,8 @@ def test_pyxis_flags(slurm_plan):
     assert "--no-container-mount-home" in script
     assert "--container-env=HF_TOKEN,WANDB_API_KEY" in script
     # The StageJob of the stage's spec, pickled by submitit in the job's folder (requeued through submitit on USR2).
-    assert script.endswith(f" python -u -m submitit.core._submit {root}/experiments/fp8_redrafter/submitit/%j\n")
+    assert f" python -u -m submitit.core._submit {root}/experiments/fp8_redrafter/submitit)\n" in script
+    assert f" python -u -m jobs.run_stage {root}/experiments/fp8_redrafter/stages/quantize.json)\n" in script
 
 
 def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
@@ -70,7 +71,8 @@ def test_benchmark_starts_the_sandbox_beside_it_without_secrets(slurm_plan):
     # ... named in the command itself (pyxis gives the image's ENV precedence), without the secrets, limited
     assert sandbox_line.endswith(
         f"env -u HF_TOKEN -u WANDB_API_KEY PYTHONPATH={code.split(':')[0]} python -m jobs.sandbox_guard --host "
-        '127.0.0.1 --memory-limit-mb 4096 --timeout-s 10.0 --port "$sandbox_port" > "$sandbox_log" 2>&1 &')
+        '127.0.0.1 --memory-limit-mb 4096 --timeout-s 10.0 --base-port 6000 --port-file - > "$LAUNCHER_SANDBOX_PORT_FILE" '
+        '2> "$sandbox_log" &')
     assert 'echo "$code" > "$LAUNCHER_SANDBOX_EXIT"' in script
     assert (f"export LAUNCHER_SANDBOX_EXIT={slurm_plan.storage_root}/experiments/fp8_redrafter/logs/sandbox-exit."
             "$SLURM_JOB_ID") in script
@@ -92,34 +94,6 @@ def test_the_sandbox_steps_own_mounts_and_variables(tmp_path):
     line = next(line for line in _script(bare, "benchmark").splitlines() if line.startswith("  srun --overlap"))
     assert line.startswith("  srun --overlap --ntasks=1 env -u HF_TOKEN -u WANDB_API_KEY OMP_NUM_THREADS=2 python -m "
                            "jobs.sandbox_guard ") and "PYTHONPATH" not in line
-
-
-def _hold_two_ports(stack) -> int:
-    """Listen on 6000 + k and 6001 + k for the first k where both are free; return a job id with that k."""
-    for k in range(100, 990):
-        try:
-            for port in (6000 + k, 6001 + k):
-                listener = stack.enter_context(socket.socket())
-                listener.bind(("127.0.0.1", port))
-                listener.listen()
-            return 4000 + k
-        except OSError:
-            stack.close()
-    pytest.skip("no two free ports in 6100-6990")
-
-
-def test_the_sandbox_port_skips_ports_in_use(slurm_plan):
-    """Slurm's own daemons hold 6817-6819, which 6000 + SLURM_JOB_ID % 1000 reaches: the script moves on."""
-    lines = _script(slurm_plan, "benchmark").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("sandbox_port="))
-    choose = "\n".join(lines[start:start + 3])
-    assert "export LAUNCHER_SANDBOX_PORT=$sandbox_port" in choose
-    with contextlib.ExitStack() as stack:
-        job_id = _hold_two_ports(stack)  # 6000 + job_id % 1000 and the port after it now listen
-        chosen = subprocess.run(["bash", "-c", f"set -euo pipefail; SLURM_JOB_ID={job_id}; {choose}; "
-                                 "echo $LAUNCHER_SANDBOX_PORT"], capture_output=True, text=True, check=True)
-    port = 6000 + job_id % 1000
-    assert int(chosen.stdout) >= port + 2  # past both (and past anything else listening there)
 
 
 def test_offline_compute_nodes_get_offline_wandb(slurm_plan):
@@ -156,11 +130,14 @@ def test_time_limit_format(minutes, expected):
 # --------------------------------------------------------------------------------------------------
 # What reaches the container, and what a job's log says (issue 8, defect 10: seen under pyxis 0.24)
 # --------------------------------------------------------------------------------------------------
-def _launch(script):
-    """The stage's own srun, the script's last command, as words."""
+def _launch(script, launched=True):
+    """The stage's own srun, the script's last command, as words, with the step a launch runs (`launched`) or
+    the one a by-hand submission runs."""
     lines = script.splitlines()
     start = max(i for i, line in enumerate(lines) if line.startswith("srun "))
-    return shlex.split("\n".join(lines[start:]).replace("\\\n", " "))
+    words = shlex.split("\n".join(lines[start:]).replace("\\\n", " "))
+    choices = re.findall(r"^  stage_step=\((.*)\)$", script, re.M)
+    return words[:-1] + shlex.split(choices[0 if launched else 1])
 
 
 def _container_env(words):
@@ -224,7 +201,7 @@ def test_the_job_says_when_cluster_python_is_not_in_the_image(slurm_plan, tmp_pa
     (bin_dir / "python").write_text('#!/bin/sh\necho "python ran with: $*"\n')
     (bin_dir / "python").chmod(0o755)
     present = subprocess.run(["/bin/bash", "-c", inner], env={"PATH": str(bin_dir)}, capture_output=True, text=True)
-    folder = f"{slurm_plan.storage_root}/experiments/fp8_redrafter/submitit/%j"
+    folder = f"{slurm_plan.storage_root}/experiments/fp8_redrafter/submitit"
     assert (present.returncode, present.stdout) == (0, f"python ran with: -u -m submitit.core._submit {folder}\n")
 
 
@@ -233,7 +210,7 @@ def test_the_job_says_when_cluster_python_is_not_in_the_image(slurm_plan, tmp_pa
 FAKE_SRUN = """#!/bin/bash
 if [[ " $* " == *" --overlap "* ]]; then
   echo $$ > "$FAKE_SANDBOX_PID"
-  echo "sandbox: serving"
+  echo "sandbox: serving" >&2  # its log is its stderr: its stdout is the port file
   [ -n "${FAKE_SANDBOX_EXIT:-}" ] && exit "$FAKE_SANDBOX_EXIT"
   exec sleep 120
 fi

@@ -83,7 +83,8 @@ def test_the_served_configuration_is_reached_then_torn_down_on_cancel(tmp_path):
         assert httpx.get(f"{sandbox}/health", timeout=30).status_code == 200
         # cluster=local: the launch is running the job in the foreground; cancel stops it, and it its servers.
         cancel = launcher(tmp_path, "cancel")
-        assert cancel.returncode == 0 and "cancelled 1 job(s) of bf16: benchmark" in cancel.stdout, cancel.stdout
+        assert cancel.returncode == 0 and re.search(r"cancelled \d+ job\(s\) of bf16: benchmark \(local-[\d-]+, "
+                                                    r"RUNNING\)", cancel.stdout), cancel.stdout
         out, _ = launch.communicate(timeout=120)
     finally:
         if launch.poll() is None:

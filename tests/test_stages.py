@@ -162,7 +162,8 @@ def test_the_table_is_in_dependency_order_and_names_only_its_kinds():
 
 
 def test_the_gpu_checks_follow_the_table():
-    assert FP8_KINDS == ("quantize", "build_engine", "build_drafter_engine", "smoke_run", "benchmark")
+    assert FP8_KINDS == ("quantize", "quantize_modelopt", "build_engine", "build_drafter_engine", "smoke_run",
+                         "benchmark")
     assert DRAFTER_KINDS == ("train_drafter", "convert_drafter", "build_drafter_engine", "smoke_run", "benchmark")
 
 
@@ -205,3 +206,33 @@ def test_the_triton_stages_come_from_the_table():
     assert stages["triton_model_repo"].resources.gpus == stages["prompt_set"].resources.gpus == 0
     assert stages["benchmark"].commands["server"][1] == (
         f"--model-repository={stages['triton_model_repo'].artifact}/model_repository")
+
+
+def test_a_load_sweep_hashes_its_own_keys_and_needs_no_sandbox():
+    """benchmark=load_sweep: the benchmark stage runs jobs.load_sweep instead of the notebook client, hashes the
+    sweep's keys (not the notebook's), and starts no code sandbox; everything before it is the notebook's."""
+    sweep = plan_for("+experiment=fp8", "benchmark=load_sweep")
+    notebook = plan_for("+experiment=fp8")
+    bench = sweep.stages["benchmark"]
+    assert set(bench.commands) == {"server", "client"} and bench.commands["client"][1:3] == ["-m", "jobs.load_sweep"]
+    assert bench.containers == ("trtllm",)
+    assert needed_containers(compose_config("+experiment=fp8", "benchmark=load_sweep")) == ("trtllm",)
+    assert set(bench.config_subset["benchmark"]) == {"name", "kind", "problems_file", "prompt", "concurrency",
+                                                     "requests_per_user", "min_requests", "warmup_requests",
+                                                     "prompt_set", "endpoint", "output_tokens", "goodput", "repeats",
+                                                     "streaming", "request_timeout_s"}
+    assert all(s.fingerprint == notebook.stages[n].fingerprint for n, s in sweep.stages.items()
+               if n not in ("benchmark", "report"))
+    fewer = plan_for("+experiment=fp8", "benchmark=load_sweep", "benchmark.concurrency=[1,8]").stages["benchmark"]
+    assert fewer.fingerprint != bench.fingerprint and fewer.commands["client"][
+        fewer.commands["client"].index("--concurrency") + 1] == "1,8"
+
+
+def test_a_load_sweeps_time_limit_comes_from_its_points():
+    """The server's start-up (30 min), then per point its rounds of requests at 10 tokens/s plus 2 minutes: at
+    concurrency 1, 8 requests of 600 tokens = 8 min + 2; at 4, 4 rounds = 4 + 2; twice (repeats)."""
+    cfg = compose_config("benchmark=load_sweep", "benchmark.concurrency=[1,4]", "benchmark.output_tokens=600",
+                         "benchmark.repeats=2")
+    assert KINDS["benchmark"].time_limit(cfg) == 30 + 2 * ((8 + 2) + (4 + 2))
+    assert KINDS["benchmark"].time_limit(compose_config()) == 90  # the notebook's, as before
+    assert KINDS["benchmark"].time_limit(compose_config("benchmark=load_sweep", "+cluster.time_limits.benchmark=45")) == 45

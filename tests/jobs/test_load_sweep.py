@@ -169,3 +169,66 @@ def test_summary_averages_valid_repeats_only():
     assert s["invalid_reasons"] == ["1 failed request(s)"]
     assert s["metrics"]["request_throughput"]["mean"] == 2.0
     assert s["metrics"]["ttft_ms.p50"]["ci_half_width"] == pytest.approx(10 * 4.3027 / math.sqrt(3), rel=1e-4)
+
+
+def test_the_benchmark_stage_sweeps_the_server_it_started(tmp_path):
+    """benchmark=load_sweep on cluster=local: the job starts the stand-in trtllm-serve on the engine it built, runs
+    `python -m jobs.load_sweep` (real AIPerf, the model's name asked of /v1/models) and publishes results.json;
+    no code sandbox is started."""
+    import os
+    import subprocess
+    import sys
+
+    standins = REPO / "tests" / "standins"
+    env = {**os.environ, "PATH": f"{standins / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(standins / "python"),
+           "WANDB_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher", "+experiment=bf16", "benchmark=load_sweep", "cluster=local",
+         f"cluster.storage_root={tmp_path}", f"cluster.python={sys.executable}",
+         f"cluster.trtllm_examples_dir={standins / 'trtllm_examples'}", "benchmark.concurrency=[1,2]",
+         "benchmark.requests_per_user=2", "benchmark.min_requests=2", "benchmark.output_tokens=16",
+         "benchmark.goodput.inter_token_latency=null"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert "benchmark: COMPLETED" in result.stdout, result.stdout + result.stderr
+    state = json.loads((tmp_path / "experiments" / "bf16" / "state.json").read_text())
+    artifact = Path(state["stages"]["benchmark"]["artifact"])
+    results = json.loads((artifact / "results.json").read_text())
+    assert results["benchmark"] == "load_sweep" and results["config"]["model"].endswith(
+        state["stages"]["build_engine"]["artifact"].rsplit("/", 1)[-1])  # trtllm-serve names it after the engine
+    assert [(p["concurrency"], p["valid"], p["requests_ok"]) for p in results["points"]] == [(1, True, 2), (2, True, 4)]
+    assert results["config"]["goodput"] == {"time_to_first_token": 2000.0}
+    assert all(p["good_requests"] is not None for p in results["points"])
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert [s["concurrency"] for s in manifest["load_sweep_summary"]] == [1, 2]
+    assert manifest["ports"]["sandbox"] is None and not (artifact / "sandbox.log").exists()
+    assert (artifact / "r0" / "c2" / ls.EXPORT_FILE).is_file()
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["benchmark.prompt_set=chat"], ["benchmark.problems_file", "row 0 has no non-empty 'prompt'",
+                                     "benchmark.prompt_set=chat"]),
+    (["benchmark.concurrency=[1,4,4]"], ["benchmark.concurrency", "given twice"]),
+    (["benchmark.streaming=false"], ["benchmark.goodput.time_to_first_token=2000.0", "not streamed"]),
+    (["benchmark.output_tokens=40000"], ["benchmark.output_tokens=40000", "leaves no room for a prompt",
+                                         "model.max_seq_len"]),
+    (["benchmark.num_generations=4"], ["benchmark.num_generations", "changes nothing", "benchmark=aimo_notebook"]),
+])
+def test_the_launcher_refuses_a_sweep_that_cannot_run(overrides, words):
+    from launcher.validation import InvalidConfig
+    from tests.helpers import plan_for
+
+    with pytest.raises(InvalidConfig) as refused:
+        plan_for("+experiment=fp8", "benchmark=load_sweep", *overrides)
+    assert all(w in str(refused.value) for w in words), str(refused.value)
+
+
+def test_the_chat_set_is_a_prompt_set_the_launcher_accepts():
+    from tests.helpers import plan_for
+
+    chat = str(REPO / "conf" / "benchmark" / "prompts" / "chat.jsonl")
+    bench = plan_for("+experiment=fp8", "benchmark=load_sweep", "benchmark.prompt_set=chat",
+                     f"benchmark.problems_file={chat}", "benchmark.endpoint=chat").stages["benchmark"]
+    client = bench.commands["client"]
+    assert client[client.index("--chat-prompts") + 1].endswith(".jsonl") and "--problems" not in client
+    assert client[client.index("--endpoint-type") + 1] == "chat" and "--prompt" not in client
+    assert len(ls.user_messages(ls.read_jsonl(chat), "chat")) == 16

@@ -53,7 +53,7 @@ def make_repo(tmp: Path, engine: Path, env: dict, decoupled: bool = True, drop: 
     repo = tmp / "repo"
     for argv in model_repository_commands(repo_dir=str(repo), engine_dir=str(engine), tokenizer_dir=str(TOKENIZER),
                                           max_batch_size=64, max_queue_delay_us=0, decoupled=decoupled,
-                                          backend_dir=str(BACKEND), python=sys.executable):
+                                          backend_dir=str(BACKEND), python=sys.executable).values():
         if argv[-2].endswith("/config.pbtxt"):
             argv[-1] = ",".join(kv for kv in argv[-1].split(",") if kv.split(":")[0] not in drop)
         subprocess.run(argv, check=True, env=env)
