@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from launcher.contract import ExperimentState, StageRecord
-from launcher.scripts import ExperimentDir
+from launcher.dispatch.storage import ExperimentDir
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

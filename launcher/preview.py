@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console, ConsoleOptions
 from rich.markup import escape
@@ -14,9 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from launcher.contract import MANIFEST as COMPLETE_MARKER
+from launcher.dispatch.storage import ExperimentDir
 from launcher.exit_codes import CONFIG_ERROR
-from launcher.plan import Plan
-from launcher.scripts import ExperimentDir, format_time_limit, write_stage_files
+
+if TYPE_CHECKING:  # `status` uses this module's tables, and must not pay for the plan's imports (Hydra, jinja2)
+    from launcher.plan import Plan
 
 
 # Where output goes to a file or a pipe (CI logs, `| tee`), tables keep their width instead of rich's 80 columns.
@@ -116,6 +118,8 @@ PLAN_COLUMNS = ("stage", "depends on", "GPUs x nodes", "time limit", "container"
 def plan_table(plan: Plan, damaged: Dict[str, str]) -> FittedTable:
     """The plan's stages, fitted to the width they are printed at. `damaged`: {stage: problem}, from
     launcher.dispatch.storage.damaged_artifacts, which the caller reports too (it stats every file once)."""
+    from launcher.scripts import format_time_limit  # here: a plan is there, so are its imports
+
     states = {name: "[red]damaged: to rebuild[/red]" if name in damaged
               else "[green]complete[/green]" if is_complete(stage.artifact) else "to run"
               for name, stage in plan.stages.items()}
@@ -133,6 +137,8 @@ def plan_table(plan: Plan, damaged: Dict[str, str]) -> FittedTable:
 
 def print_requests(plan: Plan, console: Console) -> None:
     """What the plan asks of the cluster, shared stages counted once."""
+    from launcher.scripts import format_time_limit  # here: a plan is there, so are its imports
+
     path, minutes = plan.critical_path()
     console.print(f"GPU-hours requested: {plan.gpu_hours:.1f} (GPUs x time limit, each stage counted once)")
     console.print(f"critical path: {escape(' -> '.join(path))} ({format_time_limit(minutes)} of time limits)")
@@ -149,22 +155,27 @@ def job_id_placeholder(stage: str) -> str:
     return f"<{stage}>"
 
 
+def array_placeholder(stages) -> str:
+    """What a dry run's script says where the launch's says the job id of the array job of `stages` (aftercorr)."""
+    return job_id_placeholder(f"array:{stages[0].name}")
+
+
 def write_dry_run_files(plan: Plan, exp: ExperimentDir, code_dir: Path, into: Optional[ExperimentDir] = None) -> None:
     """Every stage's spec and batch script, each script the text a launch of the whole plan gives sbatch but
-    for the job ids (job_id_placeholder). Stages go into array jobs as the launch groups them (its backend's
-    batch_key: equal keys have equal dependencies, hence are in one wave of the launch), in plan order; the
-    report's accounting names every other stage's job. `into`: as write_stage_files'."""
-    from launcher.dispatch import local, slurm  # here: launcher.dispatch imports this module
+    for the job ids (job_id_placeholder, array_placeholder): the stages go into jobs and arrays wave by wave as
+    the launch groups them (launcher.dispatch.core.job_groups); the report's accounting names every other
+    stage's job. `into`: as write_stage_files'."""
+    from launcher.dispatch import core, local, slurm  # here: launcher.dispatch imports this module
 
     executor = next(iter(plan.stages.values())).cfg.cluster.executor
     backend = (slurm.SlurmBackend if executor == "slurm" else local.LocalBackend)(plan, exp, code_dir)
-    arrays: Dict[str, list] = {}
-    for stage in plan.stages.values():
-        key = backend.batch_key(stage, [job_id_placeholder(d) for d in stage.deps])
-        arrays.setdefault(key, []).append(stage)
-    others = [job_id_placeholder(name) for name, stage in plan.stages.items() if stage.kind != "report"]
-    for stages in arrays.values():
-        accounting = others if stages[0].kind == "report" else []
-        dependency = stages[0].dependency([job_id_placeholder(d) for d in stages[0].deps])
-        for stage in stages:
-            write_stage_files(plan, stage, exp, dependency, code_dir, accounting, into=into, array=stages)
+    job_ids = {name: job_id_placeholder(name) for name in plan.stages}
+    others = [job_ids[name] for name, stage in plan.stages.items() if stage.kind != "report"]
+    arrays: Dict[str, Tuple[str, int]] = {}
+    for wave in core.waves(plan, list(plan.stages)):
+        for group in core.job_groups(plan, backend, wave, job_ids, arrays):
+            core.write_group_files(plan, group, exp, code_dir, others if group.stages[0].kind == "report" else [],
+                                   into=into)
+            if len(group.stages) > 1:
+                arrays.update({stage.name: (array_placeholder(group.stages), i) for i, stage in
+                               enumerate(group.stages)})

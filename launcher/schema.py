@@ -293,7 +293,7 @@ class ModelConfig:
     gemm_plugin: GemmPlugin = GemmPlugin.auto
     kv_cache_type: Optional[KVCacheType] = None  # `paged` is trtllm-build's default; seed 003 passes it explicitly
     use_paged_context_fmha: bool = True
-    # Multi-token-prediction layers of the checkpoint (its config.json num_nextn_predict_layers): drafter=mtp needs them.
+    # Multi-token-prediction layers of the checkpoint (config.json num_nextn_predict_layers): drafter=mtp needs them.
     mtp_layers: int = ranged(0, 0, 64)
     # The smoke run after every engine build (TensorRT-LLM examples/run.py, seed 004's check of each engine).
     smoke_prompt: str = "How do I count in French ? 1 un"
@@ -327,13 +327,15 @@ SPECULATIVE_KEYS = ("method", "max_draft_len", "max_matching_ngram_size", "draft
 @dataclass
 class DrafterConfig:
     USED_WHEN: ClassVar[Tuple[UsedWhen, ...]] = (
-        UsedWhen("enabled", (True,), unless=("name", *SPECULATIVE_KEYS), why="no ReDrafter is trained or used",
+        UsedWhen("enabled", (True,), unless=("name", *SPECULATIVE_KEYS),
+                 why="no drafter is trained or used here (ReDrafter: drafter=redrafter)",
                  remedy="drafter=redrafter (or +experiment=fp8_redrafter)"),
         UsedWhen("method", tuple(SpeculativeMethod), keys=SPECULATIVE_KEYS[1:],
                  why="no speculative method of the checkpoint-loading stacks is chosen",
                  remedy="drafter=ngram, draft_target, eagle3 or mtp"),
         UsedWhen("method", (SpeculativeMethod.draft_target, SpeculativeMethod.eagle3),
-                 keys=("draft_model", "draft_model_revision"), why="only a draft model or an EAGLE-3 head is downloaded",
+                 keys=("draft_model", "draft_model_revision"),
+                 why="only a draft model or an EAGLE-3 head is downloaded",
                  remedy="drafter=draft_target or drafter=eagle3"),
         UsedWhen("method", (SpeculativeMethod.ngram,), keys=("max_matching_ngram_size",),
                  why="only n-gram (prompt lookup) drafting matches n-grams", remedy="drafter=ngram"),
@@ -435,7 +437,8 @@ class ServingConfig:
                  why="only Triton's model repository and server have them", remedy="serving=triton"),
         UsedWhen("stack", (ServingStack.trtllm,), keys=("backend",), why="only the pinned engine path serves a "
                  "TensorRT engine (the PyTorch backend is serving=trtllm_pytorch)", remedy="serving=trtllm"),
-        UsedWhen("stack", (ServingStack.trtllm, ServingStack.trtllm_pytorch), keys=("kv_cache_free_gpu_memory_fraction",),
+        UsedWhen("stack", (ServingStack.trtllm, ServingStack.trtllm_pytorch),
+                 keys=("kv_cache_free_gpu_memory_fraction",),
                  why="vLLM and SGLang size their memory with serving.gpu_memory_utilization", remedy="serving=trtllm"),
         UsedWhen("stack", (ServingStack.vllm, ServingStack.sglang), keys=("gpu_memory_utilization", "fp8_weights"),
                  why="TensorRT-LLM sizes its KV cache with serving.kv_cache_free_gpu_memory_fraction and serves FP8 "

@@ -5,21 +5,19 @@ On Slurm a stage's script is the text sbatch receives: dispatch hands it to subm
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import re
 import shlex
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
-
-import jinja2
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from launcher import commands
 from jobs.ports import SANDBOX_PORT_FILE_ENV
 from launcher.contract import (ACCOUNTING, MANIFEST, SANDBOX_EXIT_ENV,
                                BenchmarkSettings, GpuRequirement, StageResources, StageSpec, gate_settings)
+from launcher.dispatch.storage import ATTEMPT_START, SANDBOX_ENDED, SANDBOX_STOP, ExperimentDir
 from launcher.plan import Plan, Stage
 from launcher.validation import (FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, forbidden_character,
                                  signal_lead_s, umask_value)
@@ -52,60 +50,28 @@ def _within_its_line(value):
     return value
 
 
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("launcher", "templates"),
-    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-    finalize=_within_its_line,
-)
-TEMPLATES.filters["shell_quote"] = lambda v: shlex.quote(str(v))
-TEMPLATES.filters["shell_join"] = lambda argv: shlex.join(str(a) for a in argv)
-TEMPLATES.filters["sbatch_quote"] = sbatch_quote
-TEMPLATES.filters["sbatch_file_name"] = sbatch_file_name
+if TYPE_CHECKING:
+    import jinja2
+    from omegaconf import DictConfig
 
 
-class ExperimentDir:
-    """Where an experiment keeps its scripts, stage specs, logs, code snapshot and state."""
+@functools.cache
+def batch_script_template() -> jinja2.Template:
+    """The batch script's template, compiled once per process (a sweep renders hundreds of scripts); jinja2 is
+    imported here, not by the modules that only read an experiment's files (`status`)."""
+    import jinja2
 
-    def __init__(self, storage_root: str, experiment: str, root: Optional[Path] = None):
-        """`root`: elsewhere than under the storage root (a dry run's local preview)."""
-        self.root = Path(root) if root else Path(storage_root) / "experiments" / experiment
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("launcher", "templates"), auto_reload=False,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+        finalize=_within_its_line,
+    )
+    environment.filters["shell_quote"] = lambda v: shlex.quote(str(v))
+    environment.filters["shell_join"] = lambda argv: shlex.join(str(a) for a in argv)
+    environment.filters["sbatch_quote"] = sbatch_quote
+    environment.filters["sbatch_file_name"] = sbatch_file_name
+    return environment.get_template("stage.sbatch.j2")
 
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def submitit(self) -> Path:
-        return self.root / "submitit"
-
-    def script(self, stage: str) -> Path:
-        return self.root / "scripts" / f"{stage_file_name(stage)}.sbatch"
-
-    def spec(self, stage: str) -> Path:
-        return self.root / "stages" / f"{stage_file_name(stage)}.json"
-
-    def log(self, stage: str) -> Path:
-        return self.root / "logs" / f"{stage_file_name(stage)}.log"
-
-
-# A stage's name carries config values (`calibration_data[calib_dataset=nvidia/x]`): its files' names keep
-# what is safe in one path component and in Slurm's --output (where `%` is a pattern), and spell the rest as
-# ~<hex>, so that no value makes a subdirectory, leaves the experiment's directory or collides with another.
-STAGE_FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,:@\[\]-]+")
-STAGE_FILE_MAX = 200  # NAME_MAX is 255 bytes, with room for a suffix
-
-
-def stage_file_name(stage: str) -> str:
-    name = STAGE_FILE_UNSAFE.sub(lambda m: "".join(f"~{b:02x}" for b in m[0].encode()), stage)
-    if len(name) > STAGE_FILE_MAX:
-        name = f"{name[:STAGE_FILE_MAX - 17]}~{hashlib.sha256(stage.encode()).hexdigest()[:16]}"
-    return name
-
-
-# Lines the batch script writes into the job's log (launcher.status reads them).
-ATTEMPT_START = "launcher: starting job"
-SANDBOX_STOP = "launcher: the stage step has ended; stopping its code sandbox step"
-SANDBOX_ENDED = "launcher: the code sandbox step ended by itself"
 
 ACCOUNTING_FIELDS = "JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End"
 
@@ -432,15 +398,16 @@ def render_script(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Opti
     stages = list(array) or [stage]
     assert stage in stages, (stage.name, [s.name for s in stages])
     job = batch_job(plan, stages, exp, dependency, code_dir, accounting_ids)
-    return TEMPLATES.get_template("stage.sbatch.j2").render(stages=stages, experiment=plan.experiment,
+    return batch_script_template().render(stages=stages, experiment=plan.experiment,
                                                             launch_env=SUBMITIT_LAUNCH_ENV, **job)
 
 
 def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: Optional[str], code_dir: Path,
                       accounting_ids: Sequence[str] = (), into: Optional[ExperimentDir] = None,
-                      array: Sequence[Stage] = ()) -> Path:
+                      array: Sequence[Stage] = (), script_text: Optional[str] = None) -> Path:
     """Write the stage's spec and batch script (into `into`, a dry run's local preview, when given: the script
-    still names `exp`'s paths); return the script's path. `array`: as render_script's."""
+    still names `exp`'s paths); return the script's path. `array`: as render_script's. `script_text`: the
+    script render_script gave for the whole array, rendered once for all its elements."""
     out = into or exp
     for path in (out.spec(stage.name), out.script(stage.name), out.log(stage.name)):
         path.parent.mkdir(parents=True, exist_ok=True)  # logs/: the sandbox step's log, cluster=local's
@@ -448,7 +415,8 @@ def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: 
         submitit_folder(out).mkdir(parents=True, exist_ok=True)
     stage_spec(plan, stage).write(out.spec(stage.name))
     script = out.script(stage.name)
-    script.write_text(render_script(plan, stage, exp, dependency, code_dir, accounting_ids, array))
+    script.write_text(script_text if script_text is not None
+                      else render_script(plan, stage, exp, dependency, code_dir, accounting_ids, array))
     return script
 
 

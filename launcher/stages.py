@@ -427,7 +427,8 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
               inputs=(Input("checkpoint", ("convert_drafter",)), MODEL), values=_drafter_engine_values,
               commands=_engine_commands(commands.build_drafter_engine_command)),
     # Every engine answers the seed's prompt once (examples/run.py, mpirun -n tp*pp); the report shows the answers.
-    StageKind("smoke_run", 15, needed=_engine_path, gpus=_model_gpus, gpus_run_fp8=True, gpus_run_drafter=True, inputs=(ENGINE, TOKENIZER),
+    StageKind("smoke_run", 15, needed=_engine_path, gpus=_model_gpus, gpus_run_fp8=True, gpus_run_drafter=True,
+              inputs=(ENGINE, TOKENIZER),
               values=_smoke_values, commands=lambda ctx, out: {"smoke": commands.smoke_run_command(
                   ctx.cfg, ctx.input("engine"), ctx.input("model"))}),
     StageKind("triton_model_repo", 15, needed=_triton, containers=_server_container, output=_repository_dir,

@@ -20,14 +20,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 
-from jobs.serve import SERVING
-from jobs.services import log_tail
 from launcher.contract import ACCOUNTING, REPORT_INPUTS, ContractError, ExperimentState
 from launcher.dispatch import local, slurm
-from launcher.dispatch.storage import latest_pointer
+from launcher.dispatch.storage import ATTEMPT_START, SANDBOX_ENDED, ExperimentDir, latest_pointer
 from launcher.exit_codes import CONFIG_ERROR, PIPELINE_FAILED
 from launcher.preview import FittedTable, artifact_label, is_complete, make_console
-from launcher.scripts import ATTEMPT_START, SANDBOX_ENDED, ExperimentDir
 from launcher.user_config import add_config_dir_argument
 
 ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -167,6 +164,8 @@ def failure_cause(log_text: str) -> List[str]:
 
 def failure_report(name: str, job_state: str, log: str | None, experiment: str) -> str:
     """What `status` shows of a failed stage: the cause lines of its log, else its last lines."""
+    from jobs.services import log_tail  # here: the job-side module (http.client, subprocess) only for a failure
+
     text = Path(log).read_text(errors="replace") if log and Path(log).is_file() else None
     if text is None:
         return f"[bold]{escape(name)}[/bold] {job_state}: (no log at {escape(str(log))})"
@@ -180,6 +179,8 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
 
 def serving_lines(log: str | None) -> List[str]:
     """Where a serving job's servers listen and how to reach them (jobs.serve), from its last attempt's log."""
+    from jobs.serve import SERVING  # here: the job-side module only for a running stage
+
     if not log or not Path(log).is_file():
         return []
     lines = Path(log).read_text(errors="replace").splitlines()

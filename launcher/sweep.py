@@ -1,10 +1,10 @@
 """Sweeps (`python -m launcher -m ...`): every point, and the experiment's baselines, in one plan.
 
 Stages the points share (downloads, calibration, quantization, an engine) have one fingerprint, so they
-are planned, submitted and run once and every point depends on that one job. Composition stays cheap for
-hundreds of points: Hydra composes once per distinct set of config-group choices; a point's plain
+are planned, submitted and run once and every point depends on that one job. Composition and validation stay
+cheap for thousands of points: Hydra composes once per distinct set of config-group choices; a point's plain
 `key=value` overrides are applied to a copy of that composition, where the structured config still checks
-every key and type.
+every key and type; the per-key checks read a plain copy made from the composition's (PointComposer.known).
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pickle
 import re
 import time
 from pathlib import Path
-from typing import Collection, Dict, List, Sequence, Tuple
+from typing import Any, Collection, Dict, Iterator, List, Sequence, Tuple, Union
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import Container, DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from launcher.launch import (EXPERIMENT_OVERRIDE, compose_variants, dry_run, save_config, start_writing,
                              validate_variants)
@@ -25,18 +26,42 @@ from launcher.plan import build_plan
 from launcher.preview import exit_invalid, make_console
 from launcher.schema import GROUPS
 from launcher.errors import config_error_from, restore_environment
-from launcher.validation import NAME_FORM, NAME_MAX, ConfigError, InvalidConfig, name_errors, name_problem
+from launcher.validation import (NAME_FORM, NAME_MAX, ConfigError, InvalidConfig, known_containers, name_errors,
+                                 name_problem)
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 
+Place = Tuple[Union[str, int], ...]  # a leaf's place in a config: its keys and list indices
+
+
+def _interpolated(node: Any, at: Place = ()) -> Iterator[Place]:
+    """Where an unresolved config container holds an interpolation (`${...}`)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _interpolated(value, (*at, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _interpolated(value, (*at, index))
+    elif isinstance(node, str) and "${" in node:
+        yield at
+
+
 class PointComposer:
+    """Composes sweep points: Hydra composes once per distinct set of config-group choices, and a point's plain
+    `key=value` overrides are applied to a copy of that composition (the structured config checks each). Each
+    composition is also kept converted to plain containers, so that a point's plain copy (`known`, for the
+    per-key checks of launcher.validation) is that copy with only what the point changes read from its config:
+    its overrides' keys and every interpolation."""
+
     def __init__(self, config_loader, master_config: DictConfig):
         self.loader, self.master = config_loader, master_config
         self.parser = OverridesParser.create()
-        # Each composition pickled: unpickling a copy is about 4x faster than copy.deepcopy of the config.
-        self.compositions: Dict[Tuple[str, ...], bytes] = {}
+        # Each composition pickled (unpickling a copy is about 4x faster than copy.deepcopy of the config), its plain
+        # resolved container pickled, and where it interpolates.
+        self.compositions: Dict[Tuple[str, ...], Tuple[bytes, bytes, List[Place]]] = {}
+        self.points: List[Tuple[DictConfig, Tuple[str, ...], List[str]]] = []  # (config, composition, keys set)
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(list(overrides))
@@ -47,11 +72,44 @@ class PointComposer:
             composed = self.loader.load_sweep_config(self.master, list(structural))
             with open_dict(composed):
                 del composed["hydra"]  # the launcher's points need none of it, and copies get cheaper
-            self.compositions[structural] = pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL)
-        cfg = pickle.loads(self.compositions[structural])
+            self.compositions[structural] = (
+                pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL),
+                pickle.dumps(OmegaConf.to_container(composed, resolve=True), protocol=pickle.HIGHEST_PROTOCOL),
+                list(_interpolated(OmegaConf.to_container(composed, resolve=False))))
+        cfg = pickle.loads(self.compositions[structural][0])
         for override in plain:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+        self.points.append((cfg, structural, [o.key_or_group for o in plain]))
         return cfg
+
+    def known(self, changed: Sequence[str] = ()) -> Dict[int, Tuple[DictConfig, dict]]:
+        """{id(config): (config, its plain resolved copy)} of every point composed, for
+        launcher.validation.known_containers; `changed`: keys set on every point after it was composed."""
+        known = {}
+        for cfg, structural, keys in self.points:
+            _, container_bytes, interpolated = self.compositions[structural]
+            container = pickle.loads(container_bytes)
+            places: List[Place] = [tuple(key.split(".")) for key in [*keys, *changed]] + interpolated
+            if all(_copy_value(container, cfg, place) for place in places):
+                known[id(cfg)] = (cfg, container)
+        return known
+
+
+def _copy_value(container: Any, cfg: DictConfig, place: Place) -> bool:
+    """Set the value at `place` of `cfg`, resolved and plain, at the same place of `container`, its plain copy;
+    False where that place is not there in both (the config is then converted whole)."""
+    node: Any = cfg
+    try:
+        for part in place:
+            node = node[part]  # DictConfig and ListConfig resolve an interpolation as they return it
+        for part in place[:-1]:
+            container = container[part]
+        if isinstance(container, list):
+            container[place[-1]]  # noqa: B018  (an index that is there; a dict takes a new key)
+        container[place[-1]] = OmegaConf.to_container(node, resolve=True) if isinstance(node, Container) else node
+    except (KeyError, IndexError, TypeError, OmegaConfBaseException):
+        return False
+    return True
 
 
 def point_name(base: str, varying: Sequence[str], taken: Collection[str] = ()) -> str:
@@ -122,7 +180,8 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
             if baseline not in variants:
                 variants[baseline] = composer.compose([*base, f"+experiment={baseline}"])
                 applied[baseline] = base
-        validate_variants(variants, applied)
+        with known_containers(composer.known(changed=["launcher.experiment_name"])):
+            validate_variants(variants, applied)
         problem = name_problem(sweep_name)
         if problem:
             raise InvalidConfig([ConfigError("hydra.sweep.dir", str(sweep_dir), f"its last part names the sweep's "

@@ -12,8 +12,10 @@ import posixpath
 import re
 import shutil
 import unicodedata
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -145,7 +147,8 @@ def redacted_overrides(overrides: List[str]) -> List[str]:
     return kept
 
 
-def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
+def _secret_errors(cfg: DictConfig, container: dict) -> List[ConfigError]:
+    """`container`: cfg as plain_config gives it."""
     errors = []
     c = cfg.cluster
     for field in ("env_vars", "required_env_vars"):
@@ -154,7 +157,7 @@ def _secret_errors(cfg: DictConfig) -> List[ConfigError]:
                 errors.append(ConfigError(f"cluster.{field}[{i}]", "<redacted>" if "=" in str(entry) else entry,
                                           "environment variables pass by name only; the value is read from your "
                                           "shell when jobs start", "a variable name such as HF_TOKEN"))
-    for key, value in _walk(OmegaConf.to_container(cfg, resolve=True)):
+    for key, value in _walk(container):
         # cluster.env and serving.sandbox.env: variables, checked by _env_errors and _sandbox_errors; the
         # variable lists just above
         if not isinstance(value, str) or key.startswith(("hydra", "cluster.env.", "serving.sandbox.env.",
@@ -193,9 +196,10 @@ def forbidden_character(text: str) -> Optional[str]:
     return None
 
 
-def _text_errors(cfg: DictConfig) -> List[ConfigError]:
-    """Every string of the composed config, keys and list entries included: nothing a batch script or a path
-    is made of can end a line or hide from the terminal; values shown escaped (repr), or redacted."""
+def _text_errors(container: dict) -> List[ConfigError]:
+    """Every string of the composed config (`container`, as plain_config gives it), keys and list entries
+    included: nothing a batch script or a path is made of can end a line or hide from the terminal; values
+    shown escaped (repr), or redacted."""
     errors: List[ConfigError] = []
 
     def check(node: Any, key: str) -> None:
@@ -227,7 +231,6 @@ def _text_errors(cfg: DictConfig) -> List[ConfigError]:
                 errors.append(ConfigError(key, shown, "holds a `%`: Slurm expands %j, %x, ... in the log file "
                                           "names made from it (#SBATCH --output)", "a path without `%`"))
 
-    container = OmegaConf.to_container(cfg, resolve=True)
     check({k: v for k, v in container.items() if k != "hydra"}, "")
     return errors
 
@@ -486,12 +489,35 @@ def validate(cfg: DictConfig, needed_containers: Optional[Tuple[str, ...]] = Non
         raise InvalidConfig(errors)
 
 
+# Plain copies of composed configs, resolved, that their maker already has ({id(config): (config, copy)}):
+# a sweep makes each point's from its composition's, converted once, and the point's overrides
+# (launcher.sweep.PointComposer), so that the per-key checks of a thousand points do not convert a thousand
+# whole configs again. Set for the duration of a validation by known_containers().
+KNOWN_CONTAINERS: ContextVar[Dict[int, Tuple[DictConfig, dict]]] = ContextVar("known_containers", default={})
+
+
+@contextmanager
+def known_containers(pairs: Dict[int, Tuple[DictConfig, dict]]) -> Iterator[None]:
+    token = KNOWN_CONTAINERS.set(pairs)
+    try:
+        yield
+    finally:
+        KNOWN_CONTAINERS.reset(token)
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    """`cfg` as plain containers, every interpolation resolved: the known copy (known_containers), else converted."""
+    config, container = KNOWN_CONTAINERS.get().get(id(cfg), (None, None))
+    return container if config is cfg else OmegaConf.to_container(cfg, resolve=True)
+
+
 def _key_errors(cfg: DictConfig) -> List[ConfigError]:
     """Each key on its own, one error per key: the specific checks come before the schema's generic one, which
     says nothing more of a key they named."""
     from launcher.schema_check import config_errors
 
-    return _one_per_key(_text_errors(cfg) + _secret_errors(cfg) + _env_errors(cfg.cluster)
+    container = plain_config(cfg)
+    return _one_per_key(_text_errors(container) + _secret_errors(cfg, container) + _env_errors(cfg.cluster)
                         + _time_limit_errors(cfg.cluster) + config_errors(cfg))
 
 

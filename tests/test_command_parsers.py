@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import io
@@ -735,6 +736,10 @@ NEGATIVE = [
     ("jobs.benchmark_client", lambda a: _replace(a, "--num-generations", "--num_generations"),
      "unknown flag '--num_generations'"),
     ("jobs.report", lambda a: _drop(a, "--inputs"), "required: --inputs"),
+    ("jobs.load_sweep", lambda a: _drop(a, "--tokenizer"), "required: --tokenizer"),
+    ("jobs.load_sweep", lambda a: _set(a, "--repeats", "2.5"), "invalid int value: '2.5'"),
+    ("jobs.load_sweep", lambda a: [*a, "--chat-prompts", "/p.jsonl"], "not allowed with argument --problems"),
+    ("jobs.serve", lambda a: _drop(a, "--minutes"), "required: --minutes"),
     ("flask run (sandbox)", lambda a: _set(a, "--port", "http"), "'http' is not a valid integer"),
     ("flask run (sandbox)", lambda a: _replace(a, "--host", "--hostname"), "unknown flag '--hostname'"),
     ("flask run (sandbox)", lambda a: _twice(a, "--port"), "--port given twice"),
@@ -788,3 +793,55 @@ def test_the_serve_facts_reject_later_versions_aliases():
     assert check(["trtllm-serve", "/engine", "--pp_size", "2"]) == []  # the group's default command
     for later in (["--config", "x.yaml"], ["--tensor_parallel_size", "2"], ["--served_model_name", "m"]):
         assert check([*engine, *later]), later
+
+
+# ---- AIPerf (aiperf 0.13.0, installed from PyPI in the test extra): the `aiperf profile` commands jobs.load_sweep
+# runs, parsed by AIPerf's own command line (cyclopts, aiperf/cli.py and aiperf/config/flags/cli_config.py), which
+# checks names, types, repeats and that --input-file exists; nothing is run.
+LOAD_SWEEP_CONFIGS = ("load_sweep", "branches:load_sweep_chat_whole_answers")
+
+
+def aiperf_errors(argv: List[str]) -> List[str]:
+    from aiperf.cli import app
+
+    assert argv[1] == "profile", argv
+    try:
+        app.parse_args(argv[1:], exit_on_error=False, print_error=False)
+    except Exception as error:  # cyclopts' CycloptsError family, and pydantic's validation inside it
+        return [f"{type(error).__name__}: {error}"]
+    return []
+
+
+def aiperf_commands(config: str, storage: str, tmp_path: Path) -> List[List[str]]:
+    """Every point's `aiperf profile` argv of the configuration's load sweep, as its job would build them (the
+    prompt file it writes made here, the tokenizer the tiny one)."""
+    from jobs import load_sweep
+
+    (client,) = [argv for name, argv in plan_commands(config, storage) if name.endswith("/client")]
+    args = load_sweep.build_parser().parse_args(client[3:])
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"text": "Hello"}\n')
+    cfg = load_sweep.sweep_config(args, str(prompts), "served-model")
+    cfg = dataclasses.replace(cfg, tokenizer=str(STANDIN_PYTHON.parent / "data" / "tiny_tokenizer"))
+    return [load_sweep.build_argv(cfg, c, str(tmp_path / f"c{c}"))[0:] for c in cfg.concurrencies]
+
+
+@pytest.mark.parametrize("config", LOAD_SWEEP_CONFIGS)
+def test_every_aiperf_command_parses_with_aiperfs_own_parser(config, storage, tmp_path):
+    commands = aiperf_commands(config, storage, tmp_path)
+    assert commands and all(argv[0] in ("aiperf", os.environ.get("AIPERF_BIN")) for argv in commands)
+    failures = [f"{argv}\n    {problems}" for argv in commands for problems in [aiperf_errors(argv)] if problems]
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("break_it, expected", [
+    (lambda a: _replace(a, "--request-count", "--request-number"), "Unknown option: --request-number"),
+    (lambda a: _set(a, "--concurrency", "four"), "four"),
+    (lambda a: _twice(a, "--concurrency"), "specified multiple times"),
+    (lambda a: _set(a, "--input-file", "/no/such/prompts.jsonl"), "is not a valid file or directory"),
+])
+def test_a_wrong_aiperf_command_fails(break_it, expected, storage, tmp_path):
+    good = aiperf_commands("load_sweep", storage, tmp_path)[0]
+    assert aiperf_errors(good) == []
+    problems = aiperf_errors(break_it(list(good)))
+    assert any(expected in p for p in problems), problems

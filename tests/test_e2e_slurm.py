@@ -495,3 +495,35 @@ def test_vllm_with_a_modelopt_fp8_export_and_ngram_drafting_runs_end_to_end(slur
     export = json.loads((Path(st["stages"]["quantize_modelopt"]["artifact"]) / "config.json").read_text())
     assert export["quantization_config"]["quant_method"] == "modelopt"
     assert json.loads((benchmark / "results.json").read_text())["summary"]
+
+
+def test_serve_only_keeps_the_server_up_on_its_node_until_cancelled(slurm_cluster, tmp_path):
+    """launcher.serve_only on Slurm: the benchmark job serves instead of benchmarking; `status` says where and how
+    to reach it from the login node (an ssh tunnel to the node: it listens on loopback); the test reaches it on
+    this single-node cluster; `cancel` ends the job and its servers with it."""
+    import httpx
+
+    launcher(tmp_path, "+experiment=bf16", "launcher.serve_only=true", "launcher.serve_minutes=20")
+    ids = job_ids(state(tmp_path, "bf16"))
+    deadline, lines = time.monotonic() + 300, []
+    while time.monotonic() < deadline and not any("ssh -N -L" in line for line in lines):
+        time.sleep(2)
+        lines = [line.strip() for line in launcher(tmp_path, "status").stdout.splitlines()]
+    tunnel = next((line for line in lines if "LLM server" in line and "ssh -N -L" in line), None)
+    assert tunnel, "\n".join(lines)
+    node = tunnel.split()[-3]
+    port = int(tunnel.split("ssh -N -L ")[1].split(":")[0])
+    assert tunnel.endswith(f"ssh -N -L {port}:127.0.0.1:{port} {node}   then http://127.0.0.1:{port}"), tunnel
+    (model,) = [m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=30).json()["data"]]
+    answer = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"model": model, "prompt": "1+1=",
+                                                                         "max_tokens": 8}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["choices"][0]["text"], answer.text
+    assert slurm_cluster.states([ids["benchmark"]])[ids["benchmark"]] == "RUNNING"
+    assert "cancelled" in launcher(tmp_path, "cancel").stdout
+    rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
+    assert rows[ids["benchmark"]] == "CANCELLED", rows
+    import socket
+
+    with socket.socket() as probe:  # the job stopped its server on the way out
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert not Path(state(tmp_path, "bf16")["stages"]["benchmark"]["artifact"]).exists()

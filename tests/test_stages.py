@@ -173,8 +173,8 @@ def test_the_gpu_checks_follow_the_table():
                                       "quantize", "convert_drafter", "build_drafter_engine", "benchmark", "smoke_run",
                                       "report"]),
     (("model=llama2_7b_chat", "quantization=fp8_kv", "serving=triton", "benchmark=cnn_dailymail"),
-     ["download_model", "download_dataset", "calibration_data", "quantize", "build_engine", "download_dataset",
-      "prompt_set", "triton_model_repo", "benchmark", "smoke_run", "report"]),
+     ["download_model", "download_dataset", "download_dataset", "calibration_data", "prompt_set", "quantize",
+      "build_engine", "triton_model_repo", "smoke_run", "benchmark", "report"]),
 ])
 def test_needed_decides_which_stages_a_config_gets(overrides, kinds):
     assert [s.kind for s in plan_for(*overrides).stages.values()] == kinds

@@ -130,12 +130,19 @@ def test_cheap_composition_equals_hydras(tmp_path):
         loader = GH.instance().config_loader()
         master = compose("config", overrides=["+experiment=fp8_redrafter"], return_hydra_config=True)
         composer = PointComposer(loader, master)
-        for overrides in (["+experiment=fp8_redrafter", "drafter.num_layers=4", "serving.port=7000"],
-                          ["+experiment=fp8_redrafter", "quantization=fp8_kv", "drafter.learning_rate=0.002"]):
-            cheap = composer.compose(overrides)
+        points = (["+experiment=fp8_redrafter", "drafter.num_layers=4", "serving.port=7000"],
+                  ["+experiment=fp8_redrafter", "quantization=fp8_kv", "drafter.learning_rate=0.002"],
+                  # drafter.tensor_parallel interpolates it
+                  ["+experiment=fp8_redrafter", "model.tensor_parallel=2", "serving.port=7001"])
+        cheap = [composer.compose(overrides) for overrides in points]
+        for overrides, point in zip(points, cheap):
             full = compose("config", overrides=overrides)
-            assert OmegaConf.to_container(cheap, resolve=True) == OmegaConf.to_container(full, resolve=True)
+            assert OmegaConf.to_container(point, resolve=True) == OmegaConf.to_container(full, resolve=True)
         assert len(composer.compositions) == 2
+        # The plain copies the per-key checks read (launcher.validation.known_containers) are the points' own.
+        known = composer.known()
+        assert [known[id(point)][1] for point in cheap] == [OmegaConf.to_container(p, resolve=True) for p in cheap]
+        assert known[id(cheap[2])][1]["drafter"]["tensor_parallel"] == 2
         with pytest.raises(Exception, match="num_layers"):
             composer.compose(["+experiment=fp8_redrafter", "drafter.num_layers=many"])
 

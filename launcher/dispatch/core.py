@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,9 +23,10 @@ from launcher.contract import ExperimentState, StageRecord
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import (claim_path, damaged_artifacts, latest_pointer, launched_records, move_aside,
                                        read_claim, snapshot_code, storage_lock, write_claim, write_json)
-from launcher.plan import Plan
+from launcher.dispatch.storage import ExperimentDir
+from launcher.plan import Plan, Stage
 from launcher.preview import exit_invalid, is_complete, print_requests
-from launcher.scripts import ExperimentDir, remove_stale_stage_files, write_stage_files
+from launcher.scripts import remove_stale_stage_files, render_script, write_stage_files
 from launcher.validation import InvalidConfig, published_drafter_gate
 
 PARALLEL_SUBMISSIONS = 8
@@ -39,7 +41,7 @@ def _live_claims(plan: Plan, claims: Dict[str, dict | None], executor: str) -> s
     return {n for n, job in pending.items() if states.get(job, ("UNKNOWN", ""))[0] in slurm.LIVE_STATES}
 
 
-def _waves(plan: Plan, names: List[str]) -> List[List[str]]:
+def waves(plan: Plan, names: List[str]) -> List[List[str]]:
     """The stages to submit, grouped so that each group only depends on earlier groups' jobs."""
     depth: Dict[str, int] = {}
     for name in names:  # plan order is topological
@@ -133,39 +135,97 @@ def _decide(plan: Plan, executor: str, console: Console) -> Dict[str, dict]:
     return records
 
 
+@dataclass
+class JobGroup:
+    """Stages that go to Slurm in one sbatch call: one job, or an array whose element i runs stages[i]."""
+    stages: List[Stage]
+    dependency: Optional[str]  # its --dependency value
+    waits_on: List[str]  # the jobs (array elements, whole arrays) it waits on, in the order of its inputs
+
+
+def dependency_value(kind: str, jobs: List[str], arrays: List[str]) -> Optional[str]:
+    """--dependency: `kind` (afterok, afterany) on whole jobs, `aftercorr` on arrays (element i after element i)."""
+    parts = [f"{kind}:{':'.join(jobs)}"] if jobs else []
+    parts += [f"aftercorr:{':'.join(arrays)}"] if arrays else []
+    return ",".join(parts) or None
+
+
+def job_groups(plan: Plan, backend, wave: List[str], job_ids: Dict[str, str],
+               arrays: Dict[str, Tuple[str, int]]) -> List[JobGroup]:
+    """A wave's stages as sbatch calls. `job_ids`: the job of each input that is not complete; `arrays`: {stage:
+    (its array job, its element)} for the stages this launch submitted as array elements. Stages share one array
+    when their scripts are equal but for the comments (backend.batch_key), they wait on the same whole jobs, and
+    each waits on the same arrays' element of its own index: one call for a sweep's every point, whose chain of
+    per-point stages runs element by element (`aftercorr`). Where the elements cannot line up so, each stage goes
+    alone, waiting on its inputs' elements."""
+    similar: Dict[tuple, List[Tuple[Stage, List[str], set]]] = {}
+    for name in wave:
+        stage = plan.stages[name]
+        inputs = [d for d in stage.deps if d in job_ids]
+        waits_on = list(dict.fromkeys(job_ids[d] for d in inputs))
+        per_element = [] if stage.after_any else [d for d in inputs if d in arrays]
+        whole = list(dict.fromkeys(job_ids[d] for d in inputs if d not in per_element))
+        array_ids = list(dict.fromkeys(arrays[d][0] for d in per_element))
+        key = (backend.batch_key(stage), stage.dependency_kind, tuple(whole), tuple(array_ids))
+        similar.setdefault(key, []).append((stage, waits_on, {arrays[d][1] for d in per_element}))
+    groups = []
+    for (_, kind, whole, array_ids), members in similar.items():
+        by_element = {next(iter(elements)): stage for stage, _, elements in members if len(elements) == 1}
+        if not array_ids:
+            groups.append(JobGroup([stage for stage, _, _ in members], dependency_value(kind, list(whole), []),
+                                   list(whole)))
+        elif len(members) > 1 and sorted(by_element) == list(range(len(members))):
+            groups.append(JobGroup([by_element[i] for i in range(len(members))],
+                                   dependency_value(kind, list(whole), list(array_ids)), [*whole, *array_ids]))
+        else:
+            groups += [JobGroup([stage], dependency_value(kind, waits_on, []), waits_on)
+                       for stage, waits_on, _ in members]
+    return groups
+
+
+def write_group_files(plan: Plan, group: JobGroup, exp: ExperimentDir, code_dir: Path, accounting: List[str],
+                      into: Optional[ExperimentDir] = None) -> str:
+    """Each stage's spec and the group's batch script, rendered once and written as each stage's script (an
+    array's elements share it); returns the script. `into`: as write_stage_files'."""
+    first = group.stages[0]
+    script = render_script(plan, first, exp, group.dependency, code_dir, accounting, array=group.stages)
+    for stage in group.stages:
+        write_stage_files(plan, stage, exp, group.dependency, code_dir, accounting, into=into, array=group.stages,
+                          script_text=script)
+    return script
+
+
+def element_of(job_id: str) -> Optional[Tuple[str, int]]:
+    """(array job, element) of an array element's job id `<array>_<i>`, else None."""
+    array, underscore, index = job_id.partition("_")
+    return (array, int(index)) if underscore and index.isdigit() else None
+
+
 def _submit_waves(plan: Plan, backend, exp: ExperimentDir, code_dir: Path, records: Dict[str, dict],
                   to_submit: List[str], executor: str, console: Console) -> None:
     """Submit `to_submit` wave by wave (a wave depends only on earlier ones), filling in `records`. On any
     failure, Ctrl-C too, what this launch submitted is cancelled and its claims removed: never a
     half-submitted pipeline."""
+    arrays: Dict[str, Tuple[str, int]] = {}  # {stage: (array job, element)} of this launch's arrays
 
-    def dependency_ids(name: str) -> List[str]:
-        return [str(records[d]["job_id"]) for d in plan.stages[name].deps if records[d]["action"] != "complete"]
-
-    def submit_group(names: List[str]) -> None:
-        stages = [plan.stages[n] for n in names]
-        deps = dependency_ids(names[0])
+    def submit_group(group: JobGroup) -> None:
         # The report is submitted last: it records the accounting of every job of the experiment.
         accounting = [str(r["job_id"]) for r in records.values() if r["job_id"]] \
-            if stages[0].kind == "report" else []
-        for stage in stages:
-            write_stage_files(plan, stage, exp, stage.dependency(deps), code_dir, accounting, array=stages)
-        for stage, (job_id, log) in zip(stages, backend.submit(stages, deps, accounting)):
+            if group.stages[0].kind == "report" else []
+        script = write_group_files(plan, group, exp, code_dir, accounting)
+        for stage, (job_id, log) in zip(group.stages, backend.submit(group, script)):
             records[stage.name].update(job_id=job_id, log=log)
             write_claim(stage, job_id, plan.experiment, log)
-
-    def groups(wave: List[str]) -> List[List[str]]:
-        """Stages the backend can send in one call (on Slurm: one array, for identical batch scripts)."""
-        similar: Dict[str, List[str]] = {}
-        for name in wave:
-            similar.setdefault(backend.batch_key(plan.stages[name], dependency_ids(name)), []).append(name)
-        return list(similar.values())
+            if len(group.stages) > 1:
+                arrays[stage.name] = element_of(job_id)
 
     try:
         # sbatch calls of a wave go out together: hundreds of sweep points submit in seconds.
         with ThreadPoolExecutor(max_workers=PARALLEL_SUBMISSIONS if executor == "slurm" else 1) as pool:
-            for wave in _waves(plan, to_submit):
-                list(pool.map(submit_group, groups(wave)))
+            for wave in waves(plan, to_submit):
+                job_ids = {name: str(r["job_id"]) for name, r in records.items()
+                           if r["action"] != "complete" and r["job_id"]}
+                list(pool.map(submit_group, job_groups(plan, backend, wave, job_ids, arrays)))
     except BaseException:  # Ctrl-C too: never a half-submitted pipeline
         submitted = [str(records[n]["job_id"]) for n in to_submit if records[n]["job_id"]]
         if executor == "slurm":

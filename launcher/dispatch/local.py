@@ -14,11 +14,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from launcher.dispatch.storage import write_json
-from launcher.plan import Plan, Stage
-from launcher.scripts import ATTEMPT_START, ExperimentDir, job_argv, stage_env
+from launcher.dispatch.storage import ATTEMPT_START, ExperimentDir, write_json
+
+if TYPE_CHECKING:  # `status` reads local job states, and must not pay for the plan's imports (Hydra, jinja2)
+    from launcher.plan import Plan, Stage
 
 
 LIVE_STATES = ("PENDING", "RUNNING")
@@ -35,17 +36,16 @@ class LocalBackend:
         self.running: Optional[subprocess.Popen] = None
         self.why_cancelled: Dict[str, str] = {}  # stage: why it was cancelled
 
-    def batch_key(self, stage: Stage, dependency_ids: List[str]) -> str:
+    def batch_key(self, stage: Stage) -> str:
         """One stage per call: they run here one after another anyway."""
         return stage.name
 
-    def submit(self, stages: List[Stage], dependency_ids: List[str],
-               accounting_ids: Sequence[str] = ()) -> List[Tuple[str, str]]:
-        """Queue the stages; this machine keeps no accounting, so `accounting_ids` are not used."""
+    def submit(self, group, script: str) -> List[Tuple[str, str]]:
+        """Queue the stages of a launcher.dispatch.core.JobGroup; the script only shows what the stage runs."""
         submitted = []
-        for stage in stages:
+        for stage in group.stages:
             job_id = f"local-{os.getpid()}-{len(self.queue) + 1}"
-            self.queue.append((stage, job_id, [] if stage.after_any else dependency_ids))
+            self.queue.append((stage, job_id, [] if stage.after_any else list(group.waits_on)))
             set_local_state(self.exp, job_id, "PENDING")
             submitted.append((job_id, str(self.exp.log(stage.name))))
         return submitted
@@ -61,6 +61,8 @@ class LocalBackend:
             self.running.send_signal(signal.SIGTERM)
 
     def _run(self, stage: Stage, job_id: str) -> str:
+        from launcher.scripts import job_argv, stage_env
+
         env = {**os.environ, **stage_env(self.plan, stage, self.code_dir)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.code_dir), os.environ.get("PYTHONPATH")]))
         log = self.exp.log(stage.name)

@@ -11,12 +11,13 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from launcher.dispatch import slurm_states
-from launcher.plan import Plan, Stage
-from launcher.scripts import (ExperimentDir, accounting_argv, batch_job, python_command, render_script, stage_image,
-                              submitit_argv, submitit_folder)
+from launcher.dispatch.storage import ExperimentDir
+
+if TYPE_CHECKING:  # `status` asks Slurm for job states, and must not pay for the plan's imports (Hydra, jinja2)
+    from launcher.plan import Plan, Stage
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
@@ -25,6 +26,8 @@ LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", 
 def submitit_python(stage: Stage) -> str:
     """submitit runs `<this> -u -m submitit.core._submit <folder>` (a shell command): cluster.python, checked
     first to be in the image."""
+    from launcher.scripts import python_command, stage_image
+
     return shlex.join(python_command(stage.cfg, stage_image(stage)))
 
 
@@ -32,36 +35,36 @@ class SlurmBackend:
     def __init__(self, plan: Plan, exp: ExperimentDir, code_dir: Path):
         self.plan, self.exp, self.code_dir = plan, exp, code_dir
 
-    def batch_key(self, stage: Stage, dependency_ids: List[str]) -> str:
-        """Stages with equal keys have the same batch script but for its comments, which name the stage: one
-        array can carry them. Everything sbatch and the node see counts (image, partition, time limit, the
-        sandbox it starts), so points of a sweep over a cluster setting never share an array. The report (own
-        accounting) goes alone."""
+    def batch_key(self, stage: Stage) -> str:
+        """Stages with equal keys have the same batch script but for its comments, which name the stage, and its
+        dependency, which launcher.dispatch.core.job_groups adds: one array can carry them. Everything sbatch and
+        the node see counts (image, partition, time limit, the sandbox it starts), so points of a sweep over a
+        cluster setting never share an array. The report (own accounting) goes alone."""
+        from launcher.scripts import batch_job
+
         if stage.kind == "report":
             return stage.name
-        job = batch_job(self.plan, [stage], self.exp, stage.dependency(dependency_ids), self.code_dir)
+        job = batch_job(self.plan, [stage], self.exp, None, self.code_dir)
         job["sbatch"] = [option for option in job["sbatch"] if option[0] != "job-name"]
         del job["specs"]  # each stage's own; the array's script lists its elements'
         return json.dumps([stage.kind, job], sort_keys=True, default=str)
 
-    def submit(self, stages: List[Stage], dependency_ids: List[str],
-               accounting_ids: Sequence[str] = ()) -> List[Tuple[str, str]]:
-        """One sbatch call: a job for one stage, or one array job (elements `<array id>_<i>`) for several
-        similar stages (one kind, same resources, same dependencies), of the script write_stage_files wrote
-        for them. Returns (job id, log) per stage."""
+    def submit(self, group, script: str) -> List[Tuple[str, str]]:
+        """One sbatch call of `script` (render_script's, as write_stage_files wrote it): a job for one stage, or
+        one array job (elements `<array id>_<i>`) for a launcher.dispatch.core.JobGroup of several similar
+        stages. Returns (job id, log) per stage."""
         from jobs.run_stage import StageJob
 
-        jobs = self.executor(stages, dependency_ids, accounting_ids).submit_array(
-            [StageJob(str(self.exp.spec(stage.name))) for stage in stages])
+        jobs = self.executor(group.stages, script).submit_array(
+            [StageJob(str(self.exp.spec(stage.name))) for stage in group.stages])
         return [(str(job.job_id), str(job.paths.stdout)) for job in jobs]
 
-    def executor(self, stages: List[Stage], dependency_ids: List[str], accounting_ids: Sequence[str] = ()):
-        """The submitit executor that submits the job of `stages`: its script is render_script's."""
+    def executor(self, stages: List[Stage], script: str):
+        """The submitit executor that submits `script`, the batch script of the job of `stages`."""
         from launcher.dispatch.submitit_script import ScriptExecutor
+        from launcher.scripts import submitit_argv, submitit_folder
 
         first = stages[0]
-        script = render_script(self.plan, first, self.exp, first.dependency(dependency_ids), self.code_dir,
-                               accounting_ids, array=stages)
         executor = ScriptExecutor(submitit_folder(self.exp), python=submitit_python(first), script=script,
                                   command=shlex.join(submitit_argv(first, self.exp)), array_size=len(stages))
         # What submitit counts itself: the time limit (its requeues on timeout) and the job's tasks.
@@ -78,6 +81,8 @@ def _run(argv: List[str]) -> str | None:
 
 def accounting_rows(job_ids: List[str]) -> str | None:
     """sacct's rows for these jobs as the report reads them, or None when accounting does not answer."""
+    from launcher.scripts import accounting_argv
+
     return _run(accounting_argv(job_ids)) if job_ids else None
 
 

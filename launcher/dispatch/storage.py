@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
 from jobs import artifacts
 from launcher.contract import MANIFEST as COMPLETE_MARKER
+from launcher.contract import experiment_dir
 from launcher.user_config import CONF_DIR
 
 if TYPE_CHECKING:  # `status` reads storage too, and must not pay for the plan's imports (omegaconf, Hydra)
@@ -22,6 +24,50 @@ if TYPE_CHECKING:  # `status` reads storage too, and must not pay for the plan's
 
 CODE_PACKAGES = ("launcher", "jobs", "conf")
 SOURCE_ROOT = CONF_DIR.parent
+
+# Lines the batch script (launcher.scripts) and the local runner write into a job's log; `status` reads them back.
+ATTEMPT_START = "launcher: starting job"
+SANDBOX_STOP = "launcher: the stage step has ended; stopping its code sandbox step"
+SANDBOX_ENDED = "launcher: the code sandbox step ended by itself"
+
+
+class ExperimentDir:
+    """Where an experiment keeps its scripts, stage specs, logs, code snapshot and state."""
+
+    def __init__(self, storage_root: str, experiment: str, root: Optional[Path] = None):
+        """`root`: elsewhere than under the storage root (a dry run's local preview)."""
+        self.root = Path(root) if root else experiment_dir(storage_root, experiment)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def submitit(self) -> Path:
+        return self.root / "submitit"
+
+    def script(self, stage: str) -> Path:
+        return self.root / "scripts" / f"{stage_file_name(stage)}.sbatch"
+
+    def spec(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage_file_name(stage)}.json"
+
+    def log(self, stage: str) -> Path:
+        return self.root / "logs" / f"{stage_file_name(stage)}.log"
+
+
+# A stage's name carries config values (`calibration_data[calib_dataset=nvidia/x]`): its files' names keep
+# what is safe in one path component and in Slurm's --output (where `%` is a pattern), and spell the rest as
+# ~<hex>, so that no value makes a subdirectory, leaves the experiment's directory or collides with another.
+STAGE_FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,:@\[\]-]+")
+STAGE_FILE_MAX = 200  # NAME_MAX is 255 bytes, with room for a suffix
+
+
+def stage_file_name(stage: str) -> str:
+    name = STAGE_FILE_UNSAFE.sub(lambda m: "".join(f"~{b:02x}" for b in m[0].encode()), stage)
+    if len(name) > STAGE_FILE_MAX:
+        name = f"{name[:STAGE_FILE_MAX - 17]}~{hashlib.sha256(stage.encode()).hexdigest()[:16]}"
+    return name
 
 
 @contextlib.contextmanager

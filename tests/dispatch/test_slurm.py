@@ -186,7 +186,7 @@ def _sweep_plan(storage, *points):
 
 def _benchmark_keys(sweep):
     backend = SlurmBackend(sweep, ExperimentDir(sweep.storage_root, "sweep"), code_snapshot_dir(sweep.storage_root))
-    return [backend.batch_key(s, ["11"]) for s in sweep.stages.values() if s.kind == "benchmark"]
+    return [backend.batch_key(s) for s in sweep.stages.values() if s.kind == "benchmark"]
 
 
 def test_points_with_the_same_batch_script_share_an_array(tmp_path):
@@ -207,7 +207,7 @@ def test_points_whose_batch_scripts_differ_never_share_an_array(tmp_path, overri
 def test_the_report_goes_alone(plan):
     backend = SlurmBackend(plan, ExperimentDir(plan.storage_root, plan.experiment),
                            code_snapshot_dir(plan.storage_root))
-    assert backend.batch_key(plan.stages["report"], ["1"]) == "report"
+    assert backend.batch_key(plan.stages["report"]) == "report"
 
 
 @pytest.mark.parametrize("minutes, lead_s", [(5, 30), (10, 60), (15, 90), (720, 90)])
@@ -256,3 +256,42 @@ def test_a_dry_run_writes_similar_points_as_the_array_a_launch_submits(tmp_path)
     assert f"\n#SBATCH --dependency=afterok:<{build}>\n" in scripts[0]
     assert "--array" not in exp.script(build).read_text()
     assert exp.submitit.is_dir()  # where a script submitted by hand logs: Slurm does not create it
+
+
+def test_a_sweeps_per_point_chains_are_arrays_element_after_element(tmp_path):
+    """Each point's own chain (its drafter trained, converted, its engine, its benchmark): one array per kind,
+    element i waiting on element i of its input's array (aftercorr), and on the shared jobs (afterok)."""
+    from launcher.dispatch.core import job_groups, waves
+    from launcher.preview import array_placeholder, write_dry_run_files
+
+    common = ("cluster=example_slurm", f"cluster.storage_root={tmp_path}", "+experiment=fp8_redrafter",
+              f"cluster.containers.trtllm='{NGC_IMAGE}'")
+    sweep = build_plan("sweep", {f"point{i}": compose_config(*common, f"drafter.num_layers={i + 1}")
+                                 for i in range(3)})
+    exp = ExperimentDir(sweep.storage_root, "sweep")
+    write_dry_run_files(sweep, exp, code_snapshot_dir(sweep.storage_root))
+    by_kind = {}
+    for stage in sweep.stages.values():
+        by_kind.setdefault(stage.kind, []).append(stage)
+    trains, converts = by_kind["train_drafter"], by_kind["convert_drafter"]
+    assert len(trains) == len(converts) == 3
+    scripts = {exp.script(s.name).read_text() for s in converts}
+    assert len(scripts) == 1  # one array
+    (script,) = scripts
+    assert "\n#SBATCH --array=0-2\n" in script
+    assert f"\n#SBATCH --dependency=aftercorr:{array_placeholder(trains)}\n" in script
+    for i, (train, convert) in enumerate(zip(trains, converts)):  # element i converts what element i trained
+        assert convert.deps == (train.name,) and f"#   [{i}] {convert.name}: " in script
+    engine = exp.script(by_kind["build_drafter_engine"][0].name).read_text()
+    quantize = next(s for s in sweep.stages.values() if s.kind == "quantize")
+    assert (f"\n#SBATCH --dependency=afterok:<{quantize.name}>,aftercorr:"
+            f"{array_placeholder(by_kind['convert_drafter'])}\n") in engine
+
+    # Elements that cannot line up (element 1 of the input array has no dependent here) go one job each.
+    backend = SlurmBackend(sweep, exp, code_snapshot_dir(sweep.storage_root))
+    wave = next(w for w in waves(sweep, list(sweep.stages)) if converts[0].name in w)
+    ids = {name: f"<{name}>" for name in sweep.stages}
+    shifted = {t.name: ("77", i + 1) for i, t in enumerate(trains)}
+    groups = [g for g in job_groups(sweep, backend, wave, ids, shifted) if g.stages[0].kind == "convert_drafter"]
+    assert [len(g.stages) for g in groups] == [1, 1, 1]
+    assert [g.dependency for g in groups] == [f"afterok:<{t.name}>" for t in trains]
