@@ -23,12 +23,11 @@ import re
 import socket
 from typing import Callable, Collection, List, Mapping, Sequence, TypeVar
 
-from launcher.contract import PORT_SEARCH, PORT_SPREAD, SANDBOX_PORT_ENV
+# The placeholders' names and syntax are the contract's: the launcher writes them, this module expands them.
+# The names are importable from here too (the tests' `ports.SERVER_PORT_ENV`).
+from launcher.contract import (PLACEHOLDERS, PORT_SEARCH, PORT_SPREAD, SANDBOX_PORT_ENV,  # noqa: F401
+                               SANDBOX_PORT_FILE_ENV, SERVER_PORT_ENV, placeholder)
 
-SERVER_PORT_ENV = "LAUNCHER_SERVER_PORT"
-# Where the sandbox writes the port it listens on: a file the job reads (jobs.sandbox_guard --port-file).
-SANDBOX_PORT_FILE_ENV = "LAUNCHER_SANDBOX_PORT_FILE"
-PLACEHOLDERS = (SERVER_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV)
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)(\}?)")
 
 Bound = TypeVar("Bound")
@@ -36,13 +35,6 @@ Bound = TypeVar("Bound")
 
 class PortError(RuntimeError):
     """No free port in a job's range, or a command naming a placeholder the job does not fill."""
-
-
-def placeholder(name: str) -> str:
-    """How a command names the value of one of PLACEHOLDERS, for the job to fill in."""
-    if name not in PLACEHOLDERS:
-        raise ValueError(f"{name} is not one of the job's placeholders ({', '.join(PLACEHOLDERS)})")
-    return f"${{{name}}}"
 
 
 def start_port(base: int) -> int:

@@ -8,7 +8,14 @@ the baseline of the speed-ups and, per configuration, its chain of stages in dep
 `sacct -X -P -n --format=JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End` for the experiment's jobs
 (named `launcher:<experiment>:<stage name>`); without it, hours come from the manifests' start and end times.
 
-Writes report.md, report.json (every table, machine-readable) and PNG charts into OUT and copies them into EXP.
+Each benchmark's results.json says which protocol measured it (its "benchmark" key, launcher.schema
+BenchmarkKind; none: the notebook protocol of jobs.benchmark_client) and gets that protocol's section: the seeds'
+AIMO tables (`notebook`), seed 004's table (`cnn_dailymail`, jobs.triton_benchmark) or the load curves, their
+Pareto front and a table per configuration (`load_sweep`, jobs.load_sweep). Every report also has the engines'
+sizes on disk, the smoke runs' answers side by side, and GPU-hours per configuration and per stage.
+
+Writes report.md, report.json (every table, machine-readable) and PNG charts into OUT and copies them into EXP
+(jobs.wandb_log logs report.json's tables and the charts as the report's W&B run).
 A configuration that did not finish is shown as `failed at <stage kind>` (the first incomplete stage of its
 chain), never dropped. Exit code: 0 when every configuration finished; 3 (REPORT_INCOMPLETE, what
 jobs.run_stage expects) when the report was written but some did not, so that it is not published and the
@@ -24,17 +31,20 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from jobs.gpu_check import describe_recorded
-from launcher.contract import (MANIFEST, REPORT_INCOMPLETE, RESULTS, ContractError, Manifest, ReportInputs,
-                               ReportStage)
+from jobs import load_sweep
+from launcher.contract import (ACCOUNTING_FIELDS, MANIFEST, REPORT_INCOMPLETE, RESULTS, ContractError, Manifest,
+                               ReportInputs, ReportStage)
 
 REPORT_COMPLETE, BAD_INPUT = 0, 1  # and REPORT_INCOMPLETE (launcher.contract): written, some did not finish
-ACCOUNTING_FIELDS = ("JobIDRaw", "JobName", "State", "ElapsedRaw", "AllocTRES", "Start", "End")
-ENGINE_KINDS = {"build_engine": "engine (GiB)", "build_drafter_engine": "engine with drafter (GiB)"}
+ENGINE_KINDS = {"build_engine": "engine on disk (GiB)", "build_drafter_engine": "engine with drafter on disk (GiB)"}
 TOP1 = re.compile(r"^redrafter(\d+)_top1$")
 GIB = 2 ** 30
+# What a benchmark's results.json says it is (its "benchmark" key: launcher.schema BenchmarkKind). Results without
+# the key are the notebook protocol's: jobs.benchmark_client writes none, nor did any benchmark before the key.
+BENCHMARK_KEY, NOTEBOOK, SEED_004, LOAD_SWEEP = "benchmark", "notebook", "cnn_dailymail", "load_sweep"
 
 
 class BadInput(ValueError):
@@ -68,14 +78,37 @@ LATENCY_METRICS = (
     Metric("avg_inflight_requests", "avg in-flight requests", ".2f"),
 )
 ACCURACY = Metric("majority_vote_accuracy", "accuracy (majority vote)", ".1%")
+# Seed 004's table (jobs.triton_benchmark) is shown with its own labels, in its order, as the seed prints it; its
+# throughputs get speed-ups.
+SEED_004_THROUGHPUTS = ("Requests/Sec", "OP tokens/sec")
+# A load-sweep point's metrics (jobs.load_sweep summary: the mean and 95% interval over its valid repeats).
+PER_GPU = Metric("output_token_throughput_per_gpu", "output tokens/s per GPU", ".1f")
+LATENCY_LABELS = {"ttft_ms": "TTFT", "itl_ms": "ITL", "e2e_latency_ms": "end-to-end latency"}
+STAT_LABELS = {"avg": "mean", "p50": "P50", "p90": "P90", "p99": "P99"}
+LOAD_METRICS = (
+    Metric("output_token_throughput", "output tokens/s", ".1f"),
+    Metric("request_throughput", "requests/s", ".3f"),
+    Metric("output_token_throughput_per_user", "output tokens/s per user", ".1f"),
+    *(Metric(f"{name}.{stat}", f"{LATENCY_LABELS[name]} {STAT_LABELS[stat]} (ms)", ".1f")
+      for name in load_sweep.LATENCY_METRICS for stat in load_sweep.LATENCY_STATS),
+    Metric("goodput", "goodput (requests/s within the SLOs)", ".3f"),
+    Metric("acceptance_length", "acceptance length", ".2f"),
+    Metric("draft_acceptance_rate", "draft acceptance rate", ".3f"),
+)
+REPEATS = Metric("repeats", "valid repeats", "")
+# The load curves: output tokens/s per GPU against these latencies, one panel each, each with its Pareto front.
+CURVE_LATENCIES = (("itl_ms.p50", "P50 ITL (ms)"), ("e2e_latency_ms.p50", "P50 end-to-end latency (ms)"))
+LOAD_CURVES_CHART = "load_curves.png"
 GATE = Metric("drafter_gate_passed", "quality gate", "")
 
 
 @dataclass(frozen=True)
 class Cell:
     value: Any = None  # None: unknown or not applicable
-    speedup: Optional[float] = None
+    speedup: Optional[float] = None  # or the ratio to the baseline's (engine sizes)
     failed_at: Optional[str] = None  # the kind of the stage the configuration failed at, when value is missing
+    ci: Optional[float] = None  # half width of the value's 95% confidence interval (repeats)
+    invalid: Optional[str] = None  # why the measurement is not a result (a load-sweep point)
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,8 @@ class Table:
     title: str
     columns: List[str]
     rows: List[Row]
+    note: str = ""  # shown under the title
+    charts: Tuple[str, ...] = ()  # the charts that go with it, shown after it when drawn
 
 
 @dataclass(frozen=True)
@@ -117,7 +152,17 @@ class StageState:
 class Configuration:
     name: str
     stages: List[StageState]  # in dependency order
-    summary: Optional[dict]  # the benchmark's results summary; None when it has none
+    results: Optional[dict]  # the benchmark's results.json; None when it has none
+
+    @property
+    def summary(self) -> Any:
+        """The benchmark's results summary (the protocol's own shape); None when it has none."""
+        return (self.results or {}).get("summary")
+
+    @property
+    def benchmark(self) -> Optional[str]:
+        """The protocol that measured it (BENCHMARK_KEY of its results); None without results."""
+        return None if self.results is None else self.results.get(BENCHMARK_KEY, NOTEBOOK)
 
     @property
     def failed_at(self) -> Optional[StageState]:
@@ -140,6 +185,12 @@ class Configuration:
         stage = self.stage("benchmark")
         gpus = stage.outputs.get("gpus") if stage else None
         return describe_recorded(gpus) if gpus else None
+
+    @property
+    def benchmark_gpu_count(self) -> Optional[int]:
+        """How many GPUs its benchmark's manifest records (None: not recorded)."""
+        stage = self.stage("benchmark")
+        return len(stage.outputs["gpus"]) if stage and stage.outputs.get("gpus") else None
 
 
 @dataclass(frozen=True)
@@ -174,8 +225,9 @@ class Report:
     requested_baseline: Optional[str]
     baseline: Optional[str]
     configurations: List[Configuration]
-    tables: Dict[str, Optional[Table]]  # speed, latency, drafter, engines (None: nothing to show)
+    tables: Dict[str, Table]  # in the order shown: the benchmarks' sections, drafter, engines, smoke runs, GPU-hours
     usage: Usage
+    load_curves: Optional["LoadCurves"] = None  # None: no load sweep
 
     @property
     def complete(self) -> bool:
@@ -241,7 +293,7 @@ def load_configuration(name: str, stages: List[ReportStage]) -> Configuration:
     stages = [load_stage(stage) for stage in stages]
     benchmark = next(s for s in stages if s.kind == "benchmark")
     results = read_json(Path(benchmark.artifact) / RESULTS) if benchmark.complete else None
-    return Configuration(name=name, stages=stages, summary=(results or {}).get("summary"))
+    return Configuration(name=name, stages=stages, results=results)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,7 +331,8 @@ def summary_row(metric: Metric, configurations: Sequence[Configuration],
 
 def speed_table(configurations: Sequence[Configuration], baseline: Optional[Configuration]) -> Table:
     return Table("Speed (the seeds' table)", [c.name for c in configurations],
-                 [summary_row(m, configurations, baseline) for m in SPEED_METRICS])
+                 [summary_row(m, configurations, baseline) for m in SPEED_METRICS],
+                 charts=("throughput.png", "generation_time.png"))
 
 
 def latency_table(configurations: Sequence[Configuration]) -> Table:
@@ -287,7 +340,23 @@ def latency_table(configurations: Sequence[Configuration]) -> Table:
     accuracy = summary_row(ACCURACY, configurations)
     if any(cell.value is not None for cell in accuracy.cells.values()):
         rows.append(accuracy)
-    return Table("Latency", [c.name for c in configurations], rows)
+    return Table("Latency", [c.name for c in configurations], rows, charts=("latency.png",))
+
+
+def notebook_tables(configurations: Sequence[Configuration], baseline: Optional[Configuration]) -> Dict[str, Table]:
+    """The notebook protocol (jobs.benchmark_client): the seeds' table and the latencies."""
+    return {"speed": speed_table(configurations, baseline), "latency": latency_table(configurations)}
+
+
+def seed_004_tables(configurations: Sequence[Configuration], baseline: Optional[Configuration]) -> Dict[str, Table]:
+    """Seed 004's protocol (jobs.triton_benchmark): its table, one column per configuration, its throughputs
+    against the baseline."""
+    keys = list(dict.fromkeys(k for c in configurations if c.finished for k in c.summary))
+    metrics = [Metric(k, k, ".2f", higher_is_better=True if k in SEED_004_THROUGHPUTS else None) for k in keys]
+    against = f"Speed-ups are against `{baseline.name}`." if baseline else ""
+    return {"seed_004": Table("Seed 004's table (CNN/DailyMail prompts, all at once)", [c.name for c in configurations],
+                              [summary_row(m, configurations, baseline) for m in metrics], note=against,
+                              charts=("seed_004.png",))}
 
 
 def drafter_table(configurations: Sequence[Configuration]) -> Optional[Table]:
@@ -316,11 +385,19 @@ def drafter_table(configurations: Sequence[Configuration]) -> Optional[Table]:
     return Table("Drafter", [c.name for c in drafted], rows)
 
 
-def engine_table(configurations: Sequence[Configuration]) -> Optional[Table]:
-    """Engine sizes per engine-building stage kind; `—` where a configuration has no such stage."""
+def engine_stage(c: Configuration) -> Optional[StageState]:
+    """The engine its benchmark serves (None: a stack that loads checkpoints, no engine)."""
+    return next((s for s in c.stages if s.kind in ENGINE_KINDS), None)
+
+
+def engine_table(configurations: Sequence[Configuration], baseline: Optional[Configuration]) -> Optional[Table]:
+    """Each engine's size on disk (every file of its artifact, as its manifest lists them: seed 004 compares 13 GB
+    of FP16 with 6.6 GB of FP8) and its ratio to the baseline's engine; `—` where a configuration has no such stage."""
     kinds = [k for k in ENGINE_KINDS if any(c.stage(k) for c in configurations)]
     if not kinds:
         return None
+    base_engine = engine_stage(baseline) if baseline else None
+    base_size = base_engine.manifest.size_bytes if base_engine and base_engine.complete else None
 
     def cell(c: Configuration, kind: str) -> Cell:
         stage = c.stage(kind)
@@ -328,12 +405,139 @@ def engine_table(configurations: Sequence[Configuration]) -> Optional[Table]:
             return Cell()
         if not stage.complete:
             return failed_cell(c)
-        size = stage.outputs.get("engine_size_bytes")
-        return Cell(value=None if size is None else size / GIB)
+        size = stage.manifest.size_bytes
+        return Cell(value=size / GIB, speedup=size / base_size if base_size else None)
 
     rows = [Row(Metric(kind, ENGINE_KINDS[kind], ".2f"), {c.name: cell(c, kind) for c in configurations})
             for kind in kinds]
-    return Table("Engine sizes", [c.name for c in configurations], rows)
+    note = f"In brackets: the ratio to `{baseline.name}`'s engine." if base_size else ""
+    return Table("Engine sizes", [c.name for c in configurations], rows, note=note)
+
+
+def smoke_table(configurations: Sequence[Configuration], baseline: Optional[Configuration]) -> Optional[Table]:
+    """Each engine's answer to the smoke prompt (examples/run.py, jobs.smoke_run) side by side, flagged where it
+    differs from the baseline's (or, without one, the first answer): seed 004's FP16 and FP8 engines answer alike."""
+    smoked = [c for c in configurations if c.stage("smoke_run")]
+    if not smoked:
+        return None
+    runs = {c.name: c.stage("smoke_run") for c in smoked}
+    answers = {name: run.outputs["output_text"] for name, run in runs.items() if run.complete}
+    reference = next((name for name in [baseline.name if baseline else None, *answers] if name in answers), None)
+
+    def row(metric: Metric, value_of) -> Row:
+        return Row(metric, {c.name: Cell(value=value_of(runs[c.name].outputs)) if runs[c.name].complete
+                            else failed_cell(c) for c in smoked})
+
+    rows = [row(Metric("engine", "engine (MPI ranks)", ""), lambda o: f"{o['engine']['stage']} ({o['world_size']})"),
+            row(Metric("output_text", "answer", ""), lambda o: o["output_text"])]
+    if reference is not None:
+        same = lambda o: "same" if o["output_text"] == answers[reference] else "**DIFFERS**"  # noqa: E731
+        rows.append(row(Metric("same_answer", f"same answer as `{reference}`", ""), same))
+    prompts = sorted({run.outputs["prompt"] for run in runs.values() if run.complete})
+    note = "Prompt: " + "; ".join(f"`{p}`" for p in prompts) if prompts else ""
+    return Table("Smoke runs", [c.name for c in smoked], rows, note=note)
+
+
+# --------------------------------------------------------------------------------------------------
+# Load sweeps (pure)
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadPoint:
+    """One concurrency of a configuration's sweep (jobs.load_sweep's summary entry)."""
+    configuration: str
+    concurrency: int
+    invalid_reason: Optional[str]  # None: valid (some repeat of it was)
+    repeats: str  # `valid/all`
+    metrics: Dict[str, dict]  # {name: {"mean", "ci_half_width", ...}} over its valid repeats
+    gpus: Optional[int]  # the benchmark's GPUs; None: unknown
+
+    def mean(self, name: str) -> Optional[float]:
+        return self.metrics[name]["mean"] if name in self.metrics else None
+
+    def per_gpu(self) -> Optional[float]:
+        throughput = self.mean("output_token_throughput")
+        return None if throughput is None or not self.gpus else throughput / self.gpus
+
+    def cell(self, metric: Metric) -> Cell:
+        if self.invalid_reason:
+            return Cell()  # an invalid point is no result: its reason is in the repeats row
+        if metric is PER_GPU:
+            found = self.metrics.get("output_token_throughput", {})
+            half = found.get("ci_half_width")
+            return Cell(value=self.per_gpu(), ci=half / self.gpus if half is not None and self.gpus else None)
+        found = self.metrics.get(metric.key, {})
+        return Cell(value=found.get("mean"), ci=found.get("ci_half_width"))
+
+
+@dataclass(frozen=True)
+class LoadCurves:
+    points: List[LoadPoint]  # every point of every sweep, invalid ones too
+    fronts: Dict[str, List[LoadPoint]]  # by curve latency: the Pareto-optimal points, by latency
+    left_off: List[str]  # what is not on the curves, and why
+
+
+def load_points(c: Configuration, gpus: Optional[int]) -> List[LoadPoint]:
+    points = []
+    for entry in c.summary:
+        valid, reasons = entry["valid"], entry["invalid_reasons"]
+        points.append(LoadPoint(
+            configuration=c.name, concurrency=entry["concurrency"],
+            invalid_reason=None if valid else "; ".join(reasons) or "no valid repeat",
+            repeats=f"{entry['repeats_valid']}/{entry['repeats_valid'] + entry['repeats_invalid']}",
+            metrics=entry["metrics"], gpus=gpus))
+    return points
+
+
+def pareto_front(points: Sequence[Tuple[float, float]]) -> List[bool]:
+    """Whether each (latency, throughput) point is Pareto-optimal: no other point has a latency as low and a
+    throughput as high, one of them strictly."""
+    return [not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for x2, y2 in points) for x, y in points]
+
+
+def load_sweep_table(c: Configuration, points: Sequence[LoadPoint]) -> Table:
+    """One configuration's sweep: a column per concurrency, invalid points flagged, rows that no point has left out."""
+    columns = [f"c={p.concurrency}" for p in points]
+    rows = [Row(REPEATS, {col: Cell(invalid=p.invalid_reason) if p.invalid_reason else Cell(value=p.repeats)
+                          for col, p in zip(columns, points)})]
+    for metric in (PER_GPU, *LOAD_METRICS):
+        row = Row(metric, {col: p.cell(metric) for col, p in zip(columns, points)})
+        if any(cell.value is not None for cell in row.cells.values()):
+            rows.append(row)
+    gpus = points[0].gpus if points else None
+    note = (f"On {gpus} GPU(s); means over the valid repeats, ± the 95% confidence interval." if gpus else
+            "GPU count unknown (no GPUs in the benchmark's manifest or accounting): no per-GPU throughput.")
+    return Table(f"Load sweep: {c.name}", columns, rows, note=note)
+
+
+def load_sweep_tables(configurations: Sequence[Configuration], gpus: Dict[str, Optional[int]]) -> Dict[str, Table]:
+    return {f"load_sweep/{c.name}": load_sweep_table(c, load_points(c, gpus[c.name]))
+            for c in configurations if c.finished}
+
+
+def load_curves(configurations: Sequence[Configuration], gpus: Dict[str, Optional[int]]) -> LoadCurves:
+    """Every valid point with a known GPU count on the curves, and each latency's Pareto front over all of them."""
+    points, left_off = [], []
+    for c in configurations:
+        if not c.finished:
+            left_off.append(f"`{c.name}`: failed at {c.failed_at.kind}")
+            continue
+        mine = load_points(c, gpus[c.name])
+        points += mine
+        if gpus[c.name] is None:
+            left_off.append(f"`{c.name}`: GPU count unknown")
+        left_off += [f"`{c.name}` at concurrency {p.concurrency}: invalid ({p.invalid_reason})"
+                     for p in mine if p.invalid_reason]
+    fronts = {}
+    for latency, _ in CURVE_LATENCIES:
+        drawn = curve_points(points, latency)
+        on_front = pareto_front([(p.mean(latency), p.per_gpu()) for p in drawn])
+        fronts[latency] = sorted((p for p, front in zip(drawn, on_front) if front), key=lambda p: p.mean(latency))
+    return LoadCurves(points=points, fronts=fronts, left_off=left_off)
+
+
+def curve_points(points: Sequence[LoadPoint], latency: str) -> List[LoadPoint]:
+    """The points a curve draws: valid, with a per-GPU throughput and the latency."""
+    return [p for p in points if not p.invalid_reason and p.per_gpu() is not None and p.mean(latency) is not None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,23 +604,84 @@ def usage_from_manifests(stages: Sequence[StageState]) -> List[UsageRow]:
     return rows
 
 
-def gpu_usage(stages: Sequence[StageState], accounting: Optional[str], experiment: str) -> Usage:
-    jobs = parse_accounting(accounting) if accounting is not None else []
+def gpu_usage(stages: Sequence[StageState], jobs: Sequence[dict], accounting_read: bool, experiment: str) -> Usage:
     if any(stage_jobs(s, jobs, experiment) for s in stages):
         return Usage("accounting", "from Slurm accounting: GPUs (gres/gpu) x elapsed time, every attempt of a stage",
                      usage_from_accounting(stages, jobs, experiment))
-    why = "accounting unavailable" if accounting is None else "accounting has no record of this experiment's jobs"
+    why = "accounting has no record of this experiment's jobs" if accounting_read else "accounting unavailable"
     return Usage("manifests", f"{why}: wall-clock hours from manifests (GPU count unknown)",
                  usage_from_manifests(stages))
 
 
+def configuration_hours_table(configurations: Sequence[Configuration], usage: Usage) -> Table:
+    """What each configuration cost: every attempt of every stage it needs, and of its benchmark alone. A failed
+    configuration's hours are shown too (they were spent), with where it failed."""
+    by_accounting = usage.source == "accounting"
+    what = "GPU-hours" if by_accounting else "wall-clock hours"
+    rows_of: Dict[str, List[UsageRow]] = {}
+    for r in usage.rows:
+        rows_of.setdefault(r.stage, []).append(r)
+
+    def total(stages: Iterable[StageState]) -> Optional[float]:
+        known = [r.gpu_hours if by_accounting else r.hours for s in stages for r in rows_of.get(s.name, [])]
+        known = [h for h in known if h is not None]
+        return sum(known) if known else None
+
+    def row(metric: Metric, stages_of) -> Row:
+        return Row(metric, {c.name: Cell(value=total(stages_of(c)), failed_at=c.failed_at and c.failed_at.kind)
+                            for c in configurations})
+
+    rows = [row(Metric("all_stages", f"{what}, every stage it needs", ".2f"), lambda c: c.stages),
+            row(Metric("benchmark", f"{what}, its benchmark", ".2f"), lambda c: [c.stage("benchmark")])]
+    note = ("A stage shared by several configurations counts in each of them: the columns add up to more than "
+            "the total of the stages.")
+    return Table("GPU-hours per configuration", [c.name for c in configurations], rows, note=note)
+
+
+def benchmark_gpus(c: Configuration, jobs: Sequence[dict]) -> Optional[int]:
+    """The GPUs its benchmark ran on: as its manifest records them, else as the job that published it held them."""
+    if c.benchmark_gpu_count:
+        return c.benchmark_gpu_count
+    published_by = c.stage("benchmark").job_id
+    held = [j["gpus"] for j in jobs if published_by and j["JobIDRaw"] == str(published_by) and j["gpus"]]
+    return held[0] if held else None
+
+
+def section_tables(protocol: str, configurations: Sequence[Configuration], requested_baseline: Optional[str],
+                   gpus: Dict[str, Optional[int]]) -> Dict[str, Table]:
+    """A protocol's tables over the configurations it measured and those without results (failed: shown in every
+    section, as `failed at <stage kind>`)."""
+    mine = [c for c in configurations if c.benchmark in (protocol, None)]
+    if protocol == LOAD_SWEEP:
+        return load_sweep_tables(mine, gpus)
+    return SECTIONS[protocol](mine, choose_baseline(mine, requested_baseline))
+
+
+SECTIONS = {NOTEBOOK: notebook_tables, SEED_004: seed_004_tables, LOAD_SWEEP: load_sweep_tables}  # in report order
+
+
 def build_report(inputs: ReportInputs, configurations: List[Configuration], accounting: Optional[str]) -> Report:
+    protocols = {c.benchmark for c in configurations if c.finished}
+    unknown = sorted(protocols - set(SECTIONS))
+    if unknown:
+        raise BadInput(f"a results.json says {BENCHMARK_KEY} {unknown}: the report has no section for it "
+                       f"(known: {list(SECTIONS)})")
     baseline = choose_baseline(configurations, inputs.baseline)
-    tables = {"speed": speed_table(configurations, baseline), "latency": latency_table(configurations),
-              "drafter": drafter_table(configurations), "engines": engine_table(configurations)}
+    jobs = parse_accounting(accounting) if accounting is not None else []
+    usage = gpu_usage(unique_stages(configurations), jobs, accounting is not None, inputs.experiment)
+    gpus = {c.name: benchmark_gpus(c, jobs) for c in configurations if c.finished}
+    tables: Dict[str, Table] = {}
+    for protocol in (p for p in SECTIONS if p in protocols):
+        tables.update(section_tables(protocol, configurations, inputs.baseline, gpus))
+    optional = {"drafter": drafter_table(configurations), "engines": engine_table(configurations, baseline),
+                "smoke": smoke_table(configurations, baseline)}
+    tables.update({key: table for key, table in optional.items() if table is not None})
+    tables["gpu_hours"] = configuration_hours_table(configurations, usage)
+    swept = [c for c in configurations if c.benchmark in (LOAD_SWEEP, None)]
+    curves = load_curves(swept, gpus) if LOAD_SWEEP in protocols else None
     return Report(experiment=inputs.experiment, requested_baseline=inputs.baseline,
                   baseline=baseline.name if baseline else None, configurations=configurations, tables=tables,
-                  usage=gpu_usage(unique_stages(configurations), accounting, inputs.experiment))
+                  usage=usage, load_curves=curves)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -424,19 +689,31 @@ def build_report(inputs: ReportInputs, configurations: List[Configuration], acco
 # --------------------------------------------------------------------------------------------------
 def cell_json(cell: Cell) -> dict:
     found = {"value": cell.value}
-    if cell.speedup is not None:
-        found["speedup"] = cell.speedup
-    if cell.failed_at:
-        found["failed_at"] = cell.failed_at
+    for key in ("speedup", "failed_at", "ci", "invalid"):
+        if getattr(cell, key) is not None:
+            found[key] = getattr(cell, key)
     return found
 
 
-def table_json(table: Optional[Table]) -> Optional[dict]:
-    if table is None:
-        return None
-    return {"title": table.title, "columns": table.columns,
+def table_json(table: Table) -> dict:
+    return {"title": table.title, "columns": table.columns, "note": table.note,
             "rows": [{"key": r.metric.key, "label": r.metric.label,
                       "cells": {name: cell_json(cell) for name, cell in r.cells.items()}} for r in table.rows]}
+
+
+def point_json(p: LoadPoint) -> dict:
+    return {"configuration": p.configuration, "concurrency": p.concurrency, "valid": p.invalid_reason is None,
+            "invalid_reason": p.invalid_reason, "gpus": p.gpus, "output_token_throughput_per_gpu": p.per_gpu(),
+            **{latency: p.mean(latency) for latency, _ in CURVE_LATENCIES}}
+
+
+def curves_json(curves: Optional[LoadCurves]) -> Optional[dict]:
+    if curves is None:
+        return None
+    return {"y": PER_GPU.key, "points": [point_json(p) for p in curves.points],
+            "pareto_front": {latency: [{"configuration": p.configuration, "concurrency": p.concurrency}
+                                       for p in front] for latency, front in curves.fronts.items()},
+            "left_off": curves.left_off}
 
 
 def report_json(report: Report, charts: Sequence[str]) -> dict:
@@ -454,6 +731,7 @@ def report_json(report: Report, charts: Sequence[str]) -> dict:
         } for c in report.configurations],
         "benchmark_gpus": report.benchmark_gpus,
         "tables": {key: table_json(table) for key, table in report.tables.items()},
+        "load_curves": curves_json(report.load_curves),
         "gpu_usage": {"source": usage.source, "note": usage.note, "stages": [vars(r) for r in usage.rows],
                       "total_hours": usage.total_hours, "total_gpu_hours": usage.total_gpu_hours},
         "charts": list(charts),
@@ -461,6 +739,8 @@ def report_json(report: Report, charts: Sequence[str]) -> dict:
 
 
 def format_cell(cell: Cell, fmt: str) -> str:
+    if cell.invalid:
+        return f"**invalid**: {cell.invalid}"
     if cell.failed_at and cell.value is None:
         return f"failed at {cell.failed_at}"
     if cell.value is None:
@@ -468,12 +748,14 @@ def format_cell(cell: Cell, fmt: str) -> str:
     if isinstance(cell.value, bool):
         return "passed" if cell.value else "below the gate"
     text = format(cell.value, fmt)
+    if cell.ci is not None:
+        text += f" ± {format(cell.ci, fmt)}"
     return text if cell.speedup is None else f"{text} ({cell.speedup:.2f}x)"
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    def line(cells: Sequence[str]) -> str:  # a cell on one line: a smoke answer may span several
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", "<br>") for c in cells) + " |"
 
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])
 
@@ -506,6 +788,23 @@ def status_line(c: Configuration) -> str:
             f"(stage `{stage.name}`, no complete artifact at `{stage.artifact}`)")
 
 
+def curves_markdown(curves: LoadCurves, images: Dict[str, str]) -> List[str]:
+    """The load curves' chart, each latency's Pareto front and what the curves leave out."""
+    parts = ["## Load sweeps",
+             "Output tokens/s per GPU against latency, every configuration on one chart, one point per concurrency "
+             "(the mean over its valid repeats); the Pareto front joins the points no other point beats on both."]
+    if LOAD_CURVES_CHART in images:
+        parts.append(images[LOAD_CURVES_CHART])
+    for latency, label in CURVE_LATENCIES:
+        front = curves.fronts[latency]
+        parts.append(f"Pareto front on {label}: " + (", ".join(
+            f"`{p.configuration}` at c={p.concurrency} ({p.per_gpu():.1f} tok/s/GPU at {p.mean(latency):.1f} ms)"
+            for p in front) if front else "no point to draw."))
+    if curves.left_off:
+        parts.append("Left off the curves and the fronts:\n" + "\n".join(f"- {why}" for why in curves.left_off))
+    return parts
+
+
 def report_markdown(report: Report, charts: Sequence[str], charts_note: str = "") -> str:
     configs = report.configurations
     if report.baseline is None:
@@ -525,12 +824,13 @@ def report_markdown(report: Report, charts: Sequence[str], charts_note: str = ""
         parts.append("**Not like for like:** the benchmarks ran on different GPUs "
                      f"({'; '.join(report.benchmark_gpus)}), "
                      "so speed-ups mix hardware with configuration. Pin them with `cluster.partition` or a constraint.")
-    sections = [("speed", ["throughput.png", "generation_time.png"]), ("latency", ["latency.png"]),
-                ("drafter", []), ("engines", [])]
-    for key, chart_names in sections:
-        table = report.tables.get(key)
-        if table is not None:
-            parts += [f"## {table.title}", table_markdown(table), *(images[n] for n in chart_names if n in images)]
+    for key, table in report.tables.items():
+        load_sweep = key.startswith(f"{LOAD_SWEEP}/")
+        if load_sweep and report.load_curves is not None and key == next(
+                k for k in report.tables if k.startswith(f"{LOAD_SWEEP}/")):
+            parts += curves_markdown(report.load_curves, images)
+        parts += [f"{'###' if load_sweep else '##'} {table.title}", *([table.note] if table.note else []),
+                  table_markdown(table), *(images[n] for n in table.charts if n in images)]
     parts += ["## GPU-hours per stage", usage_markdown(report.usage)]
     if charts_note:
         parts.append(f"_{charts_note}_")
@@ -558,29 +858,73 @@ def _bars(ax, columns: Sequence[str], rows: Sequence[Row], ylabel: str) -> None:
         ax.legend(fontsize=8)
 
 
+def bar_charts(report: Report) -> Dict[str, List[tuple]]:
+    """{file: panels of (title, y label, table, the rows drawn as bars)} for the sections the report has."""
+    charts = {}
+    speed, latency, seed = (report.tables.get(k) for k in ("speed", "latency", "seed_004"))
+    if speed and latency:
+        rows = {r.metric.key: r for r in [*speed.rows, *latency.rows]}
+        percentiles = ("p50", "p90", "p99")
+        charts.update({
+            "throughput.png": [("Throughput", "tokens/s", speed,
+                                [rows["batch_throughput_tok_s"], rows["avg_sample_throughput_tok_s"]])],
+            "generation_time.png": [("Total generation time", "seconds", speed, [rows["total_generation_time_s"]])],
+            "latency.png": [("End-to-end latency", "seconds", speed, [rows[f"{p}_latency_s"] for p in percentiles]),
+                            ("Time to first token", "seconds", speed, [rows[f"{p}_ttft_s"] for p in percentiles])],
+        })
+    if seed:
+        rows = {r.metric.key: r for r in seed.rows}
+        panels = [("Output tokens/s", "tokens/s", seed, [rows[k] for k in ("OP tokens/sec",) if k in rows]),
+                  ("Request latency", "ms", seed, [rows[k] for k in ("Avg. latency (ms)", "P90 latency (ms)",
+                                                                      "P99 latency (ms)") if k in rows])]
+        charts["seed_004.png"] = [panel for panel in panels if panel[-1]]
+    return {name: panels for name, panels in charts.items() if panels}
+
+
+def draw_load_curves(fig, curves: LoadCurves, title: str) -> None:
+    """One panel per curve latency: each configuration's points by concurrency, its Pareto front dashed."""
+    names = list(dict.fromkeys(p.configuration for p in curves.points))
+    for ax, (latency, label) in zip(fig.subplots(1, len(CURVE_LATENCIES), squeeze=False)[0], CURVE_LATENCIES):
+        drawn = curve_points(curves.points, latency)
+        for name in names:
+            mine = sorted((p for p in drawn if p.configuration == name), key=lambda p: p.concurrency)
+            if mine:
+                ax.plot([p.mean(latency) for p in mine], [p.per_gpu() for p in mine], marker="o", label=name)
+                for p in mine:
+                    ax.annotate(str(p.concurrency), (p.mean(latency), p.per_gpu()), fontsize=6,
+                                textcoords="offset points", xytext=(3, 3))
+        front = curves.fronts[latency]
+        if front:
+            ax.plot([p.mean(latency) for p in front], [p.per_gpu() for p in front], linestyle="--", color="black",
+                    marker="s", markerfacecolor="none", markersize=10, label="Pareto front")
+        ax.set_xlabel(label)
+        ax.set_ylabel(PER_GPU.label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: load curves (labels: concurrency)", fontsize=9)
+
+
 def write_charts(report: Report, out: Path) -> List[str]:
-    """throughput.png, generation_time.png, latency.png; rendered with Agg through matplotlib's Figure API."""
+    """The sections' bar charts and the load curves; rendered with Agg through matplotlib's Figure API."""
     from matplotlib.figure import Figure  # lazily: the tables do not need matplotlib
 
-    speed, latency = report.tables["speed"], report.tables["latency"]
-    rows = {r.metric.key: r for r in [*speed.rows, *latency.rows]}
-    percentiles = ("p50", "p90", "p99")
-    charts = {  # file: panels of (title, y label, the rows drawn as bars)
-        "throughput.png": [("Throughput", "tokens/s",
-                            [rows["batch_throughput_tok_s"], rows["avg_sample_throughput_tok_s"]])],
-        "generation_time.png": [("Total generation time", "seconds", [rows["total_generation_time_s"]])],
-        "latency.png": [("End-to-end latency", "seconds", [rows[f"{p}_latency_s"] for p in percentiles]),
-                        ("Time to first token", "seconds", [rows[f"{p}_ttft_s"] for p in percentiles])],
-    }
-    width = max(6.4, 1.6 * len(speed.columns))
-    for name, panels in charts.items():
+    written = []
+    for name, panels in bar_charts(report).items():
+        width = max(6.4, 1.6 * len(panels[0][2].columns))
         fig = Figure(figsize=(width * len(panels), 4.8), layout="constrained")
-        for ax, (title, ylabel, rows) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-            _bars(ax, speed.columns, rows, ylabel)
+        for ax, (title, ylabel, table, rows) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+            _bars(ax, table.columns, rows, ylabel)
             ax.set_title(title)
         fig.suptitle(report.experiment, fontsize=9)
         fig.savefig(out / name, dpi=100)
-    return list(charts)
+        written.append(name)
+    curves = report.load_curves
+    if curves and any(curve_points(curves.points, latency) for latency, _ in CURVE_LATENCIES):
+        fig = Figure(figsize=(6.4 * len(CURVE_LATENCIES), 4.8), layout="constrained")
+        draw_load_curves(fig, curves, report.experiment)
+        fig.savefig(out / LOAD_CURVES_CHART, dpi=100)
+        written.append(LOAD_CURVES_CHART)
+    return written
 
 
 # --------------------------------------------------------------------------------------------------

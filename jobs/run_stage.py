@@ -63,7 +63,7 @@ def run_kind(spec: StageSpec, staging: Path) -> dict:
                 "train_log": train_log.name, "train_logs": [p.name for _, p in drafter_metrics.train_logs(staging)]}
     if kind == "benchmark":
         triton = spec.config["serving"]["name"] == "triton"  # tritonserver's three ports and its health path
-        return (triton_serving if triton else services).run_benchmark(spec.to_json(), staging)
+        return (triton_serving if triton else services).run_benchmark(spec, staging)
     if kind == "smoke_run":  # its answer goes into the manifest
         return smoke_run.run(spec, staging)
     if kind == "quantize" and "--batch_size" in commands.get("quantize", ()):
@@ -142,7 +142,7 @@ def run(spec_path: str) -> dict:
     extra = {**gate, **run_kind(spec, staging), **gpus}
     publish = extra.pop("publish", True)
     # Drafter metrics, benchmark results and the report as W&B runs (a report with failed points too).
-    wandb_log.log_stage_results(spec.to_json(), extra)  # never fails the stage
+    wandb_log.log_stage_results(spec, extra)  # never fails the stage
     if not publish:
         return extra
     files = artifacts.list_files(staging)  # what launches and consumers verify the artifact against

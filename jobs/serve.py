@@ -21,7 +21,7 @@ import time
 import urllib.parse
 from typing import List, Optional, Sequence
 
-SERVING = "launcher: serving"  # every line this writes starts so: launcher.status shows them
+from jobs.services import SERVING  # every line this writes starts so: launcher.status shows them
 
 
 def _loopback(host: str) -> bool:

@@ -19,8 +19,11 @@ from typing import Dict, List, Optional
 
 from jobs import ports
 from jobs.process import StageFailed, process_group, run_command
-from launcher.contract import SANDBOX_EXIT_ENV
+from launcher.contract import (RESULTS, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, SERVER_PORT_ENV,
+                               BenchmarkSettings, StageSpec)
 
+# The lines jobs.serve writes into a served configuration's log: where it listens (launcher.status shows them).
+SERVING = "launcher: serving"
 LOG_TAIL_LINES = 40
 HEALTH_POLL_S = 1.0
 # How long a sandbox the batch script started beside the job may take to answer, once the LLM server is up.
@@ -43,6 +46,11 @@ class ExitFile:
             written = self.path.read_text().strip()
             self.returncode = int(written) if written.lstrip("-").isdigit() else None
         return self.returncode
+
+
+def serving_lines(lines: List[str]) -> List[str]:
+    """The lines of a job's log that say where its served configuration listens (jobs.serve)."""
+    return [line for line in lines if line.startswith(SERVING)]
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -105,14 +113,14 @@ def at_port(url: str, port: int) -> str:
     return f"{parts.scheme}://{host}:{port}"
 
 
-def run_benchmark(spec: dict, staging: Path) -> dict:
+def run_benchmark(spec: StageSpec, staging: Path) -> dict:
     """The sandbox, then the LLM server, then the client; always stop both servers.
 
     Each command's port placeholders (jobs.ports) are filled in with the ports chosen here, which its
     environment holds too: the sandbox's, which it chose itself (started here, or beside the job by the batch
     script), then the server's, the first free one from serving.port once the sandbox listens."""
     try:
-        return _run_benchmark(spec["benchmark"], spec["commands"], staging)
+        return _run_benchmark(spec.benchmark, spec.commands, staging)
     except ports.PortError as error:
         raise StageFailed(str(error)) from None
 
@@ -133,52 +141,52 @@ class Sandbox:
         wait_for_health(url + "/health", self.wait_s, self.process, self.log_file, self.what)
 
 
-def start_sandbox(stack: contextlib.ExitStack, bench: dict, argv: List[str], staging: Path) -> Sandbox:
+def start_sandbox(stack: contextlib.ExitStack, bench: BenchmarkSettings, argv: List[str], staging: Path) -> Sandbox:
     """The sandbox the job starts (locally), writing its port to a file of the staging directory; or the one
     the batch script started beside the job (on Slurm), as the variables it exports name it."""
-    if bench["start_sandbox"]:
+    if bench.start_sandbox:
         port_file, log_file = staging / "sandbox.port", staging / "sandbox.log"
-        argv = ports.expand(argv, {ports.SANDBOX_PORT_FILE_ENV: str(port_file)})
+        argv = ports.expand(argv, {SANDBOX_PORT_FILE_ENV: str(port_file)})
         return Sandbox(stack.enter_context(process_group(argv, log_file, echo=False)), port_file, log_file,
-                       "the sandbox", bench["health_timeout_s"])
-    port_file = os.environ.get(ports.SANDBOX_PORT_FILE_ENV)
+                       "the sandbox", bench.health_timeout_s)
+    port_file = os.environ.get(SANDBOX_PORT_FILE_ENV)
     if not port_file:
-        raise StageFailed(f"{ports.SANDBOX_PORT_FILE_ENV} is not set: the batch script that starts the sandbox beside "
+        raise StageFailed(f"{SANDBOX_PORT_FILE_ENV} is not set: the batch script that starts the sandbox beside "
                           "this job sets it (was the job started without its batch script?)")
     return Sandbox(ExitFile(os.environ.get(SANDBOX_EXIT_ENV)), Path(port_file), None,
                    "the sandbox (started by the batch script; its output is in this job's log)",
-                   min(bench["health_timeout_s"], EXTERNAL_SANDBOX_WAIT_S))
+                   min(bench.health_timeout_s, EXTERNAL_SANDBOX_WAIT_S))
 
 
-def _run_benchmark(bench: dict, commands: Dict[str, List[str]], staging: Path) -> dict:
+def _run_benchmark(bench: BenchmarkSettings, commands: Dict[str, List[str]], staging: Path) -> dict:
     chosen: Dict[str, str] = {}  # placeholder: port
-    server_url = urllib.parse.urlsplit(bench["server_url"])
+    server_url = urllib.parse.urlsplit(bench.server_url)
     with contextlib.ExitStack() as stack:
         sandbox = start_sandbox(stack, bench, commands["sandbox"], staging) if "sandbox" in commands else None
         if sandbox:
-            chosen[ports.SANDBOX_PORT_ENV] = str(sandbox.port())
-        chosen[ports.SERVER_PORT_ENV] = str(ports.free_port(server_url.hostname, server_url.port))
+            chosen[SANDBOX_PORT_ENV] = str(sandbox.port())
+        chosen[SERVER_PORT_ENV] = str(ports.free_port(server_url.hostname, server_url.port))
         env = {**os.environ, **chosen}
         if "server_options" in commands:  # the file the server reads (trtllm-serve --extra_llm_api_options)
             run_command(commands["server_options"], cwd=staging)
         started = time.monotonic()
         server = stack.enter_context(process_group(ports.expand(commands["server"], chosen), staging / "server.log",
                                                    echo=False, env=env))
-        startup = wait_for_health(at_port(bench["server_url"], chosen[ports.SERVER_PORT_ENV]) + "/health",
-                                  bench["health_timeout_s"], server, staging / "server.log", "LLM server",
+        startup = wait_for_health(at_port(bench.server_url, chosen[SERVER_PORT_ENV]) + "/health",
+                                  bench.health_timeout_s, server, staging / "server.log", "LLM server",
                                   since=started)
         if sandbox:
             # Listening is not answering: a sandbox that does not answer would turn every tool call of the
             # benchmark into an error message instead of failing it.
-            sandbox.wait_for_health(at_port(bench["sandbox_url"], chosen[ports.SANDBOX_PORT_ENV]))
+            sandbox.wait_for_health(at_port(bench.sandbox_url, chosen[SANDBOX_PORT_ENV]))
         # The benchmark's client; with launcher.serve_only jobs.serve instead, which keeps the servers up.
         run_command(ports.expand(commands.get("client") or commands["serve"], chosen), env=env)
     used = {"server_startup_s": startup,
-            "ports": {"server": int(chosen[ports.SERVER_PORT_ENV]),
-                      "sandbox": int(chosen[ports.SANDBOX_PORT_ENV]) if ports.SANDBOX_PORT_ENV in chosen else None}}
+            "ports": {"server": int(chosen[SERVER_PORT_ENV]),
+                      "sandbox": int(chosen[SANDBOX_PORT_ENV]) if SANDBOX_PORT_ENV in chosen else None}}
     if "client" not in commands:  # served, measured nothing: never published, so a launch serves it again
         return {**used, "publish": False}
-    results_file = staging / "results.json"
+    results_file = staging / RESULTS
     if not results_file.is_file():
         raise StageFailed(f"the benchmark client exited without writing {results_file}")
     results = json.loads(results_file.read_text())

@@ -271,7 +271,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     errors = [t for t in timings if t.error is not None]
     table = seed_table(timings) if len(errors) < len(timings) else None
     # `summary`: what every benchmark's results give the report (jobs.report; null: nothing finished).
-    write_results({"protocol": args.protocol, "url": args.url, "model": args.model,
+    # `benchmark`: which protocol's results these are (launcher.schema BenchmarkKind), what jobs.report keys on.
+    write_results({"benchmark": "cnn_dailymail", "protocol": args.protocol, "url": args.url, "model": args.model,
                    "concurrency": args.concurrency, "prompts": args.prompts, "table": table, "summary": table,
                    "errors": len(errors), "requests": [dataclasses.asdict(t) for t in timings]}, args.output)
     if table is not None:

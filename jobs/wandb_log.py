@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+from launcher.contract import RESULTS, WANDB_SUBDIR, StageSpec, experiment_dir
+
 LOGGED_KINDS = ("train_drafter", "benchmark", "report")
 TABLE_NAME = "benchmark"
 # (column, key of the benchmark summary); the first column is the configuration's name.
@@ -94,12 +96,12 @@ def _log(message: str) -> None:
     print(f"[launcher {time.strftime('%H:%M:%S')}] wandb: {message}", flush=True)
 
 
-def wandb_dir(spec: dict) -> Path:
+def wandb_dir(spec: StageSpec) -> Path:
     """WANDB_DIR from the job's environment, else where stage_env puts it: <storage_root>/experiments/<exp>/wandb."""
     if os.environ.get("WANDB_DIR"):
         return Path(os.environ["WANDB_DIR"])
-    storage_root = Path(spec["artifact"]).parents[2]  # <storage_root>/artifacts/<kind>/<fingerprint>
-    return storage_root / "experiments" / spec["experiment"] / "wandb"
+    storage_root = Path(spec.artifact).parents[2]  # <storage_root>/artifacts/<kind>/<fingerprint>
+    return experiment_dir(storage_root, spec.experiment) / WANDB_SUBDIR
 
 
 def _disabled() -> bool:
@@ -107,8 +109,8 @@ def _disabled() -> bool:
             or os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"))
 
 
-def _secret_values(spec: dict) -> List[str]:
-    names = set(spec.get("secret_env_vars") or ()) | set(ALWAYS_SECRET)
+def _secret_values(spec: StageSpec) -> List[str]:
+    names = set(spec.secret_env_vars) | set(ALWAYS_SECRET)
     return sorted({os.environ[n] for n in names if len(os.environ.get(n, "")) >= 4}, key=len, reverse=True)
 
 
@@ -155,18 +157,18 @@ def _data_dirs(root: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def configuration_name(spec: dict) -> str:
+def configuration_name(spec: StageSpec) -> str:
     """A campaign's benchmark stages are named `benchmark[VARIANT]`; a single experiment's is its own name."""
-    match = re.fullmatch(r"[^\[]*\[(.+)\]", spec["name"])
-    return match.group(1) if match else spec["experiment"]
+    match = re.fullmatch(r"[^\[]*\[(.+)\]", spec.name)
+    return match.group(1) if match else spec.experiment
 
 
-def benchmark_table_row(spec: dict, summary: dict) -> list:
+def benchmark_table_row(spec: StageSpec, summary: dict) -> list:
     return [configuration_name(spec) if key is None else summary.get(key) for _, key in TABLE_COLUMNS]
 
 
 def finished_generations(staging: Path) -> List[dict]:
-    path = staging / "results.json"
+    path = staging / RESULTS
     if not path.is_file():
         return []
     records = json.loads(path.read_text()).get("records") or []
@@ -178,7 +180,7 @@ def _run_dir(run) -> Optional[str]:
     return str(sync_dir) if sync_dir else (str(Path(run.dir).parent) if getattr(run, "dir", None) else None)
 
 
-def _drafter_summary(spec: dict, manifest_extra: dict) -> Dict[str, object]:
+def _drafter_summary(spec: StageSpec, manifest_extra: dict) -> Dict[str, object]:
     metrics = {k: float(v) for k, v in (manifest_extra.get("drafter_metrics") or {}).items()
                if str(k).startswith("redrafter") and _is_number(v)}
     gate = manifest_extra.get("drafter_gate") or {}
@@ -187,21 +189,20 @@ def _drafter_summary(spec: dict, manifest_extra: dict) -> Dict[str, object]:
     if gate.get("metric"):
         stats["drafter_gate_metric"] = str(gate["metric"])
     passed = manifest_extra.get("drafter_gate_passed")
-    settings = spec.get("drafter") or {}
-    if passed is None and _is_number(gate.get("value")) and _is_number(settings.get("min_top1")):
-        passed = gate["value"] >= settings["min_top1"]
-        stats["drafter_gate_min_top1"] = settings["min_top1"]
+    if passed is None and _is_number(gate.get("value")) and spec.drafter is not None:
+        passed = gate["value"] >= spec.drafter.min_top1
+        stats["drafter_gate_min_top1"] = spec.drafter.min_top1
     return {**metrics, **stats, "drafter_gate_passed": bool(passed)}
 
 
-def _log_benchmark(wandb, run, spec: dict, manifest_extra: dict, secrets: List[str]) -> None:
+def _log_benchmark(wandb, run, spec: StageSpec, manifest_extra: dict, secrets: List[str]) -> None:
     summary = manifest_extra.get("benchmark_summary") or {}
     numeric = {k: v for k, v in summary.items() if _is_number(v)}
     if _is_number(manifest_extra.get("server_startup_s")):
         numeric["server_startup_s"] = manifest_extra["server_startup_s"]
     table = wandb.Table(columns=[c for c, _ in TABLE_COLUMNS], data=[_redact(benchmark_table_row(spec, summary), secrets)])
     logged = {TABLE_NAME: table}
-    finished = finished_generations(Path(spec["staging_dir"]))
+    finished = finished_generations(Path(spec.staging_dir))
     for key, field in ((LATENCY_HISTOGRAM, "e2e_latency_s"), (TTFT_HISTOGRAM, "ttft_s")):
         values = [float(r[field]) for r in finished if _is_number(r.get(field))]
         if values:
@@ -218,8 +219,8 @@ def report_cell(cell: dict) -> str:
     return text + (f" ({cell['speedup']:.2f}x)" if _is_number(cell.get("speedup")) else "")
 
 
-def _log_report(wandb, run, spec: dict, secrets: List[str]) -> None:
-    staging = Path(spec["staging_dir"])
+def _log_report(wandb, run, spec: StageSpec, secrets: List[str]) -> None:
+    staging = Path(spec.staging_dir)
     report = json.loads((staging / "report.json").read_text())
     logged = {}
     for key, table in (report.get("tables") or {}).items():
@@ -235,26 +236,26 @@ def _log_report(wandb, run, spec: dict, secrets: List[str]) -> None:
                         "configurations": len(report["configurations"])})
 
 
-def log_stage_results(spec: dict, manifest_extra: dict) -> Optional[str]:
+def log_stage_results(spec: StageSpec, manifest_extra: dict) -> Optional[str]:
     """Log a finished train_drafter, benchmark or report stage as a W&B run; return the run's local directory.
 
     Returns None (having logged why) when wandb is absent or disabled, for other stage kinds, and when
     logging fails: W&B is a view of the results, the artifact and its manifest are the record.
     """
-    kind = spec.get("kind")
+    kind = spec.kind
     if kind not in LOGGED_KINDS:
         return None
     if _disabled():
-        _log(f"WANDB_MODE=disabled: {spec['name']} results not logged")
+        _log(f"WANDB_MODE=disabled: {spec.name} results not logged")
         return None
     try:
         import wandb
     except ImportError:
-        _log(f"wandb is not installed: {spec['name']} results not logged (pip install 'launcher[wandb]')")
+        _log(f"wandb is not installed: {spec.name} results not logged (pip install 'launcher[wandb]')")
         return None
     secrets = _secret_values(spec)
-    experiment = spec["experiment"]
-    name = os.environ.get("WANDB_NAME") or f"{experiment}/{spec['name']}"
+    experiment = spec.experiment
+    name = os.environ.get("WANDB_NAME") or f"{experiment}/{spec.name}"
     if kind == "train_drafter":
         name += "/final"
     root = wandb_dir(spec)
@@ -267,8 +268,8 @@ def log_stage_results(spec: dict, manifest_extra: dict) -> Optional[str]:
                 job_type=os.environ.get("WANDB_JOB_TYPE") or kind,
                 name=_redact(name, secrets),
                 dir=str(root),
-                config=_redact({"stage": spec["name"], "kind": kind, "fingerprint": spec.get("fingerprint"),
-                                "stage_config": spec.get("config") or {}}, secrets),
+                config=_redact({"stage": spec.name, "kind": kind, "fingerprint": spec.fingerprint,
+                                "stage_config": spec.config}, secrets),
                 save_code=False,
                 settings=_settings(wandb),
             )
@@ -283,7 +284,7 @@ def log_stage_results(spec: dict, manifest_extra: dict) -> Optional[str]:
             finally:
                 run.finish()
     except Exception as error:  # noqa: BLE001 - logging never fails a stage that succeeded
-        _log(f"could not log {spec['name']} results: {type(error).__name__}: {error}")
+        _log(f"could not log {spec.name} results: {type(error).__name__}: {error}")
         return None
-    _log(f"{spec['name']} results logged as run {name!r} in {run_dir}")
+    _log(f"{spec.name} results logged as run {name!r} in {run_dir}")
     return run_dir

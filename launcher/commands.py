@@ -10,8 +10,9 @@ from typing import Dict, List
 
 from omegaconf import DictConfig
 
-from jobs.ports import SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, SERVER_PORT_ENV, placeholder
 from launcher import triton_commands
+from launcher.contract import (GRPC_PORT_ENV, METRICS_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV,
+                               SERVER_PORT_ENV, placeholder)
 
 # quantize.py's default --calib_max_seq_length: the seeds never pass it, so neither do we unless changed.
 QUANTIZE_DEFAULT_CALIB_MAX_SEQ_LENGTH = 512
@@ -326,7 +327,7 @@ def tritonserver_command(cfg: DictConfig, repo_dir: str) -> List[str]:
     m = cfg.model
     return triton_commands.tritonserver_argv(
         repo_dir=repo_dir, http_port=placeholder(SERVER_PORT_ENV),
-        grpc_port=f"${{{triton_commands.GRPC_PORT_ENV}}}", metrics_port=f"${{{triton_commands.METRICS_PORT_ENV}}}",
+        grpc_port=placeholder(GRPC_PORT_ENV), metrics_port=placeholder(METRICS_PORT_ENV),
         world_size=m.tensor_parallel * m.pipeline_parallel)
 
 
@@ -335,7 +336,7 @@ def seed_benchmark_client_command(cfg: DictConfig, engine_dir: str, prompts_file
     trtllm-serve's OpenAI API (the model named after the engine path it serves)."""
     s = cfg.serving
     if s.name == "triton":
-        target = ["--protocol", "triton", "--url", f"{s.host}:${{{triton_commands.GRPC_PORT_ENV}}}",
+        target = ["--protocol", "triton", "--url", f"{s.host}:{placeholder(GRPC_PORT_ENV)}",
                   "--model", s.entry_model]
     else:
         target = ["--protocol", "openai", "--url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",

@@ -29,13 +29,19 @@ RESULTS = "results.json"
 # Slurm accounting of an experiment's jobs, written on the host before the report job's container starts
 # (sacct is not visible inside containers).
 ACCOUNTING = "accounting.psv"
+# Its columns: what the batch script asks `sacct --format=` for (comma-separated), what jobs.report parses.
+ACCOUNTING_FIELDS = ("JobIDRaw", "JobName", "State", "ElapsedRaw", "AllocTRES", "Start", "End")
 # TensorRT-LLM loads every data file of --calib_dataset: the parquet lives apart from the manifest.
 CALIBRATION_SUBDIR = "calib"
 REPORT_INPUTS = "report_inputs.json"  # in the experiment's directory
 EXPERIMENTS = "experiments"  # <storage_root>/experiments/<experiment>: scripts, specs, logs, state, report
+# In the experiment's directory: its jobs' WANDB_DIR (launcher.scripts.stage_env), where jobs.wandb_log writes
+# offline runs and `python -m launcher sync` finds them.
+WANDB_SUBDIR = "wandb"
 
 # jobs.report's exit code when the report was written but some configuration did not finish: jobs.run_stage then
-# does not publish it, and `python -m launcher report` passes it on (launcher.exit_codes.PIPELINE_FAILED).
+# does not publish it, and `python -m launcher report` passes it on. The launcher's own exit code for a pipeline
+# that did not finish is the same number (launcher.exit_codes.PIPELINE_FAILED is this).
 REPORT_INCOMPLETE = 3
 
 # Benchmarks sharing a node must not share ports, and nothing may land on a port a daemon holds (slurmd's 6818
@@ -43,10 +49,26 @@ REPORT_INCOMPLETE = 3
 # free one. The batch script does the same for the sandbox it starts and passes its choice in SANDBOX_PORT_ENV.
 PORT_SPREAD = 1000
 PORT_SEARCH = 100  # ports tried after the starting one
+# The ports the benchmark's job chooses (jobs.ports, jobs.triton_serving) are handed to its tools as these
+# environment variables; the commands the launcher writes name them as placeholders (`placeholder`), which
+# the job expands (jobs.ports.expand).
+SERVER_PORT_ENV = "LAUNCHER_SERVER_PORT"  # the LLM server's (Triton's HTTP port)
 SANDBOX_PORT_ENV = "LAUNCHER_SANDBOX_PORT"
+# Where the sandbox writes the port it listens on: a file the job reads (jobs.sandbox_guard --port-file).
+SANDBOX_PORT_FILE_ENV = "LAUNCHER_SANDBOX_PORT_FILE"
+GRPC_PORT_ENV = "LAUNCHER_TRITON_GRPC_PORT"  # Triton's gRPC port
+METRICS_PORT_ENV = "LAUNCHER_TRITON_METRICS_PORT"  # Triton's metrics port
+PLACEHOLDERS = (SERVER_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, GRPC_PORT_ENV, METRICS_PORT_ENV)
 # The file where the batch script writes the sandbox step's exit code when it ends: a sandbox that cannot
 # start (a wrong image, a port taken meanwhile) fails the benchmark at once instead of after the health timeout.
 SANDBOX_EXIT_ENV = "LAUNCHER_SANDBOX_EXIT"
+
+
+def placeholder(name: str) -> str:
+    """How a command names the value of one of PLACEHOLDERS, for the job to fill in: `${NAME}`."""
+    if name not in PLACEHOLDERS:
+        raise ValueError(f"{name} is not one of the job's placeholders ({', '.join(PLACEHOLDERS)})")
+    return f"${{{name}}}"
 
 
 def experiment_dir(storage_root, experiment: str) -> Path:

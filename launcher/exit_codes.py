@@ -12,12 +12,13 @@
 """
 from __future__ import annotations
 
+# jobs.report's REPORT_INCOMPLETE, "written, but some configuration did not finish", one number on both sides:
+# `report` passes it through, and a local pipeline that did not finish says so with it too. Not 1: that is what
+# any uncaught exception gives, and a failed stage must not read as a launcher crash.
+from launcher.contract import REPORT_INCOMPLETE as PIPELINE_FAILED  # noqa: F401
+
 OK = 0
 CONFIG_ERROR = 2  # argparse's code for a usage error, and what validation has always exited with
-# The same number as jobs.report's REPORT_INCOMPLETE (and jobs.run_stage's), which means "written, but some
-# configuration did not finish": `report` passes it through, and a local pipeline that did not finish says 3 too.
-# Not 1: that is what any uncaught exception gives, and a failed stage must not read as a launcher crash.
-PIPELINE_FAILED = 3
 
 # Hydra prints a compose error and exits 1, the code of any uncaught exception. Until the launch starts writing
 # or submitting (launch.dry_run, dispatch.submit mark it), an error has left nothing behind and is the input's:

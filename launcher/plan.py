@@ -18,19 +18,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
-from launcher.contract import REPORT_INPUTS, ReportInputs, ReportStage
+from launcher.contract import REPORT_INPUTS, ReportInputs, ReportStage, StageResources, experiment_dir
 from launcher.stages import KINDS, REPORT, STAGE_KINDS, Input, StageContext, StageKind, StoredFile, input_kind
 
 FINGERPRINT_LENGTH = 16
 
 
-@dataclass(frozen=True)
-class Resources:
-    gpus_per_node: int
-    nodes: int
-    cpus_per_task: int
-    mem_gb: int
-    time_min: int
+class Resources(StageResources):
+    """A stage's Slurm resources (the fields its spec carries), and what they add up to."""
 
     @property
     def gpus(self) -> int:
@@ -188,7 +183,8 @@ class _Walk:
 
     def add(self, cfg: DictConfig, variant: str, kind: StageKind, subject: Optional[str],
             inputs: Dict[str, List[Stage]], waits_on: List[Stage]) -> Stage:
-        files = {f.role: self.stored_file(f.role, Path(f.path(cfg)).read_text(), f.suffix) for f in kind.files}
+        files = {f.role: self.stored_file(f.role, Path(f.path(cfg)).read_text(), f.suffix)
+                 for f in kind.files if f.needed(cfg)}
         ctx = StageContext(cfg, subject, {role: tuple(self.outputs[s.artifact] for s in stages)
                                           for role, stages in inputs.items()},
                            {role: tuple(s.fingerprint for s in stages) for role, stages in inputs.items()},
@@ -246,14 +242,16 @@ def _chain(stage: Stage) -> List[Stage]:
     return sorted(seen.values(), key=lambda s: STAGE_KINDS.index(s.kind))
 
 
-def report_inputs(experiment: str, benchmarks: Dict[str, Stage], baselines: List[str]) -> dict:
+def report_inputs(experiment: str, found: Dict[str, Dict[str, Stage]], baselines: List[str]) -> dict:
     """What the report job reads (launcher.contract.ReportInputs, as JSON): each configuration's chain of
-    stages and artifacts."""
-    baseline = next((b for b in baselines if b in benchmarks), next(iter(benchmarks)))
+    stages and artifacts, from every stage the report reads of it (its benchmark, its engine's smoke run)."""
+    baseline = next((b for b in baselines if b in found), next(iter(found)))
     return ReportInputs(
         experiment=experiment, baseline=baseline,
-        variants={name: [ReportStage(kind=s.kind, name=s.name, artifact=s.artifact) for s in _chain(bench)]
-                  for name, bench in benchmarks.items()},
+        variants={name: [ReportStage(kind=s.kind, name=s.name, artifact=s.artifact)
+                         for s in sorted({c.fingerprint + c.kind: c for root in roots.values() for c in _chain(root)}
+                                         .values(), key=lambda c: STAGE_KINDS.index(c.kind))]
+                  for name, roots in found.items()},
     ).to_json()
 
 
@@ -262,18 +260,18 @@ def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
     first = next(iter(variants.values()))
     storage_root = os.path.abspath(first.cluster.storage_root)
     b = _Builder(storage_root)
-    experiment_dir = os.path.join(storage_root, "experiments", experiment)
-    walk = _Walk(b, experiment_dir)
+    exp_dir = str(experiment_dir(storage_root, experiment))
+    walk = _Walk(b, exp_dir)
     results = {name: walk.experiment(cfg, name) for name, cfg in variants.items()}
     report_input = {spec.role: [found[spec.role] for found in results.values() if spec.role in found]
                     for spec in REPORT.inputs}
     report = walk.add(first, experiment, REPORT, None, report_input,
-                      [s for role_stages in report_input.values() for s in role_stages])
+                      # once each: two configurations may share an engine, hence its smoke run
+                      list({s.fingerprint: s for role_stages in report_input.values() for s in role_stages}.values()))
     _name_stages(b.stages)
     baselines = list(first.launcher.baselines)
-    benchmarks = {name: found["benchmarks"] for name, found in results.items()}
-    report.files[os.path.join(experiment_dir, REPORT_INPUTS)] = json.dumps(
-        report_inputs(experiment, benchmarks, baselines), indent=2)
+    report.files[os.path.join(exp_dir, REPORT_INPUTS)] = json.dumps(
+        report_inputs(experiment, results, baselines), indent=2)
     stages = {s.name: s for s in b.stages}
     order = graphlib.TopologicalSorter({n: s.deps for n, s in stages.items()}).static_order()
     return Plan(experiment=experiment, storage_root=storage_root, stages={n: stages[n] for n in order})

@@ -141,7 +141,49 @@ def print_requests(plan: Plan, console: Console) -> None:
 
     path, minutes = plan.critical_path()
     console.print(f"GPU-hours requested: {plan.gpu_hours:.1f} (GPUs x time limit, each stage counted once)")
+    savings = sizing_savings(plan)
+    if savings:
+        naive_total = plan.gpu_hours + sum(naive - requested for _, _, requested, naive in savings)
+        console.print("  sized to each stage, against every stage on the serving GPUs with fixed time limits:")
+        for name, naive_request, requested, naive in savings:
+            console.print(f"    {escape(name)}: {requested:.1f} instead of {naive:.1f} ({naive_request}), "
+                          f"saves {naive - requested:.1f}")
+        console.print(f"  total: {plan.gpu_hours:.1f} instead of {naive_total:.1f}, "
+                      f"saves {naive_total - plan.gpu_hours:.1f} ({1 - plan.gpu_hours / naive_total:.0%})")
+    for stage in plan.stages.values():
+        if stage.kind == "train_drafter":
+            console.print(f"  {escape(stage.name)}: {drafter_gpus_choice(stage.cfg)}")
     console.print(f"critical path: {escape(' -> '.join(path))} ({format_time_limit(minutes)} of time limits)")
+
+
+def drafter_gpus_choice(cfg) -> str:
+    """What twice drafter.num_gpus would change: the data-parallel trainer splits the same GPU-hours
+    (launcher.stages.train_drafter_time_limit_min), so its time, and the critical path through it, halve."""
+    from launcher.scripts import format_time_limit
+    from launcher.stages import train_drafter_time_limit_min
+
+    gpus = cfg.drafter.num_gpus
+    return (f"drafter.num_gpus={gpus} (your choice) needs {format_time_limit(train_drafter_time_limit_min(cfg))}; "
+            f"{2 * gpus} would need {format_time_limit(train_drafter_time_limit_min(cfg, 2 * gpus))} "
+            f"for the same GPU-hours")
+
+
+def sizing_savings(plan: Plan) -> List[Tuple[str, str, float, float]]:
+    """(stage, what a one-size setting asks, GPU-hours requested, GPU-hours that setting would request) for each
+    stage its kind sizes below the one-size setting (launcher.stages.StageKind.naive_gpus and
+    naive_time_limit_min): fewer GPUs than the serving ones, none for the CPU stages, a time limit from the work."""
+    from launcher.scripts import format_time_limit
+    from launcher.stages import KINDS
+
+    rows = []
+    for stage in plan.stages.values():
+        kind, r, cfg = KINDS[stage.kind], stage.resources, stage.cfg
+        gpus = kind.naive_gpus(cfg)
+        minutes = int(cfg.cluster.time_limits.get(kind.name, kind.naive_time_limit_min or r.time_min))
+        naive = gpus * minutes / 60
+        if naive > r.gpu_hours:
+            rows.append((stage.name, f"{gpus} GPUs x {format_time_limit(minutes)}", r.gpu_hours, naive))
+    return rows
 
 
 def print_plan(plan: Plan, console: Console, damaged: Dict[str, str]) -> None:

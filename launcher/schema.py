@@ -546,6 +546,9 @@ class ClusterConfig:
     gpu_type: str = "h100"
     # overrides the table for gpu_type
     gpu_compute_capability: Optional[float] = ranged(None, 3.0, 20.0, why="a CUDA compute capability such as 9.0")
+    # Memory of one GPU; overrides the table for gpu_type (launcher.stages.GPU_MEMORY_GB). The stages that load
+    # the model's weights with device_map (quantize) ask for the GPUs the weights fit on, not the serving GPUs.
+    gpu_memory_gb: Optional[int] = ranged(None, 1, 16384, unit="GB")
     max_nodes: int = ranged(1, 1, 10000)
     cpus_per_gpu: int = ranged(16, 1, 1024)
     mem_per_gpu_gb: int = ranged(200, 1, 16384, unit="GB")

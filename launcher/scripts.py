@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from launcher import commands
-from jobs.ports import SANDBOX_PORT_FILE_ENV
-from launcher.contract import (ACCOUNTING, MANIFEST, SANDBOX_EXIT_ENV,
-                               BenchmarkSettings, GpuRequirement, StageResources, StageSpec, gate_settings)
+from launcher.contract import (ACCOUNTING, ACCOUNTING_FIELDS, MANIFEST, SANDBOX_EXIT_ENV, SANDBOX_PORT_FILE_ENV,
+                               WANDB_SUBDIR, BenchmarkSettings, GpuRequirement, StageResources, StageSpec,
+                               experiment_dir, gate_settings)
 from launcher.dispatch.storage import ATTEMPT_START, SANDBOX_ENDED, SANDBOX_STOP, ExperimentDir
 from launcher.plan import Plan, Stage
 from launcher.validation import (FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, forbidden_character,
@@ -73,9 +73,6 @@ def batch_script_template() -> jinja2.Template:
     return environment.get_template("stage.sbatch.j2")
 
 
-ACCOUNTING_FIELDS = "JobIDRaw,JobName,State,ElapsedRaw,AllocTRES,Start,End"
-
-
 def format_time_limit(minutes: int) -> str:
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
@@ -101,7 +98,7 @@ def stage_env(plan: Plan, stage: Stage, code_dir: Path) -> Dict[str, str]:
         "WANDB_PROJECT": cfg.launcher.wandb_project,
         "WANDB_RUN_GROUP": plan.experiment,
         "WANDB_JOB_TYPE": stage.kind,
-        "WANDB_DIR": os.path.join(plan.storage_root, "experiments", plan.experiment, "wandb"),
+        "WANDB_DIR": str(experiment_dir(plan.storage_root, plan.experiment) / WANDB_SUBDIR),
     }
     if not cfg.cluster.compute_has_internet:
         env["WANDB_MODE"] = "offline"
@@ -199,7 +196,7 @@ def job_argv(cfg: DictConfig, spec_path: Path, image: Optional[str] = None) -> L
 
 def stage_spec(plan: Plan, stage: Stage) -> StageSpec:
     """Everything the job needs, written beside the script; secrets appear by name only."""
-    cfg = stage.cfg
+    cfg, kind = stage.cfg, KINDS[stage.kind]
     return StageSpec(
         experiment=plan.experiment,
         name=stage.name,
@@ -212,13 +209,13 @@ def stage_spec(plan: Plan, stage: Stage) -> StageSpec:
         inputs={d: plan.stages[d].artifact for d in stage.deps},
         resources=StageResources(**asdict(stage.resources)),
         secret_env_vars=list(cfg.cluster.env_vars),
-        drafter=gate_settings(cfg.drafter) if stage.kind in ("train_drafter", "convert_drafter") else None,
-        benchmark=benchmark_settings(cfg) if stage.kind == "benchmark" else None,
+        drafter=gate_settings(cfg.drafter) if kind.drafter_gate else None,
+        benchmark=benchmark_settings(cfg) if kind.serves else None,
         gpu_check=gpu_requirement(plan, stage),
     )
 
 
-from launcher.stages import DRAFTER_KINDS, FP8_KINDS  # noqa: E402  (the stage table says which kinds)
+from launcher.stages import DRAFTER_KINDS, FP8_KINDS, KINDS  # noqa: E402  (the stage table says which kinds)
 
 
 def gpu_requirement(plan: Plan, stage: Stage) -> Optional[GpuRequirement]:
@@ -234,7 +231,7 @@ def gpu_requirement(plan: Plan, stage: Stage) -> Optional[GpuRequirement]:
     if kind in DRAFTER_KINDS and cfg.drafter.enabled:
         needs.append((REDRAFTER_MIN_CC, f"drafter={cfg.drafter.name}"))
     minimum, why = max(needs)
-    engine = stage.inputs[0].artifact if kind == "benchmark" else None
+    engine = stage.inputs[0].artifact if KINDS[kind].serves else None
     return GpuRequirement(count=stage.resources.gpus_per_node, min_compute_capability=minimum or None, why=why,
                           gpu_type=cfg.cluster.gpu_type, expected_compute_capability=compute_capability(cfg),
                           engine_manifest=os.path.join(engine, MANIFEST) if engine else None)
@@ -252,13 +249,13 @@ def benchmark_settings(cfg: DictConfig) -> BenchmarkSettings:
 
 
 def accounting_argv(job_ids: Sequence[str]) -> List[str]:
-    return ["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), f"--format={ACCOUNTING_FIELDS}"]
+    return ["sacct", "-X", "-P", "-n", "-j", ",".join(job_ids), f"--format={','.join(ACCOUNTING_FIELDS)}"]
 
 
 def accounting_line(plan: Plan, job_ids: Sequence[str]) -> str:
     """The report job records its experiment's accounting on the host: containers cannot see Slurm.
     Accounting lags the controller by a few seconds, so it waits (up to a minute) for no job to be live."""
-    path = shlex.quote(os.path.join(plan.storage_root, "experiments", plan.experiment, ACCOUNTING))
+    path = shlex.quote(str(experiment_dir(plan.storage_root, plan.experiment) / ACCOUNTING))
     return (f"for attempt in $(seq 30); do {shlex.join(accounting_argv(job_ids))} > {path} 2>/dev/null || true; "
             f"grep -qE '[|](PENDING|RUNNING|COMPLETING|REQUEUED)[|]' {path} || break; sleep 2; done")
 

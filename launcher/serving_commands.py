@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from jobs.ports import SERVER_PORT_ENV, placeholder
+from launcher.contract import SERVER_PORT_ENV, placeholder
 
 TRTLLM = "trtllm"  # the pinned engine path: launcher.commands.serve_command
 CHECKPOINT_STACKS = ("trtllm_pytorch", "vllm", "sglang")

@@ -90,6 +90,64 @@ def _model_gpus(cfg: DictConfig) -> int:
     return cfg.model.tensor_parallel * cfg.model.pipeline_parallel
 
 
+# Memory of one GPU per cluster.gpu_type, the smaller size where a type comes in several (A100 40/80 GB);
+# cluster.gpu_memory_gb overrides it.
+GPU_MEMORY_GB = {
+    "v100": 16, "t4": 16, "a100": 40, "a30": 24, "a10": 24, "a10g": 24, "a40": 48, "a6000": 48,
+    "l4": 24, "l40": 48, "l40s": 48, "rtx4090": 24, "rtx6000ada": 48,
+    "h100": 80, "h200": 141, "gh200": 96, "b200": 180, "gb200": 186,
+}
+# The quantizers load the whole model in one process with device_map="auto" (TensorRT-LLM 1.1.0rc0
+# quantize_by_modelopt.get_model; the BF16 `full_prec` export too), filling the visible GPUs one after another.
+# The weights may take this share of each GPU; the rest holds the calibration batches' activations, the CUDA
+# context and the export's buffers.
+WEIGHTS_SHARE_OF_GPU = 0.7
+
+
+def gpu_memory_gb(cfg: DictConfig) -> Optional[int]:
+    c = cfg.cluster
+    return c.gpu_memory_gb if c.gpu_memory_gb is not None else GPU_MEMORY_GB.get(str(c.gpu_type).lower())
+
+
+def weights_gb(cfg: DictConfig) -> Optional[float]:
+    """The model's weights as the quantizers load them: model.params_b parameters in the checkpoint's dtype (2
+    bytes; 4 for float32), None where the model's size is not given."""
+    params_b = cfg.model.get("params_b")
+    return None if params_b is None else params_b * (4 if cfg.model.dtype == "float32" else 2)
+
+
+def _weights_gpus(cfg: DictConfig) -> int:
+    """A stage that loads the model once with device_map="auto": as many GPUs as its weights fit on. One process
+    writes every tensor-parallel rank's file (export_tensorrt_llm_checkpoint(inference_tensor_parallel=tp)), so
+    --tp_size needs no GPU of its own. At most a node's GPUs: accelerate keeps what does not fit in CPU memory.
+    The serving GPUs where the model's size or the GPU's memory is unknown."""
+    weights, memory = weights_gb(cfg), gpu_memory_gb(cfg)
+    if weights is None or memory is None:
+        return _model_gpus(cfg)
+    return min(cfg.cluster.gpus_per_node, max(1, math.ceil(weights / (memory * WEIGHTS_SHARE_OF_GPU))))
+
+
+# train_drafter: the tutorial's run (OpenMath-Nemotron-14B, 50k rows, one epoch, 2 H100s) takes about 4 hours
+# (benchmarks/campaign_makespan.py's cost model): 8 GPU-hours per 50k rows and epoch, split over drafter.num_gpus
+# by the data-parallel trainer. Its time limit is that times TRAIN_DRAFTER_MARGIN; larger models set
+# cluster.time_limits.train_drafter (conf/cluster/example_slurm.yaml: 720 for the 51B).
+TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH = 8 * 60 / 50_000
+TRAIN_DRAFTER_MARGIN = 1.5
+TRAIN_DRAFTER_MIN_LIMIT_MIN = 60
+
+
+def _drafter_gpus(cfg: DictConfig) -> int:
+    """The data-parallel trainer's processes (torchrun --nproc_per_node): the user's choice, not sized here."""
+    return cfg.drafter.num_gpus
+
+
+def train_drafter_time_limit_min(cfg: DictConfig, gpus: Optional[int] = None) -> int:
+    """Its time limit on drafter.num_gpus, or on `gpus` (what another choice would give: launcher.preview)."""
+    d = cfg.drafter
+    work = TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * d.dataset_nrows * d.num_train_epochs / (gpus or d.num_gpus)
+    return max(TRAIN_DRAFTER_MIN_LIMIT_MIN, math.ceil(work * TRAIN_DRAFTER_MARGIN))
+
+
 def _trtllm(cfg: DictConfig) -> Tuple[str, ...]:
     return ("trtllm",)
 
@@ -114,9 +172,18 @@ class StageKind:
     # their compute capability first (launcher.scripts.gpu_requirement).
     gpus_run_fp8: bool = False
     gpus_run_drafter: bool = False
+    # What its spec carries beyond its commands (launcher.scripts.stage_spec): the drafter quality gate, measured
+    # by train_drafter and decided by convert_drafter; the servers' URLs and health timeout of a stage that serves
+    # the model (its first input is what it serves: the job checks the GPUs an engine was built for).
+    drafter_gate: bool = False
+    serves: bool = False
     after_any: bool = False  # runs once its inputs ended, well or not: the report shows failed points as failed
     # Minutes from the config, where the stage's length depends on it (a load sweep's points); else time_limit_min.
     derived_time_limit: Optional[Callable[[DictConfig], int]] = None
+    # What a one-size setting asks for this kind, to say what its own sizing saves (launcher.preview): the
+    # tutorial's machine, every step on the serving GPUs; and, where the time limit is derived, a fixed one.
+    naive_gpus: Callable[[DictConfig], int] = _model_gpus
+    naive_time_limit_min: Optional[int] = None
 
     def time_limit(self, cfg: DictConfig) -> int:
         """Its time limit for this config: cluster.time_limits.<name> where the cluster sets one."""
@@ -306,7 +373,7 @@ def _benchmark_commands(ctx: StageContext, out: str) -> Dict[str, List[str]]:
         cmds["client"] = commands.load_sweep_command(cfg, tokenizer, ctx.files["problems"].path, out)
     else:
         cmds["client"] = commands.benchmark_client_command(cfg, engine, tokenizer, ctx.files["problems"].path,
-                                                           f"{out}/results.json",
+                                                           f"{out}/{RESULTS}",
                                                            serving_commands.loads_checkpoint(cfg))
     if _uses_sandbox(cfg):
         cmds["sandbox"] = commands.sandbox_command(cfg)
@@ -395,12 +462,12 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
                                   "python": ctx.cfg.cluster.python},
               commands=lambda ctx, out: {"prompt_set": commands.prompt_set_command(
                   ctx.cfg, ctx.input("model"), ctx.input("dataset"), _prompts_file(ctx, out))}),
-    StageKind("quantize", 120, gpus=_model_gpus, gpus_run_fp8=True,
+    StageKind("quantize", 120, gpus=_weights_gpus, gpus_run_fp8=True,
               inputs=(MODEL, Input("calibration", ("calibration_data",))), values=_quantize_values,
               commands=lambda ctx, out: {"quantize": commands.quantize_command(
                   ctx.cfg, ctx.input("model"), ctx.input("calibration"), out)}),
     # Checkpoint-loading stacks (launcher.serving_commands): a ModelOpt FP8 export, a draft model or EAGLE-3 head.
-    StageKind("quantize_modelopt", 120, needed=serving_commands.quantizes_with_modelopt, gpus=_model_gpus,
+    StageKind("quantize_modelopt", 120, needed=serving_commands.quantizes_with_modelopt, gpus=_weights_gpus,
               gpus_run_fp8=True, containers=_trtllm_pytorch,
               inputs=(MODEL, Input("calibration", ("calibration_data",))), values=_modelopt_values,
               commands=lambda ctx, out: {"quantize": serving_commands.quantize_modelopt_command(
@@ -413,12 +480,13 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
               inputs=(Input("checkpoint", ("quantize",)), MODEL),
               values=lambda ctx: _keys(ctx.cfg.model, ENGINE_KEYS),
               commands=_engine_commands(commands.build_engine_command)),
-    StageKind("train_drafter", 480, needed=_drafts, gpus=lambda cfg: cfg.drafter.num_gpus, gpus_run_drafter=True,
+    StageKind("train_drafter", 480, needed=_drafts, gpus=_drafter_gpus, gpus_run_drafter=True, drafter_gate=True,
+              naive_gpus=_drafter_gpus, derived_time_limit=train_drafter_time_limit_min, naive_time_limit_min=480,
               inputs=(MODEL, Input("dataset", ("download_dataset",), lambda cfg: cfg.drafter.dataset)),
               output=_drafter_output, values=lambda ctx: _keys(ctx.cfg.drafter, TRAIN_DRAFTER_KEYS),
               commands=lambda ctx, out: {"train": commands.train_drafter_command(
                   ctx.cfg, ctx.input("model"), ctx.input("dataset"), f"{out}/redrafter_output")}),
-    StageKind("convert_drafter", 30, needed=_drafts, gpus=_one_gpu, gpus_run_drafter=True,
+    StageKind("convert_drafter", 30, needed=_drafts, gpus=_one_gpu, gpus_run_drafter=True, drafter_gate=True,
               inputs=(Input("checkpoint", ("quantize",)), Input("drafter", ("train_drafter",))),
               values=lambda ctx: {**_keys(ctx.cfg.drafter, CONVERT_DRAFTER_KEYS), **_tool_values(ctx.cfg)},
               commands=lambda ctx, out: {"convert": commands.convert_drafter_command(
@@ -436,7 +504,7 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
               commands=lambda ctx, out: commands.triton_model_repo_commands(
                   ctx.cfg, ctx.input("engine"), ctx.input("model"), _repository_dir(ctx, out))),
     StageKind("benchmark", 90, gpus=_model_gpus, containers=_benchmark_containers, gpus_run_fp8=True,
-              gpus_run_drafter=True, files=(InputFile("problems", lambda cfg: cfg.benchmark.problems_file, ".jsonl",
+              gpus_run_drafter=True, serves=True, files=(InputFile("problems", lambda cfg: cfg.benchmark.problems_file, ".jsonl",
                                                       needed=lambda cfg: not _seed_protocol(cfg)),),
               # The engine first: the job checks the GPUs it was built on (launcher.scripts.gpu_requirement).
               # A checkpoint-loading stack serves the ModelOpt export or the downloaded model as its `engine`.

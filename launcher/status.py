@@ -179,13 +179,13 @@ def failure_report(name: str, job_state: str, log: str | None, experiment: str) 
 
 def serving_lines(log: str | None) -> List[str]:
     """Where a serving job's servers listen and how to reach them (jobs.serve), from its last attempt's log."""
-    from jobs.serve import SERVING  # here: the job-side module only for a running stage
+    from jobs import services  # here: the job-side module only for a running stage
 
     if not log or not Path(log).is_file():
         return []
     lines = Path(log).read_text(errors="replace").splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_START)]
-    return [line for line in lines[starts[-1] + 1 if starts else 0:] if line.startswith(SERVING)]
+    return services.serving_lines(lines[starts[-1] + 1 if starts else 0:])
 
 
 def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]]) -> Group:

@@ -21,11 +21,7 @@ TRITON_MODELS = ("preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_ll
 LOGITS_DATATYPES = ("TYPE_FP32", "TYPE_FP16", "TYPE_BF16")
 # tensorrtllm_backend v1.1.0rc0 image layout (Dockerfile.triton.trt_llm_backend copies these under /app).
 DEFAULT_BACKEND_DIR = "/app"
-PLACEHOLDER = re.compile(r"\$\{[A-Z_]+\}")
-# Triton's gRPC and metrics ports, chosen by the benchmark's job (jobs.triton_serving) beside jobs.ports' server
-# port (Triton's HTTP port) and named in its commands as `${NAME}` placeholders.
-GRPC_PORT_ENV = "LAUNCHER_TRITON_GRPC_PORT"
-METRICS_PORT_ENV = "LAUNCHER_TRITON_METRICS_PORT"
+PLACEHOLDER = re.compile(r"\$\{[A-Z_]+\}")  # launcher.contract.placeholder's syntax: a port the job chooses
 
 
 def _positive(name: str, value: int) -> int:

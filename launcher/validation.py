@@ -6,6 +6,7 @@ reported at once, so a user fixes a config in one round.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import posixpath
@@ -313,10 +314,8 @@ def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]
     drafter.on_low_quality=fail fails the launch before anything is submitted; with warn it is said. Changing
     the gate never retrains: its keys are in no fingerprint (the convert_drafter job takes the same decision
     when the drafter is trained by this launch)."""
-    import json
-
     from jobs.drafter_metrics import describe, gate_decision, gate_problem, gate_remedy, passing_min_top1
-    from launcher.contract import gate_settings
+    from launcher.contract import MANIFEST, ContractError, Manifest, gate_settings
 
     errors: List[ConfigError] = []
     warnings: List[str] = []
@@ -325,10 +324,10 @@ def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]
         if stage.kind != "convert_drafter" or train is None or train.name not in complete:
             continue
         try:
-            manifest = json.loads(open(os.path.join(train.artifact, "manifest.json")).read())
-        except (OSError, ValueError):
+            manifest = Manifest.read(os.path.join(train.artifact, MANIFEST))
+        except (OSError, ContractError):
             continue  # not readable: the artifact check rebuilds it, and the convert_drafter job decides
-        decision = gate_decision(manifest, gate_settings(stage.cfg.drafter))
+        decision = gate_decision(manifest.outputs, gate_settings(stage.cfg.drafter))
         where = f"the drafter trained by {train.name} ({train.artifact})"
         if decision["passed"]:
             continue
@@ -628,24 +627,21 @@ PROMPT_SET_FIELDS = {"aimo": "problem", "chat": "prompt"}  # jobs.load_sweep.use
 
 def _load_sweep_errors(cfg: DictConfig) -> List[ConfigError]:
     """benchmark=load_sweep: its prompt file read as prompt_set says, its points, its SLOs and max_tokens."""
-    from jobs.load_sweep import read_jsonl
-
     m, d, b = cfg.model, cfg.drafter, cfg.benchmark
     errors = []
     field = PROMPT_SET_FIELDS[str(b.prompt_set)]
+    allowed = f"a JSONL file of {{{field!r}: ...}} rows, or the other benchmark.prompt_set"
     try:
-        rows = read_jsonl(b.problems_file)
-        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict) or not isinstance(row.get(field), str)
-                    or not row[field].strip()), None)
-        if bad is not None:
-            errors.append(ConfigError("benchmark.problems_file", b.problems_file, f"row {bad} has no non-empty "
-                                      f"{field!r}, which benchmark.prompt_set={b.prompt_set} reads",
-                                      f"a JSONL file of {{{field!r}: ...}} rows, or the other benchmark.prompt_set"))
+        with open(b.problems_file, encoding="utf-8") as rows:
+            bad = next((f"row {i} has no non-empty {field!r}, which benchmark.prompt_set={b.prompt_set} reads"
+                        for i, row in enumerate(json.loads(line) for line in rows if line.strip())
+                        if not isinstance(row, dict) or not str(row.get(field) or "").strip()), None)
     except OSError as error:
-        errors.append(ConfigError("benchmark.problems_file", b.problems_file, f"cannot be read: {error.strerror}",
-                                  "a JSONL prompt file"))
+        bad = f"cannot be read: {error.strerror}"
     except ValueError as error:
-        errors.append(ConfigError("benchmark.problems_file", b.problems_file, str(error), "a JSONL prompt file"))
+        bad = f"a line is not JSON: {error}"
+    if bad:
+        errors.append(ConfigError("benchmark.problems_file", b.problems_file, bad, allowed))
     if len(set(b.concurrency)) != len(b.concurrency) or not b.concurrency:
         errors.append(ConfigError("benchmark.concurrency", list(b.concurrency), "empty, or a concurrency given twice "
                                   "(each is one point of the curve)", "distinct concurrencies, e.g. [1,2,4,8]"))

@@ -1,6 +1,8 @@
 """Plan shape, shared artifacts, fingerprint stability and sensitivity, GPU-hours and critical path."""
 import pytest
+from rich.console import Console
 
+from launcher.preview import print_requests, sizing_savings
 from tests.helpers import plan_for
 
 FP8_REDRAFTER_DEPS = {
@@ -127,3 +129,27 @@ def test_campaign_applies_the_users_overrides_to_every_experiment():
     plan = plan_for("+experiment=aimo2_campaign", "serving.max_batch_size=24")
     for name in ("benchmark[bf16]", "benchmark[fp8]", "benchmark[fp8_redrafter]"):
         assert "24" in plan.stages[name].commands["server"]
+
+
+def test_the_plan_says_what_sizing_each_stage_saves(fp8_redrafter):
+    """Against every stage on the serving GPUs (2) with fixed time limits: the CPU stages hold none, the drafter's
+    conversion and engine build one; the stages that need the serving GPUs (training, benchmark) are not listed."""
+    savings = {name: (naive_request, requested, naive) for name, naive_request, requested, naive
+               in sizing_savings(fp8_redrafter)}
+    assert savings["download_model"] == ("2 GPUs x 02:00:00", 0, 4.0)
+    assert savings["calibration_data"] == ("2 GPUs x 01:00:00", 0, 2.0)
+    assert savings["build_drafter_engine"] == ("2 GPUs x 01:30:00", 1.5, 3.0)
+    assert set(savings) == {"download_model", "download_dataset", "calibration_data", "convert_drafter",
+                            "build_drafter_engine", "report"}
+    console = Console(record=True, width=200)
+    print_requests(fp8_redrafter, console)
+    text = console.export_text()
+    saved = sum(naive - requested for _, requested, naive in savings.values())
+    assert f"total: {fp8_redrafter.gpu_hours:.1f} instead of {fp8_redrafter.gpu_hours + saved:.1f}" in text
+    assert "    build_drafter_engine: 1.5 instead of 3.0 (2 GPUs x 01:30:00), saves 1.5" in text
+    assert "drafter.num_gpus=2 (your choice) needs 06:00:00; 4 would need 03:00:00" in text
+
+
+def test_a_stage_on_its_serving_gpus_saves_nothing():
+    plan = plan_for("+experiment=bf16", "serving.sandbox.enabled=false")
+    assert {name for name, *_ in sizing_savings(plan)} == {"download_model", "build_engine", "report"}

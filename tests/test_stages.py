@@ -10,6 +10,7 @@ The smoke runs (one per engine, issue 11) were added as new lines; every other s
 report, whose inputs now include them (a report is regenerated at every launch anyway)."""
 
 import pytest
+from omegaconf import open_dict
 
 from launcher.stages import DRAFTER_KINDS, FP8_KINDS, KINDS, needed_containers
 from tests.helpers import compose_config, plan_for
@@ -236,3 +237,41 @@ def test_a_load_sweeps_time_limit_comes_from_its_points():
     assert KINDS["benchmark"].time_limit(cfg) == 30 + 2 * ((8 + 2) + (4 + 2))
     assert KINDS["benchmark"].time_limit(compose_config()) == 90  # the notebook's, as before
     assert KINDS["benchmark"].time_limit(compose_config("benchmark=load_sweep", "+cluster.time_limits.benchmark=45")) == 45
+
+
+def _sized(*overrides, params_b=None):
+    """A composed config whose model declares `params_b` billion parameters (model.params_b)."""
+    cfg = compose_config(*overrides)
+    with open_dict(cfg.model):
+        cfg.model.params_b = params_b
+    return cfg
+
+
+@pytest.mark.parametrize("overrides, params_b, gpus", [
+    (("+experiment=fp8",), 14.8, 1),  # 29.6 GB of BF16 weights on one 80 GB H100, though the engine is TP 2
+    (("+experiment=fp8", "cluster.gpu_type=a100"), 14.8, 2),  # 29.6 GB > 0.7 x 40 GB
+    (("+experiment=fp8", "cluster.gpu_type=a100", "cluster.gpu_memory_gb=80"), 14.8, 1),  # A100 80 GB
+    (("model=nemotron_nas_51b", "cluster=example_slurm"), 51.5, 2),  # 103 GB on 2 of the 4 serving GPUs
+    (("model=nemotron_nas_51b", "cluster=example_slurm", "model.dtype=float32"), 51.5, 4),  # 4 bytes a weight
+    (("model=nemotron_nas_51b", "cluster.gpus_per_node=2"), 200, 2),  # a node's GPUs at most: the rest on CPU
+    (("+experiment=fp8",), None, 2),  # no declared size: the serving GPUs
+    (("+experiment=fp8", "cluster.gpu_type=mi300x"), 14.8, 2),  # no known memory: the serving GPUs
+])
+def test_the_quantizers_get_the_gpus_the_weights_fit_on(overrides, params_b, gpus):
+    """quantize and quantize_modelopt load the model once with device_map="auto"; --tp_size only shapes the
+    export, which one process writes for every rank: their GPUs come from the weights, not the serving TP."""
+    cfg = _sized(*overrides, params_b=params_b)
+    assert KINDS["quantize"].gpus(cfg) == KINDS["quantize_modelopt"].gpus(cfg) == gpus
+    assert KINDS["quantize"].naive_gpus(cfg) == cfg.model.tensor_parallel * cfg.model.pipeline_parallel
+
+
+def test_drafter_training_time_comes_from_its_work_and_gpus():
+    """8 GPU-hours per 50k rows and epoch (the tutorial's 4 hours on 2 GPUs), split over drafter.num_gpus, x1.5."""
+    train = KINDS["train_drafter"]
+    assert train.time_limit(compose_config("+experiment=fp8_redrafter")) == 360
+    assert train.time_limit(compose_config("+experiment=fp8_redrafter", "drafter.num_gpus=4")) == 180
+    assert train.time_limit(compose_config("+experiment=fp8_redrafter", "drafter.dataset_nrows=100000",
+                                           "drafter.num_train_epochs=2")) == 1440
+    assert train.time_limit(compose_config("+experiment=fp8_redrafter", "drafter.dataset_nrows=100")) == 60
+    assert train.time_limit(compose_config("+experiment=fp8_redrafter", "+cluster.time_limits.train_drafter=45")) == 45
+    assert train.gpus(compose_config("+experiment=fp8_redrafter", "drafter.num_gpus=4")) == 4  # the user's choice

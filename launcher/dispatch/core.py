@@ -157,7 +157,7 @@ def job_groups(plan: Plan, backend, wave: List[str], job_ids: Dict[str, str],
     when their scripts are equal but for the comments (backend.batch_key), they wait on the same whole jobs, and
     each waits on the same arrays' element of its own index: one call for a sweep's every point, whose chain of
     per-point stages runs element by element (`aftercorr`). Where the elements cannot line up so, each stage goes
-    alone, waiting on its inputs' elements."""
+    alone, waiting on its inputs' elements (afterok)."""
     similar: Dict[tuple, List[Tuple[Stage, List[str], set]]] = {}
     for name in wave:
         stage = plan.stages[name]
@@ -170,16 +170,24 @@ def job_groups(plan: Plan, backend, wave: List[str], job_ids: Dict[str, str],
         similar.setdefault(key, []).append((stage, waits_on, {arrays[d][1] for d in per_element}))
     groups = []
     for (_, kind, whole, array_ids), members in similar.items():
-        by_element = {next(iter(elements)): stage for stage, _, elements in members if len(elements) == 1}
         if not array_ids:
             groups.append(JobGroup([stage for stage, _, _ in members], dependency_value(kind, list(whole), []),
                                    list(whole)))
-        elif len(members) > 1 and sorted(by_element) == list(range(len(members))):
-            groups.append(JobGroup([by_element[i] for i in range(len(members))],
-                                   dependency_value(kind, list(whole), list(array_ids)), [*whole, *array_ids]))
-        else:
-            groups += [JobGroup([stage], dependency_value(kind, waits_on, []), waits_on)
-                       for stage, waits_on, _ in members]
+            continue
+        # Stages waiting on element i, in plan order; the r-th of each element's go into the r-th array (a drafter
+        # trained once for 4 points: 4 arrays of conversions, each after the array of trainings element by element).
+        by_element: Dict[int, List[Tuple[Stage, List[str]]]] = {}
+        alone = []
+        for stage, waits_on, elements in members:
+            (by_element.setdefault(next(iter(elements)), []) if len(elements) == 1 else alone).append((stage, waits_on))
+        for r in range(max((len(same) for same in by_element.values()), default=0)):
+            row = {i: same[r] for i, same in by_element.items() if len(same) > r}
+            if len(row) > 1 and sorted(row) == list(range(len(row))):
+                groups.append(JobGroup([row[i][0] for i in range(len(row))],
+                                       dependency_value(kind, list(whole), list(array_ids)), [*whole, *array_ids]))
+            else:
+                alone += list(row.values())
+        groups += [JobGroup([stage], dependency_value(kind, waits_on, []), waits_on) for stage, waits_on in alone]
     return groups
 
 

@@ -279,13 +279,12 @@ def test_a_sweeps_per_point_chains_are_arrays_element_after_element(tmp_path):
     assert len(scripts) == 1  # one array
     (script,) = scripts
     assert "\n#SBATCH --array=0-2\n" in script
-    assert f"\n#SBATCH --dependency=aftercorr:{array_placeholder(trains)}\n" in script
-    for i, (train, convert) in enumerate(zip(trains, converts)):  # element i converts what element i trained
-        assert convert.deps == (train.name,) and f"#   [{i}] {convert.name}: " in script
-    engine = exp.script(by_kind["build_drafter_engine"][0].name).read_text()
     quantize = next(s for s in sweep.stages.values() if s.kind == "quantize")
-    assert (f"\n#SBATCH --dependency=afterok:<{quantize.name}>,aftercorr:"
-            f"{array_placeholder(by_kind['convert_drafter'])}\n") in engine
+    assert f"\n#SBATCH --dependency=afterok:<{quantize.name}>,aftercorr:{array_placeholder(trains)}\n" in script
+    for i, (train, convert) in enumerate(zip(trains, converts)):  # element i converts what element i trained
+        assert train.name in convert.deps and f"#   [{i}] {shlex.quote(convert.name)}: " in script
+    engine = exp.script(by_kind["build_drafter_engine"][0].name).read_text()
+    assert f",aftercorr:{array_placeholder(converts)}\n" in engine and "\n#SBATCH --array=0-2\n" in engine
 
     # Elements that cannot line up (element 1 of the input array has no dependent here) go one job each.
     backend = SlurmBackend(sweep, exp, code_snapshot_dir(sweep.storage_root))
@@ -294,4 +293,4 @@ def test_a_sweeps_per_point_chains_are_arrays_element_after_element(tmp_path):
     shifted = {t.name: ("77", i + 1) for i, t in enumerate(trains)}
     groups = [g for g in job_groups(sweep, backend, wave, ids, shifted) if g.stages[0].kind == "convert_drafter"]
     assert [len(g.stages) for g in groups] == [1, 1, 1]
-    assert [g.dependency for g in groups] == [f"afterok:<{t.name}>" for t in trains]
+    assert [g.dependency for g in groups] == [f"afterok:<{quantize.name}>:<{t.name}>" for t in trains]

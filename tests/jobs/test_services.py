@@ -16,6 +16,7 @@ import pytest
 
 from jobs import artifacts, ports, run_stage, services
 from jobs.services import StageFailed
+from launcher.contract import SANDBOX_EXIT_ENV, SANDBOX_PORT_FILE_ENV, StageSpec
 from tests.jobs.test_run_stage import PY, STANDINS, alive, manifest, plan, standin_env, write_spec
 from tests.test_contract import a_manifest
 
@@ -271,6 +272,12 @@ class _Entered:
         return self.context.__exit__(*exc)
 
 
+def started_beside_the_job(bench) -> StageSpec:
+    """The benchmark's spec as a launch on Slurm writes it: the batch script starts the sandbox, not the job."""
+    spec = bench["spec"]
+    return StageSpec.from_json({**spec, "benchmark": {**spec["benchmark"], "start_sandbox": False}})
+
+
 def assert_all_stopped(bench):
     assert bench["started"], "nothing was started"
     for argv, process in bench["started"]:
@@ -342,13 +349,12 @@ def test_a_failing_client_stops_both_servers(bench):
 def test_the_sandbox_the_batch_script_started_is_found_by_its_port_file(bench, monkeypatch, tmp_path):
     """On Slurm: the sandbox step writes its port to its stdout, which the batch script puts in the file the job
     reads (both named by LAUNCHER_SANDBOX_PORT_FILE); the job starts the server and the client only."""
-    spec, port_file = bench["spec"], tmp_path / "sandbox-port.4242"
-    spec["benchmark"]["start_sandbox"] = False
-    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(port_file))
-    step = ports.expand(spec["commands"]["sandbox"], {ports.SANDBOX_PORT_FILE_ENV: "-"})  # as launcher.scripts
+    spec, port_file = started_beside_the_job(bench), tmp_path / "sandbox-port.4242"
+    monkeypatch.setenv(SANDBOX_PORT_FILE_ENV, str(port_file))
+    step = ports.expand(spec.commands["sandbox"], {SANDBOX_PORT_FILE_ENV: "-"})  # as launcher.scripts
     with open(port_file, "w") as stdout, open(tmp_path / "sandbox.log", "w") as log:
         sandbox = subprocess.Popen(step, stdout=stdout, stderr=log, start_new_session=True)
-    staging = Path(spec["staging_dir"])
+    staging = Path(spec.staging_dir)
     staging.mkdir(parents=True)
     try:
         result = services.run_benchmark(spec, staging)
@@ -363,48 +369,44 @@ def test_the_sandbox_the_batch_script_started_is_found_by_its_port_file(bench, m
 
 def test_a_sandbox_the_batch_script_should_have_started_is_waited_for(bench, monkeypatch, tmp_path):
     monkeypatch.setattr(services, "EXTERNAL_SANDBOX_WAIT_S", 1)
-    spec = bench["spec"]
-    spec["benchmark"]["start_sandbox"] = False  # as on Slurm: started beside the job, here by nobody
-    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(tmp_path / "sandbox-port.4242"))
+    spec = started_beside_the_job(bench)  # and here nobody starts it
+    monkeypatch.setenv(SANDBOX_PORT_FILE_ENV, str(tmp_path / "sandbox-port.4242"))
     with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; .*\) wrote no port to "
                                           r".*sandbox-port.4242 within 1 s"):
-        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
+        services.run_benchmark(spec, Path(spec.staging_dir).parent)
     assert bench["started"] == []  # the server waits for the sandbox's port
 
 
 def test_a_sandbox_that_wrote_its_port_but_does_not_answer_fails_the_benchmark(bench, monkeypatch, tmp_path):
     monkeypatch.setattr(services, "EXTERNAL_SANDBOX_WAIT_S", 1)
-    spec, port_file = bench["spec"], tmp_path / "sandbox-port.4242"
-    spec["benchmark"]["start_sandbox"] = False
+    spec, port_file = started_beside_the_job(bench), tmp_path / "sandbox-port.4242"
     port_file.write_text(f"{bench['ports'][1]}\n")  # nothing listens there
-    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(port_file))
+    monkeypatch.setenv(SANDBOX_PORT_FILE_ENV, str(port_file))
     with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; .*\) was not healthy at "
                                           rf"http://127.0.0.1:{bench['ports'][1]}/health after 1 s"):
-        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
+        services.run_benchmark(spec, Path(spec.staging_dir).parent)
     assert [argv[0] for argv, _ in bench["started"]] == ["trtllm-serve"]
     assert_all_stopped(bench)
 
 
 def test_a_benchmark_without_the_sandbox_port_file_named_fails_saying_so(bench, monkeypatch):
-    spec = bench["spec"]
-    spec["benchmark"]["start_sandbox"] = False
-    monkeypatch.delenv(ports.SANDBOX_PORT_FILE_ENV, raising=False)
+    spec = started_beside_the_job(bench)
+    monkeypatch.delenv(SANDBOX_PORT_FILE_ENV, raising=False)
     with pytest.raises(StageFailed, match="LAUNCHER_SANDBOX_PORT_FILE is not set: the batch script"):
-        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)
+        services.run_benchmark(spec, Path(spec.staging_dir).parent)
     assert bench["started"] == []
 
 
 def test_a_sandbox_step_that_ended_fails_the_benchmark_at_once(bench, monkeypatch, tmp_path):
     exit_file = tmp_path / "sandbox-exit.4242"
     exit_file.write_text("1\n")  # what the batch script writes when the sandbox's srun step ends
-    monkeypatch.setenv(services.SANDBOX_EXIT_ENV, str(exit_file))
-    monkeypatch.setenv(ports.SANDBOX_PORT_FILE_ENV, str(tmp_path / "sandbox-port.4242"))  # left empty
-    spec = bench["spec"]
-    spec["benchmark"]["start_sandbox"] = False
+    monkeypatch.setenv(SANDBOX_EXIT_ENV, str(exit_file))
+    monkeypatch.setenv(SANDBOX_PORT_FILE_ENV, str(tmp_path / "sandbox-port.4242"))  # left empty
+    spec = started_beside_the_job(bench)
     with pytest.raises(StageFailed, match=r"the sandbox \(started by the batch script; its output is in this job's "
                                           r"log\) exited with code 1 before it was healthy: it wrote no port to "
                                           r".*sandbox-port.4242"):
-        services.run_benchmark(spec, Path(spec["staging_dir"]).parent)  # EXTERNAL_SANDBOX_WAIT_S is 300 s
+        services.run_benchmark(spec, Path(spec.staging_dir).parent)  # EXTERNAL_SANDBOX_WAIT_S is 300 s
     assert bench["started"] == []
 
 

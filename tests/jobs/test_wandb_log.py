@@ -5,6 +5,7 @@ command line, where wandb's run metadata would record it); the key's value must 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from jobs import run_stage, wandb_log
+from launcher.contract import DrafterGate, StageResources, StageSpec
+from tests.jobs.test_run_stage import plan, simple_spec
 
 wandb = pytest.importorskip("wandb")
 
@@ -118,19 +121,19 @@ def storage(tmp_path, monkeypatch):
     return root
 
 
-def stage_spec(root: Path, kind: str, name: str, monkeypatch) -> dict:
+def stage_spec(root: Path, kind: str, name: str, monkeypatch) -> StageSpec:
     monkeypatch.setenv("WANDB_NAME", f"{EXPERIMENT}/{name}")
     monkeypatch.setenv("WANDB_JOB_TYPE", kind)
     fingerprint = f"{kind}fp"
     staging = root / "artifacts" / kind / f"{fingerprint}.partial"
     staging.mkdir(parents=True)
-    return {
-        "experiment": EXPERIMENT, "name": name, "kind": kind, "fingerprint": fingerprint,
-        "artifact": str(root / "artifacts" / kind / fingerprint), "staging_dir": str(staging),
+    return StageSpec(
+        experiment=EXPERIMENT, name=name, kind=kind, fingerprint=fingerprint,
+        artifact=str(root / "artifacts" / kind / fingerprint), staging_dir=str(staging), commands={},
         # A secret pasted into a config value is redacted, never logged.
-        "config": {"hf_id": "org/model", "dataset_url": f"https://user:{FAKE_HF_TOKEN}@example.org/data"},
-        "secret_env_vars": ["HF_TOKEN", "WANDB_API_KEY"],
-    }
+        config={"hf_id": "org/model", "dataset_url": f"https://user:{FAKE_HF_TOKEN}@example.org/data"},
+        inputs={}, resources=StageResources(0, 1, 4, 32, 60), secret_env_vars=["HF_TOKEN", "WANDB_API_KEY"],
+        drafter=None, benchmark=None, gpu_check=None)
 
 
 def record(status: str, latency: float, ttft: float) -> dict:
@@ -145,18 +148,19 @@ SUMMARY = {"num_generations": 4, "num_finished": 3, "total_generation_time_s": 8
            "majority_vote_accuracy": 1.0, "requests_per_s": None, "per_problem": [{"problem_index": 0}]}
 
 
-def write_results(spec: dict) -> None:
+def write_results(spec: StageSpec) -> None:
     results = {"config": {"model": "m"}, "summary": SUMMARY, "batches": [],
                "records": FINISHED + [record("cancelled", 100.0, 50.0)]}
-    (Path(spec["staging_dir"]) / "results.json").write_text(json.dumps(results))
+    (Path(spec.staging_dir) / "results.json").write_text(json.dumps(results))
 
 
 # --------------------------------------------------------------------------------------------------
 # Tests
 # --------------------------------------------------------------------------------------------------
 def test_train_drafter_run_has_final_metrics_and_gate(storage, monkeypatch):
-    spec = stage_spec(storage, "train_drafter", "train_drafter", monkeypatch)
-    spec["drafter"] = {"min_top1": 0.6, "on_low_quality": "fail", "gate_window": 5, "predict_n_tokens": 3}
+    spec = dataclasses.replace(stage_spec(storage, "train_drafter", "train_drafter", monkeypatch),
+                               drafter=DrafterGate(min_top1=0.6, on_low_quality="fail", gate_window=5,
+                                                   predict_n_tokens=3))
     # The gated statistic (mean of the last gate_window logged values), its window and spread (jobs.drafter_metrics).
     gate = {"metric": "redrafter2_top1", "statistic": "mean", "value": 0.6125, "window": 5, "min": 0.58, "max": 0.64,
             "std": 0.021, "window_requested": 5, "last": 0.59, "history": [0.5, 0.58, 0.6, 0.64, 0.6125, 0.63, 0.59],
@@ -248,7 +252,7 @@ def test_other_kinds_disabled_or_missing_wandb_log_nothing(storage, monkeypatch,
     write_results(spec)
     wandb_root = storage / "experiments" / EXPERIMENT / "wandb"
 
-    assert wandb_log.log_stage_results({**spec, "kind": "quantize"}, {}) is None
+    assert wandb_log.log_stage_results(dataclasses.replace(spec, kind="quantize"), {}) is None
     assert capsys.readouterr().out == ""
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -263,17 +267,31 @@ def test_other_kinds_disabled_or_missing_wandb_log_nothing(storage, monkeypatch,
     assert not wandb_root.exists()
 
 
+def test_without_wandb_dir_set_runs_go_where_the_launcher_points_it(tmp_path, monkeypatch):
+    """WANDB_DIR unset (a job started by hand): the runs go where launcher.scripts.stage_env points WANDB_DIR,
+    where `python -m launcher sync` finds them."""
+    from launcher.scripts import stage_env
+    from launcher.scripts import stage_spec as launcher_stage_spec
+
+    the_plan = plan(tmp_path / "storage", "+experiment=bf16")
+    stage = the_plan.stages["benchmark"]
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    expected = Path(stage_env(the_plan, stage, tmp_path / "code")["WANDB_DIR"])
+    assert wandb_log.wandb_dir(launcher_stage_spec(the_plan, stage)) == expected
+    assert expected == tmp_path / "storage" / "experiments" / the_plan.experiment / "wandb"
+
+
 def test_run_stage_logs_before_the_manifest_is_written(tmp_path, monkeypatch):
     staging, artifact = tmp_path / "benchmark.partial", tmp_path / "benchmark"
-    spec = {"experiment": EXPERIMENT, "name": "benchmark", "kind": "benchmark", "fingerprint": "fp",
-            "artifact": str(artifact), "staging_dir": str(staging), "commands": {}, "config": {}, "inputs": {}}
+    spec = {**simple_spec(tmp_path, "benchmark", name="benchmark"), "experiment": EXPERIMENT, "commands": {},
+            "artifact": str(artifact), "staging_dir": str(staging)}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     monkeypatch.setattr(run_stage, "run_kind", lambda spec, staging: {"benchmark_summary": SUMMARY})
     calls = []
 
     def fake_log(spec_arg, extra):
-        calls.append((spec_arg["name"], extra, (staging / run_stage.MANIFEST).exists(), artifact.exists()))
+        calls.append((spec_arg.name, extra, (staging / run_stage.MANIFEST).exists(), artifact.exists()))
 
     monkeypatch.setattr(wandb_log, "log_stage_results", fake_log)
     run_stage.run(str(spec_path))
@@ -283,7 +301,7 @@ def test_run_stage_logs_before_the_manifest_is_written(tmp_path, monkeypatch):
 
 def test_report_run_has_every_table_and_the_charts(storage, monkeypatch):
     spec = stage_spec(storage, "report", "report", monkeypatch)
-    staging = Path(spec["staging_dir"])
+    staging = Path(spec.staging_dir)
     report = {
         "configurations": [{"name": "bf16", "finished": True}, {"name": "fp8_redrafter", "finished": False}],
         "tables": {"speed": {"title": "Speed", "columns": ["bf16", "fp8_redrafter"], "rows": [
