@@ -14,7 +14,8 @@ FP8_REDRAFTER_DEPS = {
     "convert_drafter": ("quantize", "train_drafter"),
     "build_drafter_engine": ("convert_drafter", "download_model"),
     "benchmark": ("build_drafter_engine",),
-    "report": ("benchmark",),
+    "smoke_run": ("build_drafter_engine",),  # every engine answers the seed's prompt once (issue 11)
+    "report": ("benchmark", "smoke_run"),
 }
 
 
@@ -44,7 +45,8 @@ def test_drafter_training_runs_beside_quantization(fp8_redrafter):
 def test_resources(fp8_redrafter):
     gpus = {n: s.resources.gpus for n, s in fp8_redrafter.stages.items()}
     assert gpus == {"download_model": 0, "download_dataset": 0, "calibration_data": 0, "quantize": 2,
-                    "train_drafter": 2, "convert_drafter": 1, "build_drafter_engine": 1, "benchmark": 2, "report": 0}
+                    "train_drafter": 2, "convert_drafter": 1, "build_drafter_engine": 1, "benchmark": 2, "smoke_run": 2,
+                    "report": 0}
     assert fp8_redrafter.stages["benchmark"].containers == ("trtllm", "sandbox")
 
 
@@ -54,8 +56,9 @@ def test_artifact_directories_are_content_addressed(fp8_redrafter):
 
 
 def test_gpu_hours_and_critical_path(fp8_redrafter):
-    # 2 GPUs x (2 h quantize + 8 h training + 1.5 h benchmark) + 1 GPU x (0.5 h convert + 1.5 h build)
-    assert fp8_redrafter.gpu_hours == pytest.approx(2 * (2 + 8 + 1.5) + 0.5 + 1.5)
+    # 2 GPUs x (2 h quantize + 8 h training + 1.5 h benchmark + 0.25 h smoke run) + 1 GPU x (0.5 h convert +
+    # 1.5 h build)
+    assert fp8_redrafter.gpu_hours == pytest.approx(2 * (2 + 8 + 1.5 + 0.25) + 0.5 + 1.5)
     path, minutes = fp8_redrafter.critical_path()
     assert path == ["download_model", "train_drafter", "convert_drafter", "build_drafter_engine", "benchmark", "report"]
     assert minutes == 120 + 480 + 30 + 90 + 90 + 15
@@ -78,7 +81,8 @@ def test_a_drafter_setting_changes_only_drafter_stages(fp8_redrafter):
     base = {n: s.fingerprint for n, s in fp8_redrafter.stages.items()}
     changed = _fingerprints("+experiment=fp8_redrafter", "drafter.num_layers=4")
     differ = {n for n in base if base[n] != changed[n]}
-    assert differ == {"train_drafter", "convert_drafter", "build_drafter_engine", "benchmark", "report"}
+    assert differ == {"train_drafter", "convert_drafter", "build_drafter_engine", "benchmark", "smoke_run",
+                      "report"}
 
 
 def test_the_calibration_size_changes_calibration_and_quantize(fp8_redrafter):
@@ -120,7 +124,8 @@ def test_campaign_runs_shared_stages_once():
     assert kinds.count("download_model") == 1 and kinds.count("download_dataset") == 1
     assert kinds.count("quantize") == 2  # full_prec and fp8; FP8+ReDrafter reuses the FP8 checkpoint
     assert kinds.count("benchmark") == 3 and kinds.count("report") == 1
-    assert set(plan.stages["report"].deps) == {"benchmark[bf16]", "benchmark[fp8]", "benchmark[fp8_redrafter]"}
+    assert set(plan.stages["report"].deps) == {"benchmark[bf16]", "benchmark[fp8]", "benchmark[fp8_redrafter]",
+                                               "smoke_run[bf16]", "smoke_run[fp8]", "smoke_run[fp8_redrafter]"}
     assert plan.stages["convert_drafter"].deps == ("quantize[qformat=fp8]", "train_drafter")
     assert sorted(plan.stages["quantize[qformat=fp8]"].variants) == ["fp8", "fp8_redrafter"]
 
