@@ -123,8 +123,9 @@ def _render(plan, name, dependency=None, code_dir=None, accounting_ids=()):
 def _submitit_script(plan, stage, dependency_ids, code_dir, accounting_ids=()) -> str:
     """The script submitit writes for this stage, as SlurmBackend.submit has it made (nothing is submitted):
     render_script's, which the dry run writes too."""
-    backend = SlurmBackend(plan, ExperimentDir(plan.storage_root, plan.experiment), code_dir)
-    executor = backend.executor([stage], dependency_ids, accounting_ids)
+    exp = ExperimentDir(plan.storage_root, plan.experiment)
+    script = render_script(plan, stage, exp, stage.dependency(dependency_ids), code_dir, accounting_ids)
+    executor = SlurmBackend(plan, exp, code_dir).executor([stage], script)
     return executor._make_submission_file_text(executor._submitit_command_str, "uid")
 
 

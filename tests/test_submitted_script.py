@@ -57,6 +57,10 @@ def with_job_ids(text: str, ids: dict, accounting: list) -> str:
     `-j` list as the launch quotes it (shlex), every other placeholder as it stands (--dependency: bare)."""
     placeholders = ",".join(job_id_placeholder(name) for name in accounting)
     text = text.replace(shlex.quote(placeholders), shlex.quote(",".join(ids[name] for name in accounting)))
+    for name, job in ids.items():  # an array's own id where a dependency waits on the corresponding element
+        array, _, element = job.partition("_")
+        if element == "0":
+            text = text.replace(job_id_placeholder(f"array:{name}"), array)
     for name, job in ids.items():
         text = text.replace(job_id_placeholder(name), job)
     return text

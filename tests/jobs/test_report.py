@@ -6,6 +6,7 @@ Every expected number below is computed by hand from the fixture's values, not b
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,15 +119,39 @@ def gpus_of(name: str, cc: float, count: int = 2) -> list:
             for i in range(count)]
 
 
+def publish(root: Path, stage: str, job_id: str, wall_s: float = 60.0, outputs=None, files=None,
+            results=None) -> Path:
+    """A complete artifact of `stage` (`kind[label]`), as jobs.run_stage publishes it: its files listed with their
+    sizes in the manifest, the stage kind's `outputs` beside them; `results`: a benchmark's results.json."""
+    artifact = artifact_of(root, stage)
+    artifact.mkdir(parents=True)
+    files = files or {"data.bin": 1234}
+    if results is not None:
+        (artifact / "results.json").write_text(json.dumps(results))
+    Manifest(stage=stage.split("[")[0], name=stage, experiment=EXPERIMENT, fingerprint=artifact.name, config={},
+             inputs={}, job_id=job_id, restart_count=0, started=1_763_765_000.0, ended=1_763_765_000.0 + wall_s,
+             size_bytes=sum(files.values()), versions={}, files=files, outputs=outputs or {}
+             ).write(artifact / "manifest.json")
+    return artifact
+
+
+def write_inputs(root: Path, chains: dict, baseline: str) -> Path:
+    """The INPUTS.json the launcher would write: each configuration's chain of stages, in display order."""
+    inputs = ReportInputs(experiment=EXPERIMENT, baseline=baseline, variants={
+        name: [ReportStage(kind=s.split("[")[0], name=s, artifact=str(artifact_of(root, s))) for s in chain]
+        for name, chain in chains.items()})
+    path = root / "report_inputs.json"
+    inputs.write(path)
+    return path
+
+
 def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLISHED), baseline=None,
                  benchmark_gpus=None) -> Path:
     """Manifests (and results) of the `published` stages; returns the INPUTS.json the launcher would write.
     `benchmark_gpus`: {configuration: the GPUs its benchmark's manifest records}."""
     for stage in published:
         wall_s, job_id = PUBLISHED[stage]
-        artifact = artifact_of(root, stage)
-        artifact.mkdir(parents=True)
-        outputs, files = {}, {"data.bin": 1234}
+        outputs, files, results = {}, None, None
         if stage in ENGINE_BYTES:  # as run_stage publishes an engine: its files in the manifest, the engine's size
             outputs["engine_size_bytes"] = ENGINE_BYTES[stage] - 1000
             files = {"rank0.engine": ENGINE_BYTES[stage] - 1000, "config.json": 1000}
@@ -134,20 +159,11 @@ def make_storage(root: Path, configurations=tuple(CHAINS), published=tuple(PUBLI
             outputs.update(drafter_metrics=DRAFTER_METRICS, drafter_gate_passed=True)
         if stage.startswith("benchmark"):
             name = stage[len("benchmark["):-1]
-            (artifact / "results.json").write_text(json.dumps(
-                {"config": {"model": name}, "summary": summary(name), "batches": [], "records": []}))
+            results = {"config": {"model": name}, "summary": summary(name), "batches": [], "records": []}
             if benchmark_gpus and name in benchmark_gpus:
                 outputs["gpus"] = benchmark_gpus[name]
-        Manifest(stage=stage.split("[")[0], name=stage, experiment=EXPERIMENT, fingerprint=artifact.name, config={},
-                 inputs={}, job_id=job_id, restart_count=0, started=1_763_765_000.0, ended=1_763_765_000.0 + wall_s,
-                 size_bytes=sum(files.values()), versions={}, files=files, outputs=outputs
-                 ).write(artifact / "manifest.json")
-    inputs = ReportInputs(experiment=EXPERIMENT, baseline=baseline or configurations[0], variants={
-        name: [ReportStage(kind=s.split("[")[0], name=s, artifact=str(artifact_of(root, s))) for s in CHAINS[name]]
-        for name in configurations})
-    path = root / "report_inputs.json"
-    inputs.write(path)
-    return path
+        publish(root, stage, job_id, wall_s, outputs, files, results)
+    return write_inputs(root, {name: CHAINS[name] for name in configurations}, baseline or configurations[0])
 
 
 def write_accounting(root: Path, rows=ACCOUNTING, other=OTHER_JOBS) -> Path:
@@ -175,7 +191,8 @@ def table_row(markdown: str, label: str) -> list:
 
 
 def section(markdown: str, title: str) -> str:
-    return markdown.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    """From the heading `title` (## or ###) to the next heading."""
+    return markdown.split(f"## {title}", 1)[1].split("\n#", 1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -479,3 +496,303 @@ def test_benchmarks_on_different_gpus_are_flagged(tmp_path):
     configurations = json.loads((out / "report.json").read_text())["configurations"]
     assert [c["benchmark_gpus"] for c in configurations] == [
         "2 x NVIDIA H100 80GB HBM3 (9.0)", "2 x NVIDIA H200 (9.0)", "2 x NVIDIA H100 80GB HBM3 (9.0)"]
+
+
+def test_gpu_hours_per_configuration_count_every_stage_it_needs(sweep):
+    md = section(sweep["md"], "GPU-hours per configuration")
+    # By hand from ACCOUNTING (GPUs x elapsed), every attempt, a shared stage in each configuration that needs it:
+    # bf16 = quantize[full_prec] 0.5 (job 42) + build 1/3 + benchmark 1/3 + 1.0; fp8 = quantize 1.5 + build 0.2 +
+    # benchmark 0.5; fp8_redrafter = 1.5 + train 4.0 + convert 0.1 + build 0.3 + benchmark 0.3; the failed one
+    # = 1.5 + train 3.0 (FAILED) + the cancelled rest 0.
+    assert table_row(md, "GPU-hours, every stage it needs") == ["2.17", "2.20", "6.20", "4.50"]
+    assert table_row(md, "GPU-hours, its benchmark") == ["1.33", "0.50", "0.30", "0.00"]
+    row, = [r for r in sweep["json"]["tables"]["gpu_hours"]["rows"] if r["key"] == "all_stages"]
+    assert row["cells"]["bf16"]["value"] == pytest.approx(0.5 + 1 / 3 + 1 / 3 + 1.0)
+    assert row["cells"][FAILED] == {"value": pytest.approx(4.5), "failed_at": "train_drafter"}  # spent, and failed
+
+
+# --------------------------------------------------------------------------------------------------
+# Seed 004: its table (jobs.triton_benchmark), engine sizes and the smoke runs' answers
+# --------------------------------------------------------------------------------------------------
+SEED_004 = {  # configuration: (engine, time scale of its requests)
+    "fp16_triton": ("fp16", 1.0), "fp8_triton": ("fp8", 0.5), "fp16_trtllm": ("fp16", 1.25), "fp8_trtllm": ("fp8", 0.8)}
+SEED_004_ENGINE_BYTES = {"fp16": 13 * GIB, "fp8": int(6.6 * GIB)}  # the seed's `ls -lsh` totals: 13G and 6,6G
+COUNT_IN_FRENCH = "How do I count in French ? 1 un"
+ANSWER = ", 2 deux, 3 trois, 4 quatre, 5 cinq, 6 six, 7 sept, 8 huit, 9 neuf, 10 dix."  # the seed's, both engines
+
+
+def seed_004_results(scale: float) -> dict:
+    """results.json as jobs.triton_benchmark writes it, its table from seed_table on fixed timings: 4 requests
+    sent at 0 s, of 800 input and 40 output tokens, answered after 1, 2, 3 and 4 s (x scale)."""
+    from jobs import triton_benchmark
+
+    timings = [triton_benchmark.RequestTiming(i, input_tokens=800, max_tokens=64, start_s=0.0,
+                                              first_token_s=0.1 * scale, end_s=(i + 1) * scale, output_tokens=40)
+               for i in range(4)]
+    table = triton_benchmark.seed_table(timings)
+    return {"benchmark": "cnn_dailymail", "protocol": "triton", "url": "127.0.0.1:8001", "model": "ensemble",
+            "concurrency": 0, "prompts": "prompts.jsonl", "table": table, "summary": table, "errors": 0,
+            "requests": []}
+
+
+def make_seed_004_storage(root: Path, answers=None) -> Path:
+    """Llama-2 FP16 and FP8 engines, each smoke-run once and served by Triton and by trtllm-serve."""
+    answers = answers or {}
+    for engine, size in SEED_004_ENGINE_BYTES.items():
+        publish(root, f"build_engine[{engine}]", f"3{len(engine)}",
+                files={"llama_float16_tp1_rank0.engine": size - 1300 - 49_000, "config.json": 1300,
+                       "model.cache": 49_000})
+        publish(root, f"smoke_run[{engine}]", f"4{len(engine)}", outputs={
+            "prompt": COUNT_IN_FRENCH, "output_text": answers.get(engine, ANSWER), "world_size": 1,
+            "engine": {"stage": f"build_engine[{engine}]", "artifact": str(artifact_of(root, f"build_engine[{engine}]"))}})
+    publish(root, "download_model", "30")
+    chains = {}
+    for name, (engine, scale) in SEED_004.items():
+        publish(root, f"benchmark[{name}]", f"5{len(chains)}", results=seed_004_results(scale))
+        chains[name] = ["download_model", f"build_engine[{engine}]", f"smoke_run[{engine}]", f"benchmark[{name}]"]
+    return write_inputs(root, chains, "fp16_triton")
+
+
+@pytest.fixture(scope="module")
+def seed_004(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seed_004")
+    code, out, exp = run_report(root, make_seed_004_storage(root), charts=True)
+    return {"code": code, "out": out, "md": (out / "report.md").read_text(),
+            "json": json.loads((out / "report.json").read_text())}
+
+
+def test_seed_004_table_one_column_per_configuration(seed_004):
+    assert seed_004["code"] == report.REPORT_COMPLETE
+    md = section(seed_004["md"], "Seed 004's table")
+    assert table_row(md, "metric") == list(SEED_004)
+    # By hand: 4 requests over 4 s x scale (1, 0.5, 1.25, 0.8); 160 output tokens; latencies 1..4 s x scale.
+    assert table_row(md, "Requests/Sec") == ["1.00 (1.00x)", "2.00 (2.00x)", "0.80 (0.80x)", "1.25 (1.25x)"]
+    assert table_row(md, "OP tokens/sec") == ["40.00 (1.00x)", "80.00 (2.00x)", "32.00 (0.80x)", "50.00 (1.25x)"]
+    assert table_row(md, "Avg. latency (ms)") == ["2500.00", "1250.00", "3125.00", "2000.00"]
+    assert table_row(md, "P90 latency (ms)") == ["4000.00", "2000.00", "5000.00", "3200.00"]  # sorted[ceil(3.6)-1]
+    assert table_row(md, "Avg. IP tokens per request") == ["800.00"] * 4
+    assert table_row(md, "Avg. OP tokens per request") == ["40.00"] * 4
+    assert table_row(md, "Avg. InFlight requests") == ["2.50"] * 4  # (1+2+3+4) / 4
+    assert table_row(md, "Total latency (ms)") == ["4000.00", "2000.00", "5000.00", "3200.00"]
+    assert table_row(md, "Total requests") == ["4.00"] * 4
+    assert "Speed-ups are against `fp16_triton`." in md
+    # The notebook protocol's tables are not the seed's measurement: not shown for it.
+    assert "## Speed (the seeds' table)" not in seed_004["md"] and "## Latency" not in seed_004["md"]
+
+
+def test_seed_004_engine_sizes_on_disk_and_ratio(seed_004):
+    md = section(seed_004["md"], "Engine sizes")
+    # Every file the engine's manifest lists; 6.6 / 13 = 0.508: the seed's "divided by 2".
+    assert table_row(md, "engine on disk (GiB)") == ["13.00 (1.00x)", "6.60 (0.51x)", "13.00 (1.00x)", "6.60 (0.51x)"]
+    row, = seed_004["json"]["tables"]["engines"]["rows"]
+    assert row["cells"]["fp8_triton"]["speedup"] == pytest.approx(int(6.6 * GIB) / (13 * GIB))
+
+
+def test_smoke_answers_side_by_side_alike(seed_004):
+    md = section(seed_004["md"], "Smoke runs")
+    assert f"Prompt: `{COUNT_IN_FRENCH}`" in md
+    assert table_row(md, "answer") == [ANSWER.replace("|", "\\|")] * 4
+    assert table_row(md, "engine (MPI ranks)") == ["build_engine[fp16] (1)", "build_engine[fp8] (1)",
+                                                   "build_engine[fp16] (1)", "build_engine[fp8] (1)"]
+    assert table_row(md, "same answer as `fp16_triton`") == ["same"] * 4
+
+
+def test_smoke_answers_that_differ_are_flagged(tmp_path):
+    fp8 = ", 2 deux, 3 trois, 4 quatre, 5 cinq,\n6 six"
+    code, out, _ = run_report(tmp_path, make_seed_004_storage(tmp_path, answers={"fp8": fp8}))
+    md = section((out / "report.md").read_text(), "Smoke runs")
+    assert table_row(md, "answer") == [ANSWER, fp8.replace("\n", "<br>"), ANSWER, fp8.replace("\n", "<br>")]
+    assert table_row(md, "same answer as `fp16_triton`") == ["same", "**DIFFERS**", "same", "**DIFFERS**"]
+    smoke = json.loads((out / "report.json").read_text())["tables"]["smoke"]
+    answer, = [r for r in smoke["rows"] if r["key"] == "output_text"]
+    assert answer["cells"]["fp8_trtllm"]["value"] == fp8  # the JSON keeps the text as run.py printed it
+
+
+def test_a_failed_smoke_run_fails_its_configurations(tmp_path):
+    inputs = make_seed_004_storage(tmp_path)
+    (artifact_of(tmp_path, "smoke_run[fp8]") / "manifest.json").unlink()
+    code, out, _ = run_report(tmp_path, inputs)
+    md = (out / "report.md").read_text()
+    assert code == report.REPORT_INCOMPLETE
+    assert table_row(section(md, "Smoke runs"), "answer") == [ANSWER, "failed at smoke_run", ANSWER,
+                                                             "failed at smoke_run"]
+    assert table_row(section(md, "Seed 004's table"), "Requests/Sec")[1] == "failed at smoke_run"
+
+
+def test_seed_004_chart(seed_004):
+    from PIL import Image
+
+    assert seed_004["json"]["charts"] == ["seed_004.png"]
+    with Image.open(seed_004["out"] / "seed_004.png") as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] >= 600
+    assert "](seed_004.png)" in seed_004["md"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Load sweeps (jobs.load_sweep, its parser on a captured AIPerf 0.13.0 export)
+# --------------------------------------------------------------------------------------------------
+# tests/fixtures/aiperf/profile_export_aiperf.json: what aiperf==0.13.0 wrote for one point (concurrency 2, 4
+# requests) of tests/jobs/test_load_sweep.py's sweep against the stand-in trtllm-serve. Each point below is that
+# export with its output-token throughput, P50 ITL, P50 end-to-end latency and completed requests set.
+AIPERF_EXPORT = REPO / "tests" / "fixtures" / "aiperf" / "profile_export_aiperf.json"
+SWEEPS = {  # configuration: {concurrency: per repeat (output tokens/s, P50 ITL ms, P50 e2e ms, requests missing)}
+    "trtllm_bf16": {1: [(190.0, 5.0, 1000.0, 0), (210.0, 5.0, 1000.0, 0)], 4: [(600.0, 8.0, 1500.0, 0)] * 2,
+                    16: [(1200.0, 20.0, 3000.0, 0)] * 2},
+    # c=16 would beat every point, but one request of 16 did not complete: invalid, never a result.
+    "vllm_fp8": {1: [(150.0, 4.0, 900.0, 0)], 4: [(400.0, 10.0, 2000.0, 0)], 16: [(5000.0, 1.0, 100.0, 1)]},
+}
+LOAD_CHAINS = {"trtllm_bf16": ["download_model", "build_engine[bf16]", "benchmark[trtllm_bf16]"],
+               "vllm_fp8": ["download_model", "quantize_modelopt[fp8]", "benchmark[vllm_fp8]"],
+               "sglang_fp8": ["download_model", "quantize_modelopt[fp8]", "benchmark[sglang_fp8]"]}
+LOAD_ACCOUNTING = [  # (stage, job id, state, elapsed s, GPUs)
+    ("download_model", "201", "COMPLETED", 600, 0), ("build_engine[bf16]", "202", "COMPLETED", 1800, 1),
+    ("quantize_modelopt[fp8]", "203", "COMPLETED", 3600, 1), ("benchmark[trtllm_bf16]", "204", "COMPLETED", 5400, 2),
+    ("benchmark[vllm_fp8]", "205", "COMPLETED", 3600, 1), ("benchmark[sglang_fp8]", "206", "FAILED", 900, 1)]
+
+
+def sweep_results(tmp: Path, name: str) -> dict:
+    """jobs.load_sweep.run_sweep's results, AIPerf replaced by a runner that leaves SWEEPS' export per point."""
+    import subprocess
+
+    from jobs import load_sweep
+
+    def aiperf(argv, stdout, stderr, cwd):
+        repeat, concurrency = int(Path(cwd).parent.name[1:]), int(Path(cwd).name[1:])
+        throughput, itl, e2e, missing = SWEEPS[name][concurrency][repeat]
+        export = json.loads(AIPERF_EXPORT.read_text())
+        export["output_token_throughput"]["avg"] = throughput
+        export["inter_token_latency"]["p50"], export["request_latency"]["p50"] = itl, e2e
+        export["request_count"]["avg"] = float(int(argv[argv.index("--request-count") + 1]) - missing)
+        (Path(cwd) / load_sweep.EXPORT_FILE).write_text(json.dumps(export))
+        return subprocess.CompletedProcess(argv, 0)
+
+    cfg = load_sweep.SweepConfig(url="http://127.0.0.1:8000", model="m", tokenizer="tok", input_file="p.jsonl",
+                                 concurrencies=list(SWEEPS[name]), requests_per_user=1, min_requests=1,
+                                 repeats=len(SWEEPS[name][1]))
+    return load_sweep.run_sweep(cfg, str(tmp / name), run=aiperf)
+
+
+def make_load_storage(root: Path) -> Path:
+    """trtllm_bf16 (its manifest records 2 GPUs) and vllm_fp8 (1 GPU, known from accounting only) swept;
+    sglang_fp8's benchmark failed."""
+    for stage, job_id, *_ in LOAD_ACCOUNTING[:3]:
+        publish(root, stage, job_id)
+    publish(root, "benchmark[trtllm_bf16]", "204", outputs={"gpus": gpus_of("NVIDIA H100 80GB HBM3", 9.0, 2)},
+            results=sweep_results(root / "sweeps", "trtllm_bf16"))
+    publish(root, "benchmark[vllm_fp8]", "205", results=sweep_results(root / "sweeps", "vllm_fp8"))
+    return write_inputs(root, LOAD_CHAINS, "trtllm_bf16")
+
+
+@pytest.fixture(scope="module")
+def load(tmp_path_factory):
+    root = tmp_path_factory.mktemp("load")
+    code, out, exp = run_report(root, make_load_storage(root), write_accounting(root, LOAD_ACCOUNTING, []),
+                                charts=True)
+    return {"root": root, "code": code, "out": out, "md": (out / "report.md").read_text(),
+            "json": json.loads((out / "report.json").read_text())}
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    # (latency, throughput): (2, 10) is beaten by (1, 10) on latency; (3, 5) by everything; a tie stays.
+    points = [(1.0, 10.0), (2.0, 10.0), (2.0, 20.0), (3.0, 5.0), (4.0, 30.0), (4.0, 30.0)]
+    assert report.pareto_front(points) == [True, False, True, False, True, True]
+
+
+def test_load_curves_pareto_front_over_every_configuration(load):
+    curves = load["json"]["load_curves"]
+    # Per GPU: trtllm_bf16 (2 GPUs) 100, 300, 600 at P50 ITL 5, 8, 20 ms; vllm_fp8 (1 GPU) 150, 400 at 4, 10 ms.
+    # trtllm_bf16 at c=1 (5 ms, 100) is dominated by vllm_fp8 at c=1 (4 ms, 150).
+    front = [(p["configuration"], p["concurrency"]) for p in curves["pareto_front"]["itl_ms.p50"]]
+    assert front == [("vllm_fp8", 1), ("trtllm_bf16", 4), ("vllm_fp8", 4), ("trtllm_bf16", 16)]
+    e2e_front = [(p["configuration"], p["concurrency"]) for p in curves["pareto_front"]["e2e_latency_ms.p50"]]
+    assert ("trtllm_bf16", 1) not in e2e_front and len(e2e_front) == 4
+    per_gpu = {(p["configuration"], p["concurrency"]): p["output_token_throughput_per_gpu"] for p in curves["points"]}
+    assert per_gpu[("trtllm_bf16", 1)] == pytest.approx(100.0) and per_gpu[("vllm_fp8", 4)] == pytest.approx(400.0)
+    md = section(load["md"], "Load sweeps")
+    assert ("Pareto front on P50 ITL (ms): `vllm_fp8` at c=1 (150.0 tok/s/GPU at 4.0 ms), `trtllm_bf16` at c=4 "
+            "(300.0 tok/s/GPU at 8.0 ms), `vllm_fp8` at c=4") in md
+
+
+def test_an_invalid_point_is_flagged_and_kept_out_of_curves_and_front(load):
+    curves = load["json"]["load_curves"]
+    invalid, = [p for p in curves["points"] if not p["valid"]]
+    assert (invalid["configuration"], invalid["concurrency"]) == ("vllm_fp8", 16)
+    assert invalid["invalid_reason"] == "15 of 16 requests completed"
+    assert invalid["output_token_throughput_per_gpu"] is None  # its 5000 tok/s are no result
+    assert all(("vllm_fp8", 16) != (p["configuration"], p["concurrency"])
+               for front in curves["pareto_front"].values() for p in front)
+    md = section(load["md"], "Load sweeps")
+    assert "- `vllm_fp8` at concurrency 16: invalid (15 of 16 requests completed)" in md
+    table = section(load["md"], "Load sweep: vllm_fp8")
+    assert table_row(table, "valid repeats") == ["1/1", "1/1", "**invalid**: 15 of 16 requests completed"]
+    assert table_row(table, "output tokens/s per GPU") == ["150.0", "400.0", "—"]
+    assert table_row(table, "ITL P50 (ms)") == ["4.0", "10.0", "—"]
+
+
+def test_a_table_per_swept_configuration_with_confidence_intervals(load):
+    table = section(load["md"], "Load sweep: trtllm_bf16")
+    assert table_row(table, "metric") == ["c=1", "c=4", "c=16"]
+    assert table_row(table, "valid repeats") == ["2/2", "2/2", "2/2"]
+    # c=1: 190 and 210 tok/s on 2 GPUs: 100 per GPU, 95% CI half width t(0.975, 1) x sd / sqrt(2) / 2 GPUs
+    # = 12.706 x 14.142 / 1.414 / 2 = 63.5
+    assert table_row(table, "output tokens/s per GPU") == ["100.0 ± 63.5", "300.0 ± 0.0", "600.0 ± 0.0"]
+    assert table_row(table, "output tokens/s") == ["200.0 ± 127.1", "600.0 ± 0.0", "1200.0 ± 0.0"]
+    assert table_row(table, "end-to-end latency P50 (ms)") == ["1000.0 ± 0.0", "1500.0 ± 0.0", "3000.0 ± 0.0"]
+    assert "On 2 GPU(s)" in table
+    assert "acceptance" not in table  # no point measured one
+    assert "Load sweep: sglang_fp8" not in load["md"]  # failed: no sweep to show
+    assert "- `sglang_fp8`: failed at benchmark" in section(load["md"], "Load sweeps")
+
+
+def test_load_sweep_gpu_hours_per_configuration(load):
+    md = section(load["md"], "GPU-hours per configuration")
+    # trtllm_bf16 = build 0.5 + benchmark 2 x 1.5 h; vllm_fp8 = quantize 1.0 + benchmark 1.0; sglang_fp8 =
+    # quantize 1.0 + its failed benchmark 0.25 (download_model: no GPU)
+    assert table_row(md, "GPU-hours, every stage it needs") == ["3.50", "2.00", "1.25"]
+    assert table_row(md, "GPU-hours, its benchmark") == ["3.00", "1.00", "0.25"]
+    assert load["code"] == report.REPORT_INCOMPLETE
+
+
+def test_load_curves_chart_is_written_and_shown(load):
+    from PIL import Image
+
+    assert load["json"]["charts"] == ["load_curves.png"]
+    with Image.open(load["out"] / "load_curves.png") as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] >= 1200 and image.size[1] >= 400
+    assert "](load_curves.png)" in section(load["md"], "Load sweeps")
+
+
+def test_an_unknown_benchmark_protocol_is_bad_input(tmp_path):
+    inputs = make_storage(tmp_path, configurations=("bf16",))
+    results = artifact_of(tmp_path, "benchmark[bf16]") / "results.json"
+    results.write_text(json.dumps({**json.loads(results.read_text()), "benchmark": "mlperf"}))
+    code, out, _ = run_report(tmp_path, inputs)
+    assert code == report.BAD_INPUT and not (out / "report.md").exists()
+
+
+def test_the_report_w_and_b_run_has_the_new_tables_and_the_curves(load, tmp_path, monkeypatch):
+    """The report as jobs.wandb_log logs it (offline), read back from the run's files."""
+    pytest.importorskip("wandb")
+    from jobs import wandb_log
+    from tests.jobs.test_wandb_log import read_offline_run, stage_spec
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DISABLED", "WANDB_RUN_ID",
+                 "WANDB_RUN_GROUP", "WANDB_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    spec = stage_spec(tmp_path, "report", "report", monkeypatch)  # the report job's spec, its staging directory
+    for written in load["out"].iterdir():  # what the report command wrote there
+        shutil.copy2(written, Path(spec.staging_dir) / written.name)
+    run = read_offline_run(Path(wandb_log.log_stage_results(spec, {})))
+    summary = run["summary"]
+    assert summary["report/load_curves"]["_type"] == "image-file"
+    assert {"report/load_sweep/trtllm_bf16", "report/load_sweep/vllm_fp8", "report/gpu_hours"} <= set(summary)
+    assert (summary["configurations"], summary["configurations_finished"]) == (3, 2)
+    run_dir = next((tmp_path / "wandb").rglob("offline-run-*"))
+    hours = json.loads((run_dir / "files" / summary["report/gpu_hours"]["path"]).read_text())
+    assert hours["columns"] == ["metric", "trtllm_bf16", "vllm_fp8", "sglang_fp8"]
+    assert hours["data"][0] == ["GPU-hours, every stage it needs", "3.5", "2", "1.25"]
