@@ -615,7 +615,7 @@ def gpu_usage(stages: Sequence[StageState], jobs: Sequence[dict], accounting_rea
 
 def configuration_hours_table(configurations: Sequence[Configuration], usage: Usage) -> Table:
     """What each configuration cost: every attempt of every stage it needs, and of its benchmark alone. A failed
-    configuration's hours are shown too (they were spent), with where it failed."""
+    configuration's hours are shown too: they were spent (the status lines say where it failed)."""
     by_accounting = usage.source == "accounting"
     what = "GPU-hours" if by_accounting else "wall-clock hours"
     rows_of: Dict[str, List[UsageRow]] = {}
@@ -628,8 +628,7 @@ def configuration_hours_table(configurations: Sequence[Configuration], usage: Us
         return sum(known) if known else None
 
     def row(metric: Metric, stages_of) -> Row:
-        return Row(metric, {c.name: Cell(value=total(stages_of(c)), failed_at=c.failed_at and c.failed_at.kind)
-                            for c in configurations})
+        return Row(metric, {c.name: Cell(value=total(stages_of(c))) for c in configurations})
 
     rows = [row(Metric("all_stages", f"{what}, every stage it needs", ".2f"), lambda c: c.stages),
             row(Metric("benchmark", f"{what}, its benchmark", ".2f"), lambda c: [c.stage("benchmark")])]

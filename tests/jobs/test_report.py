@@ -298,7 +298,8 @@ def test_engine_sizes_on_disk_in_gib_and_their_ratio_to_the_baseline(sweep):
 def test_the_failed_configuration_is_in_every_table(sweep):
     for key, table in sweep["json"]["tables"].items():
         assert FAILED in table["columns"], key
-        assert any(row["cells"][FAILED].get("failed_at") == "train_drafter" for row in table["rows"]), key
+        if key != "gpu_hours":  # there: the hours it spent before failing
+            assert any(row["cells"][FAILED].get("failed_at") == "train_drafter" for row in table["rows"]), key
     assert f"`{FAILED}`: **failed at train_drafter** (stage `train_drafter[num_layers=1]`" in sweep["md"]
 
 
@@ -508,7 +509,7 @@ def test_gpu_hours_per_configuration_count_every_stage_it_needs(sweep):
     assert table_row(md, "GPU-hours, its benchmark") == ["1.33", "0.50", "0.30", "0.00"]
     row, = [r for r in sweep["json"]["tables"]["gpu_hours"]["rows"] if r["key"] == "all_stages"]
     assert row["cells"]["bf16"]["value"] == pytest.approx(0.5 + 1 / 3 + 1 / 3 + 1.0)
-    assert row["cells"][FAILED] == {"value": pytest.approx(4.5), "failed_at": "train_drafter"}  # spent, and failed
+    assert row["cells"][FAILED] == {"value": pytest.approx(4.5)}  # spent before it failed
 
 
 # --------------------------------------------------------------------------------------------------
