@@ -431,8 +431,8 @@ def smoke_table(configurations: Sequence[Configuration], baseline: Optional[Conf
     rows = [row(Metric("engine", "engine (MPI ranks)", ""), lambda o: f"{o['engine']['stage']} ({o['world_size']})"),
             row(Metric("output_text", "answer", ""), lambda o: o["output_text"])]
     if reference is not None:
-        same = lambda o: "same" if o["output_text"] == answers[reference] else "**DIFFERS**"  # noqa: E731
-        rows.append(row(Metric("same_answer", f"same answer as `{reference}`", ""), same))
+        rows.append(row(Metric("same_answer", f"same answer as `{reference}`", ""),
+                        lambda o: "same" if o["output_text"] == answers[reference] else "**DIFFERS**"))
     prompts = sorted({run.outputs["prompt"] for run in runs.values() if run.complete})
     note = "Prompt: " + "; ".join(f"`{p}`" for p in prompts) if prompts else ""
     return Table("Smoke runs", [c.name for c in smoked], rows, note=note)
@@ -447,7 +447,7 @@ class LoadPoint:
     configuration: str
     concurrency: int
     invalid_reason: Optional[str]  # None: valid (some repeat of it was)
-    repeats: str  # `valid/all`
+    repeats: str  # `valid/all`, and why the others are not
     metrics: Dict[str, dict]  # {name: {"mean", "ci_half_width", ...}} over its valid repeats
     gpus: Optional[int]  # the benchmark's GPUs; None: unknown
 
@@ -479,11 +479,12 @@ class LoadCurves:
 def load_points(c: Configuration, gpus: Optional[int]) -> List[LoadPoint]:
     points = []
     for entry in c.summary:
-        valid, reasons = entry["valid"], entry["invalid_reasons"]
+        valid, reasons = entry["valid"], "; ".join(entry["invalid_reasons"])
+        repeats = f"{entry['repeats_valid']}/{entry['repeats_valid'] + entry['repeats_invalid']}"
         points.append(LoadPoint(
             configuration=c.name, concurrency=entry["concurrency"],
-            invalid_reason=None if valid else "; ".join(reasons) or "no valid repeat",
-            repeats=f"{entry['repeats_valid']}/{entry['repeats_valid'] + entry['repeats_invalid']}",
+            invalid_reason=None if valid else reasons or "no valid repeat",
+            repeats=f"{repeats} (invalid: {reasons})" if valid and reasons else repeats,
             metrics=entry["metrics"], gpus=gpus))
     return points
 
@@ -494,7 +495,7 @@ def pareto_front(points: Sequence[Tuple[float, float]]) -> List[bool]:
     return [not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for x2, y2 in points) for x, y in points]
 
 
-def load_sweep_table(c: Configuration, points: Sequence[LoadPoint]) -> Table:
+def load_sweep_table(name: str, points: Sequence[LoadPoint]) -> Table:
     """One configuration's sweep: a column per concurrency, invalid points flagged, rows that no point has left out."""
     columns = [f"c={p.concurrency}" for p in points]
     rows = [Row(REPEATS, {col: Cell(invalid=p.invalid_reason) if p.invalid_reason else Cell(value=p.repeats)
@@ -506,12 +507,14 @@ def load_sweep_table(c: Configuration, points: Sequence[LoadPoint]) -> Table:
     gpus = points[0].gpus if points else None
     note = (f"On {gpus} GPU(s); means over the valid repeats, ± the 95% confidence interval." if gpus else
             "GPU count unknown (no GPUs in the benchmark's manifest or accounting): no per-GPU throughput.")
-    return Table(f"Load sweep: {c.name}", columns, rows, note=note)
+    return Table(f"Load sweep: {name}", columns, rows, note=note)
 
 
-def load_sweep_tables(configurations: Sequence[Configuration], gpus: Dict[str, Optional[int]]) -> Dict[str, Table]:
-    return {f"load_sweep/{c.name}": load_sweep_table(c, load_points(c, gpus[c.name]))
-            for c in configurations if c.finished}
+def load_sweep_tables(curves: LoadCurves) -> Dict[str, Table]:
+    """A table per swept configuration, from the curves' points."""
+    names = dict.fromkeys(p.configuration for p in curves.points)
+    return {f"{LOAD_SWEEP}/{name}": load_sweep_table(name, [p for p in curves.points if p.configuration == name])
+            for name in names}
 
 
 def load_curves(configurations: Sequence[Configuration], gpus: Dict[str, Optional[int]]) -> LoadCurves:
@@ -647,37 +650,38 @@ def benchmark_gpus(c: Configuration, jobs: Sequence[dict]) -> Optional[int]:
 
 
 def section_tables(protocol: str, configurations: Sequence[Configuration], requested_baseline: Optional[str],
-                   gpus: Dict[str, Optional[int]]) -> Dict[str, Table]:
+                   curves: Optional[LoadCurves]) -> Dict[str, Table]:
     """A protocol's tables over the configurations it measured and those without results (failed: shown in every
     section, as `failed at <stage kind>`)."""
-    mine = [c for c in configurations if c.benchmark in (protocol, None)]
     if protocol == LOAD_SWEEP:
-        return load_sweep_tables(mine, gpus)
-    return SECTIONS[protocol](mine, choose_baseline(mine, requested_baseline))
+        return load_sweep_tables(curves)
+    mine = [c for c in configurations if c.benchmark in (protocol, None)]
+    tables_of = notebook_tables if protocol == NOTEBOOK else seed_004_tables
+    return tables_of(mine, choose_baseline(mine, requested_baseline))
 
 
-SECTIONS = {NOTEBOOK: notebook_tables, SEED_004: seed_004_tables, LOAD_SWEEP: load_sweep_tables}  # in report order
+PROTOCOLS = (NOTEBOOK, SEED_004, LOAD_SWEEP)  # the benchmarks' sections, in the report's order
 
 
 def build_report(inputs: ReportInputs, configurations: List[Configuration], accounting: Optional[str]) -> Report:
     protocols = {c.benchmark for c in configurations if c.finished}
-    unknown = sorted(protocols - set(SECTIONS))
+    unknown = sorted(protocols - set(PROTOCOLS))
     if unknown:
         raise BadInput(f"a results.json says {BENCHMARK_KEY} {unknown}: the report has no section for it "
-                       f"(known: {list(SECTIONS)})")
+                       f"(known: {list(PROTOCOLS)})")
     baseline = choose_baseline(configurations, inputs.baseline)
     jobs = parse_accounting(accounting) if accounting is not None else []
     usage = gpu_usage(unique_stages(configurations), jobs, accounting is not None, inputs.experiment)
-    gpus = {c.name: benchmark_gpus(c, jobs) for c in configurations if c.finished}
+    swept = [c for c in configurations if c.benchmark in (LOAD_SWEEP, None)]
+    curves = (load_curves(swept, {c.name: benchmark_gpus(c, jobs) for c in swept if c.finished})
+              if LOAD_SWEEP in protocols else None)
     tables: Dict[str, Table] = {}
-    for protocol in (p for p in SECTIONS if p in protocols):
-        tables.update(section_tables(protocol, configurations, inputs.baseline, gpus))
+    for protocol in (p for p in PROTOCOLS if p in protocols):
+        tables.update(section_tables(protocol, configurations, inputs.baseline, curves))
     optional = {"drafter": drafter_table(configurations), "engines": engine_table(configurations, baseline),
                 "smoke": smoke_table(configurations, baseline)}
     tables.update({key: table for key, table in optional.items() if table is not None})
     tables["gpu_hours"] = configuration_hours_table(configurations, usage)
-    swept = [c for c in configurations if c.benchmark in (LOAD_SWEEP, None)]
-    curves = load_curves(swept, gpus) if LOAD_SWEEP in protocols else None
     return Report(experiment=inputs.experiment, requested_baseline=inputs.baseline,
                   baseline=baseline.name if baseline else None, configurations=configurations, tables=tables,
                   usage=usage, load_curves=curves)
@@ -823,12 +827,12 @@ def report_markdown(report: Report, charts: Sequence[str], charts_note: str = ""
         parts.append("**Not like for like:** the benchmarks ran on different GPUs "
                      f"({'; '.join(report.benchmark_gpus)}), "
                      "so speed-ups mix hardware with configuration. Pin them with `cluster.partition` or a constraint.")
+    first_sweep = next((key for key in report.tables if key.startswith(f"{LOAD_SWEEP}/")), None)
     for key, table in report.tables.items():
-        load_sweep = key.startswith(f"{LOAD_SWEEP}/")
-        if load_sweep and report.load_curves is not None and key == next(
-                k for k in report.tables if k.startswith(f"{LOAD_SWEEP}/")):
+        swept = key.startswith(f"{LOAD_SWEEP}/")
+        if key == first_sweep:  # the curves head the sweeps' tables
             parts += curves_markdown(report.load_curves, images)
-        parts += [f"{'###' if load_sweep else '##'} {table.title}", *([table.note] if table.note else []),
+        parts += [f"{'###' if swept else '##'} {table.title}", *([table.note] if table.note else []),
                   table_markdown(table), *(images[n] for n in table.charts if n in images)]
     parts += ["## GPU-hours per stage", usage_markdown(report.usage)]
     if charts_note:

@@ -5,10 +5,11 @@ commands flag for flag (see tests/test_commands.py); the paths are the launcher'
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import PurePosixPath
-from typing import Dict, List
+from typing import Any, Dict, List
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from launcher import triton_commands
 from launcher.contract import (GRPC_PORT_ENV, METRICS_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV,
@@ -16,6 +17,15 @@ from launcher.contract import (GRPC_PORT_ENV, METRICS_PORT_ENV, SANDBOX_PORT_ENV
 
 # quantize.py's default --calib_max_seq_length: the seeds never pass it, so neither do we unless changed.
 QUANTIZE_DEFAULT_CALIB_MAX_SEQ_LENGTH = 512
+
+
+def config_values(node: Any) -> dict:
+    """A config section's values as plain containers, resolved: the same for the typed config the plan reads
+    (launcher.plan.typed_config: the schema's dataclasses) as for a DictConfig, so that fingerprints hash the
+    same JSON whichever the section is."""
+    if dataclasses.is_dataclass(node):
+        return dataclasses.asdict(node)
+    return OmegaConf.to_container(node, resolve=True)
 
 
 def model_dir_name(hf_id: str) -> str:

@@ -12,14 +12,17 @@ import graphlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from launcher.contract import REPORT_INPUTS, ReportInputs, ReportStage, StageResources, experiment_dir
 from launcher.stages import KINDS, REPORT, STAGE_KINDS, Input, StageContext, StageKind, StoredFile, input_kind
+
+if TYPE_CHECKING:
+    from launcher.schema import Config
 
 FINGERPRINT_LENGTH = 16
 
@@ -52,7 +55,7 @@ class Stage:
     inputs: List["Stage"] = field(default_factory=list, repr=False)
     # Files the stage reads that the launcher writes onto shared storage at submission: {path: content}.
     files: Dict[str, str] = field(default_factory=dict)
-    cfg: Optional[DictConfig] = field(default=None, repr=False)  # the composed config that defined it
+    cfg: Optional[Config] = field(default=None, repr=False)  # the config that defined it, typed (typed_config)
     # Runs once its inputs ended, well or not (`afterany`): the report shows failed points as failed.
     after_any: bool = False
 
@@ -105,19 +108,19 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def container_image(cfg: DictConfig, key: str) -> str:
+def container_image(cfg: Config, key: str) -> str:
     if cfg.cluster.container_runtime == "none":
         return "none"
     return cfg.cluster.containers.get(key, "")
 
 
-def stage_resources(cfg: DictConfig, kind: str, gpus: int) -> Resources:
+def stage_resources(cfg: Config, kind: str, gpus: int) -> Resources:
     c = cfg.cluster
     nodes = max(1, -(-gpus // c.gpus_per_node)) if gpus else 1
     per_node = gpus // nodes if gpus else 0
     cpus = max(4, per_node * c.cpus_per_gpu)
     mem = max(32, per_node * c.mem_per_gpu_gb)
-    time_min = int(c.time_limits.get(kind, KINDS[kind].time_limit_min))
+    time_min = KINDS[kind].time_limit(cfg)
     return Resources(per_node, nodes, cpus, mem, time_min)
 
 
@@ -161,13 +164,13 @@ class _Walk:
         self.experiment_dir = experiment_dir
         self.outputs: Dict[str, str] = {}  # artifact -> the path its dependents read (StageKind.output)
 
-    def experiment(self, cfg: DictConfig, variant: str) -> Dict[str, Stage]:
+    def experiment(self, cfg: Config, variant: str) -> Dict[str, Stage]:
         """One experiment's stages; returns what the report reads of it: {role: stage}."""
         added: Dict[Tuple[str, Optional[str]], Stage] = {}  # (kind, subject): one stage each per experiment
         found = {spec.role: input_kind(spec, cfg) for spec in REPORT.inputs if spec.every_experiment}
         return {role: self.stage(cfg, variant, kind, None, added) for role, kind in found.items() if kind}
 
-    def stage(self, cfg: DictConfig, variant: str, kind: StageKind, spec: Optional[Input], added: dict) -> Stage:
+    def stage(self, cfg: Config, variant: str, kind: StageKind, spec: Optional[Input], added: dict) -> Stage:
         subject = spec.subject(cfg) if spec and spec.subject else None
         if (kind.name, subject) not in added:
             inputs: Dict[str, List[Stage]] = {}
@@ -181,7 +184,7 @@ class _Walk:
             added[(kind.name, subject)] = self.add(cfg, variant, kind, subject, inputs, waits_on)
         return added[(kind.name, subject)]
 
-    def add(self, cfg: DictConfig, variant: str, kind: StageKind, subject: Optional[str],
+    def add(self, cfg: Config, variant: str, kind: StageKind, subject: Optional[str],
             inputs: Dict[str, List[Stage]], waits_on: List[Stage]) -> Stage:
         files = {f.role: self.stored_file(f.role, Path(f.path(cfg)).read_text(), f.suffix)
                  for f in kind.files if f.needed(cfg)}
@@ -255,23 +258,34 @@ def report_inputs(experiment: str, found: Dict[str, Dict[str, Stage]], baselines
     ).to_json()
 
 
-def build_plan(experiment: str, variants: Dict[str, DictConfig]) -> Plan:
-    """One plan for one experiment, a campaign or a sweep (several composed configs sharing stages)."""
+def typed_config(cfg: Union[DictConfig, Config]) -> Config:
+    """A validated config as the schema's dataclasses (launcher.schema.Config), every interpolation resolved: the
+    plan, the stage table, the command builders and the scripts read thousands of values per point, each at
+    Python's attribute speed rather than a DictConfig node's. Already typed: as it is (launcher.sweep makes its
+    points' typed copies cheaply)."""
+    return cfg if is_dataclass(cfg) else OmegaConf.to_object(cfg)
+
+
+def build_plan(experiment: str, variants: Mapping[str, Union[DictConfig, Config]]) -> Plan:
+    """One plan for one experiment, a campaign or a sweep (several validated configs sharing stages)."""
+    variants = {name: typed_config(cfg) for name, cfg in variants.items()}
     first = next(iter(variants.values()))
     storage_root = os.path.abspath(first.cluster.storage_root)
     b = _Builder(storage_root)
     exp_dir = str(experiment_dir(storage_root, experiment))
     walk = _Walk(b, exp_dir)
     results = {name: walk.experiment(cfg, name) for name, cfg in variants.items()}
-    report_input = {spec.role: [found[spec.role] for found in results.values() if spec.role in found]
-                    for spec in REPORT.inputs}
-    report = walk.add(first, experiment, REPORT, None, report_input,
-                      # once each: two configurations may share an engine, hence its smoke run
-                      list({s.fingerprint: s for role_stages in report_input.values() for s in role_stages}.values()))
+    report = None
+    if not first.launcher.serve_only:  # a served configuration measures nothing to report
+        report_input = {spec.role: [found[spec.role] for found in results.values() if spec.role in found]
+                        for spec in REPORT.inputs}
+        report = walk.add(first, experiment, REPORT, None, report_input,
+                          # once each: two configurations may share an engine, hence its smoke run
+                          list({s.fingerprint: s for stages in report_input.values() for s in stages}.values()))
     _name_stages(b.stages)
-    baselines = list(first.launcher.baselines)
-    report.files[os.path.join(exp_dir, REPORT_INPUTS)] = json.dumps(
-        report_inputs(experiment, results, baselines), indent=2)
+    if report:
+        report.files[os.path.join(exp_dir, REPORT_INPUTS)] = json.dumps(
+            report_inputs(experiment, results, list(first.launcher.baselines)), indent=2)
     stages = {s.name: s for s in b.stages}
     order = graphlib.TopologicalSorter({n: s.deps for n, s in stages.items()}).static_order()
     return Plan(experiment=experiment, storage_root=storage_root, stages={n: stages[n] for n in order})

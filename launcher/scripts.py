@@ -209,7 +209,7 @@ def stage_spec(plan: Plan, stage: Stage) -> StageSpec:
         inputs={d: plan.stages[d].artifact for d in stage.deps},
         resources=StageResources(**asdict(stage.resources)),
         secret_env_vars=list(cfg.cluster.env_vars),
-        drafter=gate_settings(cfg.drafter) if kind.drafter_gate else None,
+        drafter=gate_settings(commands.config_values(cfg.drafter)) if kind.drafter_gate else None,
         benchmark=benchmark_settings(cfg) if kind.serves else None,
         gpu_check=gpu_requirement(plan, stage),
     )

@@ -20,8 +20,9 @@ import json
 from pathlib import PurePosixPath
 from typing import Dict, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from launcher.commands import config_values
 from launcher.contract import SERVER_PORT_ENV, placeholder
 
 TRTLLM = "trtllm"  # the pinned engine path: launcher.commands.serve_command
@@ -47,7 +48,7 @@ MODELOPT_KV_QFORMAT = {None: "none", "fp8": "fp8"}
 
 
 def stack(cfg: DictConfig) -> str:
-    return str(cfg.serving.get("stack", TRTLLM))
+    return str(getattr(cfg.serving, "stack", TRTLLM))
 
 
 def loads_checkpoint(cfg: DictConfig) -> bool:
@@ -79,7 +80,7 @@ def serving_values(cfg: DictConfig) -> dict:
     predate it."""
     from launcher.schema import ServingConfig  # the schema imports the stage table, which imports this module
 
-    values = OmegaConf.to_container(cfg.serving, resolve=True)
+    values = config_values(cfg.serving)
     for rule in ServingConfig.USED_WHEN:
         if rule.gate == "stack" and values["stack"] not in rule.values:
             values = {k: v for k, v in values.items() if not rule.governs(k) or k == rule.gate}
@@ -92,7 +93,7 @@ def speculative_values(cfg: DictConfig) -> dict:
     """The drafter keys speculative decoding reads (hashed into the benchmark's fingerprint)."""
     from launcher.schema import SPECULATIVE_KEYS
 
-    return {k: cfg.drafter[k] for k in SPECULATIVE_KEYS} if speculates(cfg) else {}
+    return {k: getattr(cfg.drafter, k) for k in SPECULATIVE_KEYS} if speculates(cfg) else {}
 
 
 # ----------------------------------------------------------------------------------------------- quantize_modelopt

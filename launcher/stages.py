@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from launcher import commands, serving_commands
 from launcher.contract import ACCOUNTING, CALIBRATION_SUBDIR, REPORT_INPUTS, RESULTS
@@ -112,7 +112,7 @@ def gpu_memory_gb(cfg: DictConfig) -> Optional[int]:
 def weights_gb(cfg: DictConfig) -> Optional[float]:
     """The model's weights as the quantizers load them: model.params_b parameters in the checkpoint's dtype (2
     bytes; 4 for float32), None where the model's size is not given."""
-    params_b = cfg.model.get("params_b")
+    params_b = getattr(cfg.model, "params_b", None)
     return None if params_b is None else params_b * (4 if cfg.model.dtype == "float32" else 2)
 
 
@@ -195,8 +195,8 @@ def _tool_values(cfg: DictConfig) -> dict:
     return {"python": cfg.cluster.python, "examples": cfg.cluster.trtllm_examples_dir}
 
 
-def _keys(node: DictConfig, keys: Tuple[str, ...]) -> dict:
-    return {k: node[k] for k in keys}
+def _keys(node, keys: Tuple[str, ...]) -> dict:
+    return {k: getattr(node, k) for k in keys}
 
 
 def _calibrates(cfg: DictConfig) -> bool:
@@ -350,7 +350,7 @@ def _benchmark_values(ctx: StageContext) -> dict:
     # Each benchmark kind hashes its own keys: a notebook benchmark keeps the fingerprint it had before load sweeps.
     unused = NOTEBOOK_KEYS if _load_sweep(cfg) else (*LOAD_SWEEP_KEYS, "kind")
     unused += CNN_DAILYMAIL_KEYS
-    benchmark = {k: v for k, v in OmegaConf.to_container(cfg.benchmark, resolve=True).items() if k not in unused}
+    benchmark = {k: v for k, v in commands.config_values(cfg.benchmark).items() if k not in unused}
     # A checkpoint-loading stack's server reads the model's max_seq_len and the speculative drafter keys too.
     checkpoint_stack = ({"max_seq_len": cfg.model.max_seq_len, "drafter": serving_commands.speculative_values(cfg)}
                         if serving_commands.loads_checkpoint(cfg) else {})

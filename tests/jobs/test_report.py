@@ -639,7 +639,7 @@ def test_seed_004_chart(seed_004):
 AIPERF_EXPORT = REPO / "tests" / "fixtures" / "aiperf" / "profile_export_aiperf.json"
 SWEEPS = {  # configuration: {concurrency: per repeat (output tokens/s, P50 ITL ms, P50 e2e ms, requests missing)}
     "trtllm_bf16": {1: [(190.0, 5.0, 1000.0, 0), (210.0, 5.0, 1000.0, 0)], 4: [(600.0, 8.0, 1500.0, 0)] * 2,
-                    16: [(1200.0, 20.0, 3000.0, 0)] * 2},
+                    16: [(1200.0, 20.0, 3000.0, 0), (1200.0, 20.0, 3000.0, 1)]},  # one repeat of two valid
     # c=16 would beat every point, but one request of 16 did not complete: invalid, never a result.
     "vllm_fp8": {1: [(150.0, 4.0, 900.0, 0)], 4: [(400.0, 10.0, 2000.0, 0)], 16: [(5000.0, 1.0, 100.0, 1)]},
 }
@@ -710,6 +710,7 @@ def test_load_curves_pareto_front_over_every_configuration(load):
     assert ("trtllm_bf16", 1) not in e2e_front and len(e2e_front) == 4
     per_gpu = {(p["configuration"], p["concurrency"]): p["output_token_throughput_per_gpu"] for p in curves["points"]}
     assert per_gpu[("trtllm_bf16", 1)] == pytest.approx(100.0) and per_gpu[("vllm_fp8", 4)] == pytest.approx(400.0)
+    assert load["md"].count("## Load sweeps") == 1 and load["md"].count("Pareto front on P50 ITL") == 1
     md = section(load["md"], "Load sweeps")
     assert ("Pareto front on P50 ITL (ms): `vllm_fp8` at c=1 (150.0 tok/s/GPU at 4.0 ms), `trtllm_bf16` at c=4 "
             "(300.0 tok/s/GPU at 8.0 ms), `vllm_fp8` at c=4") in md
@@ -734,12 +735,12 @@ def test_an_invalid_point_is_flagged_and_kept_out_of_curves_and_front(load):
 def test_a_table_per_swept_configuration_with_confidence_intervals(load):
     table = section(load["md"], "Load sweep: trtllm_bf16")
     assert table_row(table, "metric") == ["c=1", "c=4", "c=16"]
-    assert table_row(table, "valid repeats") == ["2/2", "2/2", "2/2"]
+    assert table_row(table, "valid repeats") == ["2/2", "2/2", "1/2 (invalid: 15 of 16 requests completed)"]
     # c=1: 190 and 210 tok/s on 2 GPUs: 100 per GPU, 95% CI half width t(0.975, 1) x sd / sqrt(2) / 2 GPUs
-    # = 12.706 x 14.142 / 1.414 / 2 = 63.5
-    assert table_row(table, "output tokens/s per GPU") == ["100.0 ± 63.5", "300.0 ± 0.0", "600.0 ± 0.0"]
-    assert table_row(table, "output tokens/s") == ["200.0 ± 127.1", "600.0 ± 0.0", "1200.0 ± 0.0"]
-    assert table_row(table, "end-to-end latency P50 (ms)") == ["1000.0 ± 0.0", "1500.0 ± 0.0", "3000.0 ± 0.0"]
+    # = 12.706 x 14.142 / 1.414 / 2 = 63.5; c=16: its one valid repeat, no interval
+    assert table_row(table, "output tokens/s per GPU") == ["100.0 ± 63.5", "300.0 ± 0.0", "600.0"]
+    assert table_row(table, "output tokens/s") == ["200.0 ± 127.1", "600.0 ± 0.0", "1200.0"]
+    assert table_row(table, "end-to-end latency P50 (ms)") == ["1000.0 ± 0.0", "1500.0 ± 0.0", "3000.0"]
     assert "On 2 GPU(s)" in table
     assert "acceptance" not in table  # no point measured one
     assert "Load sweep: sglang_fp8" not in load["md"]  # failed: no sweep to show
