@@ -212,10 +212,14 @@ def _log_benchmark(wandb, run, spec: StageSpec, manifest_extra: dict, secrets: L
 
 
 def report_cell(cell: dict) -> str:
+    if cell.get("invalid"):
+        return f"invalid: {cell['invalid']}"
     if cell.get("failed_at"):
         return f"failed at {cell['failed_at']}"
     value = cell.get("value")
     text = f"{value:.4g}" if _is_number(value) else str(value)
+    if _is_number(cell.get("ci")):
+        text += f" ± {cell['ci']:.2g}"
     return text + (f" ({cell['speedup']:.2f}x)" if _is_number(cell.get("speedup")) else "")
 
 
@@ -225,7 +229,7 @@ def _log_report(wandb, run, spec: StageSpec, secrets: List[str]) -> None:
     logged = {}
     for key, table in (report.get("tables") or {}).items():
         if table:
-            names = [c["name"] for c in report["configurations"]]
+            names = table["columns"]  # the configurations, or a load sweep's concurrencies
             rows = [[row["label"], *(report_cell(row["cells"].get(n, {})) for n in names)] for row in table["rows"]]
             logged[f"report/{key}"] = wandb.Table(columns=["metric", *names], data=_redact(rows, secrets))
     for chart in report.get("charts") or []:

@@ -270,7 +270,8 @@ def load_sweep_command(cfg: DictConfig, tokenizer_dir: str, prompts_file: str, o
     s, b = cfg.serving, cfg.benchmark
     prompts = ["--problems", prompts_file, "--prompt", b.prompt] if b.prompt_set == "aimo" else \
         ["--chat-prompts", prompts_file]
-    goodput = [word for tag, ms in b.goodput.items() if ms is not None for word in ("--goodput", f"{tag}={ms:g}")]
+    goodput = [word for tag, ms in config_values(b.goodput).items() if ms is not None
+               for word in ("--goodput", f"{tag}={ms:g}")]
     return [
         cfg.cluster.python, "-m", "jobs.load_sweep",
         "--url", f"http://{s.host}:{placeholder(SERVER_PORT_ENV)}",

@@ -275,6 +275,8 @@ class ModelConfig:
     num_layers: int = ranged(MISSING, 1, 1024)
     num_attention_heads: int = ranged(MISSING, 1, 1024)
     num_kv_heads: int = ranged(MISSING, 1, 1024)
+    # Billions of parameters: the quantizers get the GPUs its weights fit on (launcher.stages.weights_gb).
+    params_b: Optional[float] = ranged(None, 0, 100_000, above=True, unit="billion parameters")
     trust_remote_code: bool = False
     # --dtype of the checkpoint tools: the seeds use `auto` (the weights' own dtype) for OpenMath.
     dtype: CheckpointDtype = CheckpointDtype.auto

@@ -4,7 +4,8 @@ Stages the points share (downloads, calibration, quantization, an engine) have o
 are planned, submitted and run once and every point depends on that one job. Composition and validation stay
 cheap for thousands of points: Hydra composes once per distinct set of config-group choices; a point's plain
 `key=value` overrides are applied to a copy of that composition, where the structured config still checks
-every key and type; the per-key checks read a plain copy made from the composition's (PointComposer.known).
+every key and type; the per-key checks read a plain copy made from the composition's (PointComposer.known),
+and the plan a typed copy made from the composition's likewise (PointComposer.typed).
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import hashlib
 import pickle
 import re
 import time
+from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Any, Collection, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -28,6 +30,9 @@ from launcher.schema import GROUPS
 from launcher.errors import config_error_from, restore_environment
 from launcher.validation import (NAME_FORM, NAME_MAX, ConfigError, InvalidConfig, known_containers, name_errors,
                                  name_problem)
+
+if TYPE_CHECKING:
+    from launcher.schema import Config
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
@@ -62,6 +67,8 @@ class PointComposer:
         # resolved container pickled, and where it interpolates.
         self.compositions: Dict[Tuple[str, ...], Tuple[bytes, bytes, List[Place]]] = {}
         self.points: List[Tuple[DictConfig, Tuple[str, ...], List[str]]] = []  # (config, composition, keys set)
+        # Each composition typed (OmegaConf.to_object, pickled), made on first use by `typed`; None: not alone.
+        self.typed_compositions: Dict[Tuple[str, ...], Optional[bytes]] = {}
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(list(overrides))
@@ -87,27 +94,59 @@ class PointComposer:
         launcher.validation.known_containers; `changed`: keys set on every point after it was composed."""
         known = {}
         for cfg, structural, keys in self.points:
-            _, container_bytes, interpolated = self.compositions[structural]
-            container = pickle.loads(container_bytes)
-            places: List[Place] = [tuple(key.split(".")) for key in [*keys, *changed]] + interpolated
-            if all(_copy_value(container, cfg, place) for place in places):
+            container = pickle.loads(self.compositions[structural][1])
+            if all(_copy_value(container, cfg, place) for place in self._changed_places(structural, keys, changed)):
                 known[id(cfg)] = (cfg, container)
         return known
 
+    def typed(self, changed: Sequence[str] = ()) -> Dict[int, Config]:
+        """{id(config): its typed copy, as launcher.plan.typed_config gives it} of every point composed, made as
+        `known` makes plain copies: its composition converted once (OmegaConf.to_object takes tens of ms a config),
+        what the point changes set from its config. A point whose composition does not convert alone (a mandatory
+        value only the point's overrides give) is left out: the plan converts it whole."""
+        typed = {}
+        for cfg, structural, keys in self.points:
+            if structural not in self.typed_compositions:
+                try:
+                    composition = OmegaConf.to_object(pickle.loads(self.compositions[structural][0]))
+                except OmegaConfBaseException:
+                    composition = None
+                self.typed_compositions[structural] = (
+                    None if composition is None else pickle.dumps(composition, protocol=pickle.HIGHEST_PROTOCOL))
+            composition_bytes = self.typed_compositions[structural]
+            if composition_bytes is None:
+                continue
+            copy = pickle.loads(composition_bytes)
+            if all(_copy_value(copy, cfg, place) for place in self._changed_places(structural, keys, changed)):
+                typed[id(cfg)] = copy
+        return typed
 
-def _copy_value(container: Any, cfg: DictConfig, place: Place) -> bool:
-    """Set the value at `place` of `cfg`, resolved and plain, at the same place of `container`, its plain copy;
-    False where that place is not there in both (the config is then converted whole)."""
+    def _changed_places(self, structural: Tuple[str, ...], keys: List[str], changed: Sequence[str]) -> List[Place]:
+        """Where a point may differ from its composition: the keys it set, `changed`, every interpolation."""
+        return [tuple(key.split(".")) for key in [*keys, *changed]] + self.compositions[structural][2]
+
+
+def _copy_value(copy: Any, cfg: DictConfig, place: Place) -> bool:
+    """Set the value at `place` of `cfg`, resolved, at the same place of `copy`: its plain copy, or its typed copy
+    (the schema's dataclasses, their dict and list fields plain), the value converted alike; False where that
+    place is not there in both (the config is then converted whole)."""
+    typed = is_dataclass(copy)
     node: Any = cfg
     try:
         for part in place:
             node = node[part]  # DictConfig and ListConfig resolve an interpolation as they return it
         for part in place[:-1]:
-            container = container[part]
-        if isinstance(container, list):
-            container[place[-1]]  # noqa: B018  (an index that is there; a dict takes a new key)
-        container[place[-1]] = OmegaConf.to_container(node, resolve=True) if isinstance(node, Container) else node
-    except (KeyError, IndexError, TypeError, OmegaConfBaseException):
+            copy = getattr(copy, part) if is_dataclass(copy) else copy[part]
+        if isinstance(node, Container):
+            node = OmegaConf.to_object(node) if typed else OmegaConf.to_container(node, resolve=True)
+        if is_dataclass(copy):
+            getattr(copy, place[-1])  # a field that is there
+            setattr(copy, place[-1], node)
+            return True
+        if isinstance(copy, list):
+            copy[place[-1]]  # noqa: B018  (an index that is there; a dict takes a new key)
+        copy[place[-1]] = node
+    except (KeyError, IndexError, TypeError, AttributeError, OmegaConfBaseException):
         return False
     return True
 
@@ -188,7 +227,8 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
                                              f"experiment {sweep_name!r}, {problem}", NAME_FORM)])
     except InvalidConfig as invalid:
         exit_invalid(invalid, console)
-    plan = build_plan(sweep_name, variants)
+    typed = composer.typed(changed=["launcher.experiment_name"])  # validated: each point as the plan reads it
+    plan = build_plan(sweep_name, {name: typed.get(id(cfg), cfg) for name, cfg in variants.items()})
     # Nothing was written before: now the sweep's directory (locally, for a dry run's preview where this machine
     # cannot write the storage root), each point's config and overrides redacted (launcher.launch.save_config).
     preview = start_writing(plan, first, console)

@@ -315,6 +315,7 @@ def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]
     the gate never retrains: its keys are in no fingerprint (the convert_drafter job takes the same decision
     when the drafter is trained by this launch)."""
     from jobs.drafter_metrics import describe, gate_decision, gate_problem, gate_remedy, passing_min_top1
+    from launcher.commands import config_values
     from launcher.contract import MANIFEST, ContractError, Manifest, gate_settings
 
     errors: List[ConfigError] = []
@@ -327,7 +328,7 @@ def published_drafter_gate(plan, complete) -> Tuple[List[ConfigError], List[str]
             manifest = Manifest.read(os.path.join(train.artifact, MANIFEST))
         except (OSError, ContractError):
             continue  # not readable: the artifact check rebuilds it, and the convert_drafter job decides
-        decision = gate_decision(manifest.outputs, gate_settings(stage.cfg.drafter))
+        decision = gate_decision(manifest.outputs, gate_settings(config_values(stage.cfg.drafter)))
         where = f"the drafter trained by {train.name} ({train.artifact})"
         if decision["passed"]:
             continue

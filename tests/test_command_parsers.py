@@ -31,8 +31,9 @@ from unittest import mock
 import click
 import pytest
 
-from jobs import ports, triton_serving
-from launcher import triton_commands
+from jobs import ports
+from launcher.contract import (GRPC_PORT_ENV, METRICS_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV,
+                               SERVER_PORT_ENV)
 from tests.helpers import plan_for
 
 STANDIN_PYTHON = Path(__file__).resolve().parent / "standins" / "python"
@@ -100,16 +101,16 @@ _PLAN_COMMANDS: Dict[str, List[Tuple[str, List[str]]]] = {}
 
 
 # What a benchmark job fills in for the port placeholders of its commands (jobs.ports): the tools parse that.
-JOB_PORTS = {ports.SERVER_PORT_ENV: "5242", ports.SANDBOX_PORT_ENV: "6242",
-             ports.SANDBOX_PORT_FILE_ENV: "/storage/artifacts/benchmark/0123456789abcdef.partial/sandbox.port",
-             triton_commands.GRPC_PORT_ENV: "8242", triton_commands.METRICS_PORT_ENV: "8243"}
+JOB_PORTS = {SERVER_PORT_ENV: "5242", SANDBOX_PORT_ENV: "6242",
+             SANDBOX_PORT_FILE_ENV: "/storage/artifacts/benchmark/0123456789abcdef.partial/sandbox.port",
+             GRPC_PORT_ENV: "8242", METRICS_PORT_ENV: "8243"}
 
 
 def plan_commands(config: str, storage: str) -> List[Tuple[str, List[str]]]:
     """[(stage/command name, argv as the job runs it)] of one configuration's plan (composed once per module)."""
     if config not in _PLAN_COMMANDS:
         plan = plan_for(*CONFIGS[config], f"cluster.storage_root={storage}")
-        _PLAN_COMMANDS[config] = [(f"{stage.name}/{key}", triton_serving.fill_ports(argv, JOB_PORTS))
+        _PLAN_COMMANDS[config] = [(f"{stage.name}/{key}", ports.expand(argv, JOB_PORTS))
                                   for stage in plan.stages.values() for key, argv in stage.commands.items()]
     return _PLAN_COMMANDS[config]
 

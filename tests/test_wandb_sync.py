@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from launcher import wandb_sync
-from launcher.contract import ExperimentState
+from launcher.contract import ExperimentState, StageResources, StageSpec
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "exp1"
@@ -141,8 +141,10 @@ def test_lists_a_real_offline_run(env, monkeypatch, capsys):
     staging.mkdir(parents=True)
     monkeypatch.setenv("HOME", str(env / "home"))
     monkeypatch.setenv("WANDB_DIR", str(experiment_wandb_dir(env)))
-    spec = {"experiment": EXPERIMENT, "name": "train_drafter", "kind": "train_drafter", "fingerprint": "fp",
-            "artifact": str(root / "artifacts" / "train_drafter" / "fp"), "staging_dir": str(staging), "config": {}}
+    spec = StageSpec(experiment=EXPERIMENT, name="train_drafter", kind="train_drafter", fingerprint="fp",
+                     artifact=str(root / "artifacts" / "train_drafter" / "fp"), staging_dir=str(staging), commands={},
+                     config={}, inputs={}, resources=StageResources(0, 1, 4, 32, 60), secret_env_vars=[], drafter=None,
+                     benchmark=None, gpu_check=None)
     run_dir = wandb_log.log_stage_results(spec, {"drafter_metrics": {"redrafter0_top1": 0.5}})
     assert run_dir
     assert wandb_sync.offline_runs(experiment_wandb_dir(env)) == [Path(run_dir)]

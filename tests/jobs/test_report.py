@@ -1,5 +1,7 @@
 """Tests of jobs/report.py on a fake storage: the seeds' three configurations (their published numbers), a sweep
-point that failed at train_drafter, and the Slurm accounting of the experiment's jobs.
+point that failed at train_drafter, and the Slurm accounting of the experiment's jobs; seed 004's four
+configurations (results from jobs.triton_benchmark's table on fixed timings, engine sizes, smoke answers); load
+sweeps (jobs.load_sweep's results from a captured AIPerf export) with their curves, Pareto front and W&B run.
 
 Every expected number below is computed by hand from the fixture's values, not by the code under test.
 """
@@ -543,9 +545,10 @@ def make_seed_004_storage(root: Path, answers=None) -> Path:
         publish(root, f"build_engine[{engine}]", f"3{len(engine)}",
                 files={"llama_float16_tp1_rank0.engine": size - 1300 - 49_000, "config.json": 1300,
                        "model.cache": 49_000})
+        built = f"build_engine[{engine}]"
         publish(root, f"smoke_run[{engine}]", f"4{len(engine)}", outputs={
             "prompt": COUNT_IN_FRENCH, "output_text": answers.get(engine, ANSWER), "world_size": 1,
-            "engine": {"stage": f"build_engine[{engine}]", "artifact": str(artifact_of(root, f"build_engine[{engine}]"))}})
+            "engine": {"stage": built, "artifact": str(artifact_of(root, built))}})
     publish(root, "download_model", "30")
     chains = {}
     for name, (engine, scale) in SEED_004.items():
@@ -798,3 +801,6 @@ def test_the_report_w_and_b_run_has_the_new_tables_and_the_curves(load, tmp_path
     hours = json.loads((run_dir / "files" / summary["report/gpu_hours"]["path"]).read_text())
     assert hours["columns"] == ["metric", "trtllm_bf16", "vllm_fp8", "sglang_fp8"]
     assert hours["data"][0] == ["GPU-hours, every stage it needs", "3.5", "2", "1.25"]
+    sweep = json.loads((run_dir / "files" / summary["report/load_sweep/vllm_fp8"]["path"]).read_text())
+    assert sweep["columns"] == ["metric", "c=1", "c=4", "c=16"]
+    assert sweep["data"][0] == ["valid repeats", "1/1", "1/1", "invalid: 15 of 16 requests completed"]
