@@ -25,12 +25,12 @@ def run_local(root, *overrides, env=None):
 def test_local_runs_every_stage_in_order_then_reuses_them(tmp_path):
     first = run_local(tmp_path)
     assert first.returncode == OK, first.stdout + first.stderr
-    assert "GPU-hours requested:" in first.stdout and "running 7 stage(s) here, one after another" in first.stdout
-    assert "fp8: all 7 stage(s) completed here" in first.stdout
-    assert "submitted" not in first.stdout.split("running 7 stage(s)")[1]  # they ran: nothing to follow
+    assert "GPU-hours requested:" in first.stdout and "running 8 stage(s) here, one after another" in first.stdout
+    assert "fp8: all 8 stage(s) completed here" in first.stdout
+    assert "submitted" not in first.stdout.split("running 8 stage(s)")[1]  # they ran: nothing to follow
     order = [line.split(":")[0] for line in first.stdout.splitlines() if line.endswith(": COMPLETED")]
     assert order == ["download_model", "download_dataset", "calibration_data", "quantize", "build_engine",
-                     "benchmark", "report"]
+                     "benchmark", "smoke_run", "report"]
     state = json.loads((tmp_path / "experiments" / "fp8" / "state.json").read_text())
     for record in state["stages"].values():
         assert (Path(record["artifact"]) / "manifest.json").is_file()
@@ -56,7 +56,7 @@ def test_a_local_failure_cancels_what_depends_on_it(tmp_path):
                   if line.rsplit(": ", 1)[-1] in ("COMPLETED", "FAILED", "CANCELLED"))
     assert states["build_engine"] == "FAILED" and states["benchmark"] == "CANCELLED"
     assert states["quantize"] == "COMPLETED"
-    assert ("fp8: 5 of 7 stage(s) completed here" in result.stdout and "; failed: build_engine; cancelled (an input "
+    assert ("fp8: 5 of 8 stage(s) completed here" in result.stdout and "; failed: build_engine; cancelled (an input "
             "did not complete): benchmark" in result.stdout), result.stdout
     cause = result.stdout.split("build_engine FAILED: cause, from ")[1]
     assert "FAILED: trtllm-build exited with code" in cause and "simulated failure" in cause, result.stdout
@@ -161,8 +161,9 @@ def test_cancel_from_another_shell_stops_a_local_run(tmp_path):
         assert result.returncode == OK, result.stdout + result.stderr
         jobs = {name: record["job_id"] for name, record in
                 json.loads((tmp_path / "experiments" / "fp8" / "state.json").read_text())["stages"].items()}
-        assert (f"cancelled 3 job(s) of fp8: build_engine ({jobs['build_engine']}, RUNNING), benchmark "
-                f"({jobs['benchmark']}, PENDING), report ({jobs['report']}, PENDING); the launch running them "
+        assert (f"cancelled 4 job(s) of fp8: build_engine ({jobs['build_engine']}, RUNNING), benchmark "
+                f"({jobs['benchmark']}, PENDING), smoke_run ({jobs['smoke_run']}, PENDING), report "
+                f"({jobs['report']}, PENDING); the launch running them "
                 "stopped; 4 had already ended" in result.stdout), result.stdout
         out, _ = launch.communicate(timeout=120)
     finally:
@@ -170,12 +171,12 @@ def test_cancel_from_another_shell_stops_a_local_run(tmp_path):
             launch.kill()
             launch.wait()
     assert launch.returncode == PIPELINE_FAILED, out
-    assert ("fp8: 4 of 7 stage(s) completed here" in out and "cancelled (stopped by python -m launcher cancel): "
-            "build_engine, benchmark, report" in out), out
+    assert ("fp8: 4 of 8 stage(s) completed here" in out and "cancelled (stopped by python -m launcher cancel): "
+            "build_engine, benchmark, smoke_run, report" in out), out
     assert not _processes_mentioning(str(tmp_path / "artifacts" / "build_engine"))  # its tool was stopped with it
     assert "stopped by signal 15" in (tmp_path / "experiments" / "fp8" / "logs" / "build_engine.log").read_text()
     again = subprocess.run(cancel, capture_output=True, text=True, timeout=120)
-    assert again.returncode == OK and "nothing to cancel: all 7 job(s) of fp8 already ended" in again.stdout
+    assert again.returncode == OK and "nothing to cancel: all 8 job(s) of fp8 already ended" in again.stdout
 
 
 def test_a_launch_after_a_change_of_drafter_leaves_only_the_new_plans_scripts(tmp_path):
@@ -192,12 +193,12 @@ def test_a_launch_after_a_change_of_drafter_leaves_only_the_new_plans_scripts(tm
     exp = tmp_path / "experiments" / "fp8_redrafter"
     first = launch()
     assert first.returncode == PIPELINE_FAILED, first.stdout + first.stderr
-    assert len(list((exp / "scripts").glob("*.sbatch"))) == 9
+    assert len(list((exp / "scripts").glob("*.sbatch"))) == 10
     second = launch("drafter=none")
     assert second.returncode == PIPELINE_FAILED, second.stdout + second.stderr
     assert ("removed the scripts of stages no longer in the plan: build_drafter_engine, convert_drafter, "
             "train_drafter" in second.stdout), second.stdout
     plan = sorted(json.loads((exp / "state.json").read_text())["stages"])
-    assert len(plan) == 7
+    assert len(plan) == 8
     assert sorted(p.stem for p in (exp / "scripts").glob("*.sbatch")) == plan
     assert sorted(p.stem for p in (exp / "stages").glob("*.json")) == plan
