@@ -68,6 +68,7 @@ def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
 
 
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: a sweep saves hundreds of points' configs
+PLAN_TABLE = "plan.txt"  # a big plan's whole table (launcher.preview.print_plan), beside its scripts
 PREVIEW_DIR = "launcher_preview"  # in the working directory: a dry run's where the storage root is not usable
 
 
@@ -115,7 +116,7 @@ def dry_run(plan: Plan, console: Console, preview: Optional[Path] = None) -> Exp
     # A dry run asks Slurm nothing: the specs of what the last launch submitted stay, a job may still read them.
     stale = remove_stale_stage_files(plan, exp, keep_specs=list(launched_records(exp.state)))
     damaged = damaged_artifacts(plan)
-    print_plan(plan, console, damaged)
+    print_plan(plan, console, damaged, exp.root / PLAN_TABLE)
     for name, problem in damaged.items():  # reported only: moving it is the launch's, under its lock
         console.print(f"[yellow]{escape(name)}: artifact {escape(plan.stages[name].artifact)} is damaged: "
                       f"{escape(problem)}; a launch moves it aside and rebuilds it (this dry run leaves it)"

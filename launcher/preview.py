@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -115,24 +116,72 @@ def _share(ranges: List[Tuple[int, int]], room: int) -> List[int]:
 PLAN_COLUMNS = ("stage", "depends on", "GPUs x nodes", "time limit", "container", "artifact", "state")
 
 
+# Past this many stages a table printed is a summary, one row per stage kind, and the whole table goes to a file:
+# rich lays out a thousand rows in seconds (12 s for 1100), and no one reads them in a terminal.
+SUMMARY_ROWS = 60
+PLAN_STATE_COLORS = {"damaged: to rebuild": "red", "complete": "green"}
+
+
+def plan_states(plan: Plan, damaged: Dict[str, str]) -> Dict[str, str]:
+    return {name: "damaged: to rebuild" if name in damaged else "complete" if is_complete(stage.artifact) else "to run"
+            for name, stage in plan.stages.items()}
+
+
+def plan_cells(plan: Plan, states: Dict[str, str], artifact_form: str) -> Rows:
+    """The plan table's cells as plain text (PLAN_COLUMNS)."""
+    from launcher.scripts import format_time_limit  # here: a plan is there, so are its imports
+
+    return [[stage.name, ", ".join(stage.deps) or "-", f"{stage.resources.gpus_per_node} x {stage.resources.nodes}",
+             format_time_limit(stage.resources.time_min), "+".join(stage.containers),
+             artifact_label(stage.artifact, plan.storage_root, artifact_form), states[stage.name]]
+            for stage in plan.stages.values()]
+
+
+def colored(text: str, color: Optional[str]) -> str:
+    return f"[{color}]{escape(text)}[/{color}]" if color else escape(text)
+
+
 def plan_table(plan: Plan, damaged: Dict[str, str]) -> FittedTable:
     """The plan's stages, fitted to the width they are printed at. `damaged`: {stage: problem}, from
     launcher.dispatch.storage.damaged_artifacts, which the caller reports too (it stats every file once)."""
-    from launcher.scripts import format_time_limit  # here: a plan is there, so are its imports
+    states = plan_states(plan, damaged)
 
-    states = {name: "[red]damaged: to rebuild[/red]" if name in damaged
-              else "[green]complete[/green]" if is_complete(stage.artifact) else "to run"
-              for name, stage in plan.stages.items()}
-
-    def rows(artifact_form: str) -> Rows:
-        return [[  # names such as quantize[qformat=fp8] would read as rich markup: escaped
-            escape(stage.name), escape(", ".join(stage.deps)) or "-",
-            f"{stage.resources.gpus_per_node} x {stage.resources.nodes}", format_time_limit(stage.resources.time_min),
-            "+".join(stage.containers), escape(artifact_label(stage.artifact, plan.storage_root, artifact_form)),
-            states[stage.name],
-        ] for stage in plan.stages.values()]
+    def rows(artifact_form: str) -> Rows:  # names such as quantize[qformat=fp8] would read as rich markup: escaped
+        return [[*map(escape, cells[:-1]), colored(cells[-1], PLAN_STATE_COLORS.get(cells[-1]))]
+                for cells in plan_cells(plan, states, artifact_form)]
 
     return FittedTable(f"plan of {escape(plan.experiment)}", PLAN_COLUMNS, rows)
+
+
+WIDEST_CELL = 80
+
+
+def write_text_table(path: Path, title: str, headers: Sequence[str], rows: Rows) -> None:
+    """A table as plain fixed-width text, for a file: SUMMARY_ROWS' whole table. A column is as wide as its
+    longest cell of at most WIDEST_CELL characters: a longer one (the report depends on every stage) shifts only
+    its own line, where padding every line to it would grow the file with the square of the stages."""
+    widths = [max(len(cell) for cell in column if len(cell) <= WIDEST_CELL) for column in zip(headers, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (headers, *rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([title, *lines]) + "\n")
+
+
+def summary_table(title: str, stages: Sequence[Tuple[str, str]], gpu_hours: Optional[Dict[str, float]] = None) -> Table:
+    """One row per stage kind of `stages` ((kind, state) each): how many stages, how many in each state, and
+    the GPU-hours the kind requests when given."""
+    counts: Dict[str, Dict[str, int]] = {}
+    for kind, state in stages:
+        counted = counts.setdefault(kind, {})
+        counted[state] = counted.get(state, 0) + 1
+    states = list(dict.fromkeys(state for _, state in stages))
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage kind", no_wrap=True)
+    for header in ("stages", *states, *(["GPU-hours"] if gpu_hours else [])):
+        table.add_column(escape(header), justify="right")
+    for kind, counted in counts.items():
+        table.add_row(escape(kind), str(sum(counted.values())), *(str(counted.get(s, 0)) for s in states),
+                      *([f"{gpu_hours[kind]:.1f}"] if gpu_hours else []))
+    return table
 
 
 def print_requests(plan: Plan, console: Console) -> None:
@@ -141,7 +190,10 @@ def print_requests(plan: Plan, console: Console) -> None:
 
     path, minutes = plan.critical_path()
     console.print(f"GPU-hours requested: {plan.gpu_hours:.1f} (GPUs x time limit, each stage counted once)")
+    many = len(plan.stages) > SUMMARY_ROWS  # one line per kind (and setting), not one per stage
     savings = sizing_savings(plan)
+    if savings and many:
+        savings = savings_by_kind(plan, savings)
     if savings:
         naive_total = plan.gpu_hours + sum(naive - requested for _, _, requested, naive in savings)
         console.print("  sized to each stage, against every stage on the serving GPUs with fixed time limits:")
@@ -150,9 +202,13 @@ def print_requests(plan: Plan, console: Console) -> None:
                           f"saves {naive - requested:.1f}")
         console.print(f"  total: {plan.gpu_hours:.1f} instead of {naive_total:.1f}, "
                       f"saves {naive_total - plan.gpu_hours:.1f} ({1 - plan.gpu_hours / naive_total:.0%})")
-    for stage in plan.stages.values():
-        if stage.kind == "train_drafter":
-            console.print(f"  {escape(stage.name)}: {drafter_gpus_choice(stage.cfg)}")
+    drafters = [(stage.name, drafter_gpus_choice(stage.cfg)) for stage in plan.stages.values()
+                if stage.kind == "train_drafter"]
+    if many:
+        counts = Counter(choice for _, choice in drafters)
+        drafters = [(f"{count} train_drafter stage(s)", choice) for choice, count in counts.items()]
+    for name, choice in drafters:
+        console.print(f"  {escape(name)}: {choice}")
     console.print(f"critical path: {escape(' -> '.join(path))} ({format_time_limit(minutes)} of time limits)")
 
 
@@ -186,8 +242,31 @@ def sizing_savings(plan: Plan) -> List[Tuple[str, str, float, float]]:
     return rows
 
 
-def print_plan(plan: Plan, console: Console, damaged: Dict[str, str]) -> None:
-    console.print(plan_table(plan, damaged))
+def savings_by_kind(plan: Plan, savings: List[Tuple[str, str, float, float]]) -> List[Tuple[str, str, float, float]]:
+    """sizing_savings summed over the stages of each kind and one-size setting."""
+    groups: Dict[Tuple[str, str], List[float]] = {}
+    for name, naive_request, requested, naive in savings:
+        group = groups.setdefault((plan.stages[name].kind, naive_request), [0, 0.0, 0.0])
+        group[0] += 1
+        group[1] += requested
+        group[2] += naive
+    return [(f"{count} {kind} stage(s)", f"{naive_request} each", requested, naive)
+            for (kind, naive_request), (count, requested, naive) in groups.items()]
+
+
+def print_plan(plan: Plan, console: Console, damaged: Dict[str, str], table_file: Path) -> None:
+    """The plan's table, or past SUMMARY_ROWS stages its summary by kind and the whole table in `table_file`."""
+    if len(plan.stages) <= SUMMARY_ROWS:
+        console.print(plan_table(plan, damaged))
+    else:
+        states = plan_states(plan, damaged)
+        write_text_table(table_file, f"plan of {plan.experiment}", PLAN_COLUMNS, plan_cells(plan, states, "path"))
+        gpu_hours: Dict[str, float] = {}
+        for stage in plan.stages.values():
+            gpu_hours[stage.kind] = gpu_hours.get(stage.kind, 0.0) + stage.resources.gpu_hours
+        console.print(summary_table(f"plan of {escape(plan.experiment)}",
+                                    [(stage.kind, states[name]) for name, stage in plan.stages.items()], gpu_hours))
+        console.print(f"{len(plan.stages)} stages, each in {escape(str(table_file))}", highlight=False, soft_wrap=True)
     print_requests(plan, console)
 
 

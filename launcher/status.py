@@ -24,7 +24,8 @@ from launcher.contract import ACCOUNTING, REPORT_INPUTS, ContractError, Experime
 from launcher.dispatch import local, slurm
 from launcher.dispatch.storage import ATTEMPT_START, SANDBOX_ENDED, ExperimentDir, latest_pointer
 from launcher.exit_codes import CONFIG_ERROR, PIPELINE_FAILED
-from launcher.preview import FittedTable, artifact_label, is_complete, make_console
+from launcher.preview import (SUMMARY_ROWS, FittedTable, artifact_label, colored, is_complete, make_console,
+                              summary_table, write_text_table)
 from launcher.user_config import add_config_dir_argument
 
 ERRORS = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -188,21 +189,48 @@ def serving_lines(log: str | None) -> List[str]:
     return services.serving_lines(lines[starts[-1] + 1 if starts else 0:])
 
 
-def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]]) -> Group:
-    """The stages' table, fitted to the width it is printed at (names whole: preview.FittedTable), then why
-    each failed stage failed."""
-    def rows(artifact_form: str) -> List[List[str]]:
-        result = []
-        for name, record in state.stages.items():
-            job_state, elapsed = states[name]
-            failed = job_state.split()[0] in TERMINAL_FAILURES
-            color = "green" if job_state == "COMPLETED" else "red" if failed else "yellow"
-            result.append([escape(name), record.job_id or "-", f"[{color}]{escape(job_state)}[/{color}]",
-                           elapsed, escape(artifact_label(record.artifact, state.storage_root, artifact_form))])
-        return result
+STATUS_COLUMNS = ("stage", "job", "state", "elapsed", "artifact")
+STATUS_TABLE = "status.txt"  # a big experiment's whole table (preview.SUMMARY_ROWS), in its directory
 
-    table = FittedTable(escape(f"{state.experiment} ({state.executor})"),
-                        ("stage", "job", "state", "elapsed", "artifact"), rows)
+
+def status_cells(state: ExperimentState, states: Dict[str, Tuple[str, str]], artifact_form: str) -> List[List[str]]:
+    """The status table's cells as plain text (STATUS_COLUMNS)."""
+    return [[name, record.job_id or "-", states[name][0], states[name][1],
+             artifact_label(record.artifact, state.storage_root, artifact_form)]
+            for name, record in state.stages.items()]
+
+
+def state_color(job_state: str) -> str:
+    return ("green" if job_state == "COMPLETED" else "red" if job_state.split()[0] in TERMINAL_FAILURES
+            else "yellow")
+
+
+def written(path: Path, title: str, headers, rows) -> bool:
+    """Whether the table could be written: another user's experiment directory may not be writable by the
+    user asking its status, who then gets the whole table printed."""
+    try:
+        write_text_table(path, title, headers, rows)
+    except OSError:
+        return False
+    return True
+
+
+def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]], table_file: Path | None = None) -> Group:
+    """The stages' table, fitted to the width it is printed at (names whole: preview.FittedTable), then why
+    each failed stage failed. `table_file`: past preview.SUMMARY_ROWS stages, the whole table is written
+    there and a summary by stage kind shown instead."""
+    title = escape(f"{state.experiment} ({state.executor})")
+    if table_file is not None and len(state.stages) > SUMMARY_ROWS and written(
+            table_file, f"{state.experiment} ({state.executor})", STATUS_COLUMNS, status_cells(state, states, "path")):
+        table = Group(summary_table(title, [(record.kind, states[name][0].split()[0])
+                                                                 for name, record in state.stages.items()]),
+                      f"{len(state.stages)} stages, each in {escape(str(table_file))}")
+    else:
+        def rows(artifact_form: str) -> List[List[str]]:
+            return [[escape(name), job, colored(job_state, state_color(job_state)), elapsed, escape(artifact)]
+                    for name, job, job_state, elapsed, artifact in status_cells(state, states, artifact_form)]
+
+        table = FittedTable(title, STATUS_COLUMNS, rows)
     failures = [failure_report(name, states[name][0], record.log, state.experiment)
                 for name, record in state.stages.items() if states[name][0].split()[0] in ERRORS]
     serving = [f"[bold]{escape(name)}[/bold] serving (launcher.serve_only):\n" + escape("\n".join(lines))
@@ -326,12 +354,13 @@ def main(command: str, argv: List[str]) -> int:
     if command == "cancel":
         return cancel(state, console)
     states = stage_states(state)
+    table_file = ExperimentDir(state.storage_root, state.experiment).root / STATUS_TABLE
     if args.watch:  # one query of Slurm per refresh, shown and tested for the end
-        with Live(status_view(state, states), console=console, refresh_per_second=1) as live:
+        with Live(status_view(state, states, table_file), console=console, refresh_per_second=1) as live:
             while not _all_ended(states):
                 time.sleep(args.interval)
                 states = stage_states(state)
-                live.update(status_view(state, states))
+                live.update(status_view(state, states, table_file))
     else:
-        console.print(status_view(state, states), soft_wrap=True)  # log lines stay whole, for copying
+        console.print(status_view(state, states, table_file), soft_wrap=True)  # log lines stay whole, for copying
     return 0

@@ -20,7 +20,10 @@ def test_dry_run_prints_the_plan_and_writes_scripts(tmp_path):
                   "nothing was submitted"):
         assert words in result.stdout
     scripts = tmp_path / "launcher_storage" / "experiments" / "fp8_redrafter" / "scripts"
-    assert len(list(scripts.glob("*.sbatch"))) == 9
+    # one script per stage: the engine's smoke run is the tenth
+    assert {p.stem for p in scripts.glob("*.sbatch")} == {
+        "download_model", "download_dataset", "calibration_data", "quantize", "train_drafter", "convert_drafter",
+        "build_drafter_engine", "benchmark", "smoke_run", "report"}
 
 
 def test_bad_config_exits_before_writing_anything(tmp_path):

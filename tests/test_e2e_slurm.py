@@ -478,6 +478,18 @@ def test_seed_004_on_triton_and_trtllm_serve_end_to_end(slurm_cluster, tmp_path)
     repo = Path(st["stages"]["triton_model_repo[llama2_fp8_on_triton]"]["artifact"], "model_repository")
     assert st["stages"]["build_engine[llama2_fp8_on_triton]"]["artifact"] in (
         repo / "tensorrt_llm" / "config.pbtxt").read_text()
+    # The report: the seed's table for all four, the engines' sizes with their ratio, the smoke answers side by side.
+    report = (tmp_path / "experiments" / "llama2_fp8_triton" / "report.md").read_text()
+    seed = report.split("Seed 004's table")[1].split("\n## ")[0]
+    header = next(line for line in seed.splitlines() if line.startswith("| metric"))
+    assert all(variant in header for variant in ("llama2_fp16_on_triton", "llama2_fp8_on_triton",
+                                                 "llama2_fp16_on_trtllm", "llama2_fp8_on_trtllm")), header
+    for label in ("Requests/Sec", "OP tokens/sec", "Avg. latency", "P99 latency", "P90 latency", "Avg. InFlight"):
+        assert label in seed, label
+    sizes = report.split("## Engine sizes")[1].split("\n## ")[0]
+    assert "In brackets: the ratio to" in sizes and "x)" in sizes, sizes
+    smoke = report.split("## Smoke runs")[1].split("\n## ")[0]
+    assert "How do I count in French ? 1 un" in smoke and "same answer as" in smoke, smoke
 
 
 def test_vllm_with_a_modelopt_fp8_export_and_ngram_drafting_runs_end_to_end(slurm_cluster, tmp_path):

@@ -110,7 +110,7 @@ def test_a_name_made_of_a_long_model_name_is_refused():
 
 def test_stage_files_stay_in_their_folder_whatever_the_config_values(workdir):
     """Repeated stages are named after the values that set them apart, such as a dataset `org/name`."""
-    from launcher.scripts import stage_file_name
+    from launcher.dispatch.storage import stage_file_name
 
     result = run_launcher(workdir, "-m", "+experiment=fp8", "launcher.dry_run=true",
                           "quantization.calib_dataset=org/a,org/b")
@@ -202,8 +202,10 @@ def test_a_storage_root_this_machine_does_not_mount(tmp_path, workdir):
     assert dry.returncode == 0, dry.stdout + dry.stderr
     preview = workdir / "launcher_preview" / "fp8"
     assert f"writes its preview to {preview}" in " ".join(dry.stdout.split())
-    assert len(list((preview / "scripts").glob("*.sbatch"))) == 7 and (preview / "config.yaml").is_file()
-    assert f"--output={root}/experiments/fp8/logs/" in (preview / "scripts" / "quantize.sbatch").read_text()
+    assert len(list((preview / "scripts").glob("*.sbatch"))) == 8 and (preview / "config.yaml").is_file()
+    # The job's log is submitit's, in the experiment's folder on the real storage root, not the preview's.
+    quantize = (preview / "scripts" / "quantize.sbatch").read_text()
+    assert f"--output={root}/experiments/fp8/submitit/%j_0_log.out" in quantize
 
     launch = run_launcher(workdir, *SLURM, f"cluster.storage_root={root}", env={"HF_TOKEN": "set"})
     assert launch.returncode == CONFIG_ERROR

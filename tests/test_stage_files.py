@@ -1,5 +1,5 @@
 """An experiment's scripts are exactly its current plan's: a change of `drafter=` used to leave the earlier plan's
-scripts and specs beside the new ones (10 scripts for a 7-stage plan). A launch on cluster=local is in
+scripts and specs beside the new ones (11 scripts for an 8-stage plan). A launch on cluster=local is in
 tests/dispatch/test_local.py."""
 import json
 import subprocess
@@ -10,7 +10,7 @@ from tests.helpers import plan_for
 
 DRAFTER_STAGES = ["build_drafter_engine", "convert_drafter", "train_drafter"]
 PLAIN_STAGES = ["benchmark", "build_engine", "calibration_data", "download_dataset", "download_model", "quantize",
-                "report"]
+                "report", "smoke_run"]
 
 
 def _dry_run(cwd, *overrides):
@@ -27,7 +27,7 @@ def _names(folder, suffix):
 def test_a_dry_run_after_a_change_of_drafter_leaves_only_the_new_plans_scripts(tmp_path):
     exp = tmp_path / "launcher_storage" / "experiments" / "fp8_redrafter"
     _dry_run(tmp_path)
-    assert len(_names(exp / "scripts", ".sbatch")) == 9
+    assert len(_names(exp / "scripts", ".sbatch")) == 10
     result = _dry_run(tmp_path, "drafter=none")
     assert (f"removed the scripts of stages no longer in the plan: {', '.join(DRAFTER_STAGES)}"
             in result.stdout), result.stdout

@@ -7,7 +7,10 @@ The benchmark and report fingerprints were recorded again when the benchmark's c
 ports its job chooses, launcher.commands.serve_command and friends): a change of a stage's commands changes its
 fingerprint by design; the table changed none (checked against the pre-table code, with the old commands).
 The smoke runs (one per engine, issue 11) were added as new lines; every other stage kept its fingerprint but the
-report, whose inputs now include them (a report is regenerated at every launch anyway)."""
+report, whose inputs now include them (a report is regenerated at every launch anyway).
+When the stages were right-sized, only resources changed, no fingerprint: the quantizers' GPUs come from the
+model's weights (model.params_b against the GPU memory: 1 for the 14B, 2 for the 51B) and train_drafter's time limit
+from its rows, epochs and GPUs (360 min on 2), unless the cluster sets its own."""
 
 import pytest
 from omegaconf import open_dict
@@ -22,11 +25,11 @@ STAGES_BEFORE = {
     ('+experiment=aimo2_campaign',): [
         "download_model 26d30aff2db9c3fa gpus=0 min=120 trtllm",
         "download_dataset e934b92f7f28ef38 gpus=0 min=120 trtllm",
-        "quantize[qformat=full_prec] 27b91f6688a86925 gpus=2 min=120 trtllm",
+        "quantize[qformat=full_prec] 27b91f6688a86925 gpus=1 min=120 trtllm",
         "calibration_data d0dbfd96e1235b37 gpus=0 min=60 trtllm",
-        "train_drafter e400f76216209818 gpus=2 min=480 trtllm",
+        "train_drafter e400f76216209818 gpus=2 min=360 trtllm",
         "build_engine[bf16] 014e0030dfd2234c gpus=1 min=90 trtllm",
-        "quantize[qformat=fp8] 3a04485562b76f97 gpus=2 min=120 trtllm",
+        "quantize[qformat=fp8] 3a04485562b76f97 gpus=1 min=120 trtllm",
         "benchmark[bf16] 7f991b57e427314b gpus=2 min=90 trtllm+sandbox",
         "smoke_run[bf16] c1e0bc3524daeaa3 gpus=2 min=15 trtllm",
         "build_engine[fp8] fed36ff0dd008b38 gpus=1 min=90 trtllm",
@@ -40,7 +43,7 @@ STAGES_BEFORE = {
     ],
     ('+experiment=bf16',): [
         "download_model 26d30aff2db9c3fa gpus=0 min=120 trtllm",
-        "quantize 27b91f6688a86925 gpus=2 min=120 trtllm",
+        "quantize 27b91f6688a86925 gpus=1 min=120 trtllm",
         "build_engine 014e0030dfd2234c gpus=1 min=90 trtllm",
         "benchmark 7f991b57e427314b gpus=2 min=90 trtllm+sandbox",
         "smoke_run c1e0bc3524daeaa3 gpus=2 min=15 trtllm",
@@ -50,7 +53,7 @@ STAGES_BEFORE = {
         "download_model 26d30aff2db9c3fa gpus=0 min=120 trtllm",
         "download_dataset e934b92f7f28ef38 gpus=0 min=120 trtllm",
         "calibration_data d0dbfd96e1235b37 gpus=0 min=60 trtllm",
-        "quantize 3a04485562b76f97 gpus=2 min=120 trtllm",
+        "quantize 3a04485562b76f97 gpus=1 min=120 trtllm",
         "build_engine fed36ff0dd008b38 gpus=1 min=90 trtllm",
         "benchmark 02dd20a10ead26ad gpus=2 min=90 trtllm+sandbox",
         "smoke_run 979d1a26feca3386 gpus=2 min=15 trtllm",
@@ -58,7 +61,7 @@ STAGES_BEFORE = {
     ],
     ('+experiment=int8_wo',): [
         "download_model 26d30aff2db9c3fa gpus=0 min=120 trtllm",
-        "quantize c783e78acfe11f44 gpus=2 min=120 trtllm",
+        "quantize c783e78acfe11f44 gpus=1 min=120 trtllm",
         "build_engine 18e988ff96217636 gpus=1 min=90 trtllm",
         "benchmark c7cbe8668e14d3f0 gpus=2 min=90 trtllm+sandbox",
         "smoke_run ba4e85c8e30e7171 gpus=2 min=15 trtllm",
@@ -68,8 +71,8 @@ STAGES_BEFORE = {
         "download_model 26d30aff2db9c3fa gpus=0 min=120 trtllm",
         "download_dataset e934b92f7f28ef38 gpus=0 min=120 trtllm",
         "calibration_data d0dbfd96e1235b37 gpus=0 min=60 trtllm",
-        "train_drafter e400f76216209818 gpus=2 min=480 trtllm",
-        "quantize 3a04485562b76f97 gpus=2 min=120 trtllm",
+        "train_drafter e400f76216209818 gpus=2 min=360 trtllm",
+        "quantize 3a04485562b76f97 gpus=1 min=120 trtllm",
         "convert_drafter c8dd2595ea75086f gpus=1 min=30 trtllm",
         "build_drafter_engine e62f005b1b966825 gpus=1 min=90 trtllm",
         "benchmark f278ea36024a8468 gpus=2 min=90 trtllm+sandbox",
@@ -78,7 +81,7 @@ STAGES_BEFORE = {
     ],
     (*NEMOTRON, '+experiment=bf16'): [
         "download_model a07fdc2b1700cb87 gpus=0 min=120 trtllm",
-        "quantize c0712f7ac1230394 gpus=4 min=120 trtllm",
+        "quantize c0712f7ac1230394 gpus=2 min=120 trtllm",
         "build_engine 0844eb0619eb7a9a gpus=1 min=90 trtllm",
         "benchmark 9925012c53d6a17e gpus=4 min=120 trtllm+sandbox",
         "smoke_run 130a6d56fc03e7fd gpus=4 min=15 trtllm",
@@ -89,7 +92,7 @@ STAGES_BEFORE = {
         "download_dataset 6e03b15a4baa4205 gpus=0 min=120 trtllm",
         "calibration_data c8c8ff21d1c41866 gpus=0 min=60 trtllm",
         "train_drafter fbc94ecc8ce4c72f gpus=2 min=720 trtllm",
-        "quantize 88accb366f3bd24f gpus=4 min=120 trtllm",
+        "quantize 88accb366f3bd24f gpus=2 min=120 trtllm",
         "convert_drafter 3d4906c11d2211cd gpus=1 min=30 trtllm",
         "build_drafter_engine 272d26d40affb342 gpus=1 min=90 trtllm",
         "benchmark 5fe6477116c1f892 gpus=4 min=120 trtllm+sandbox",
@@ -125,11 +128,11 @@ STAGES_BEFORE = {
     ('cluster=example_slurm', '+experiment=aimo2_campaign'): [
         "download_model a37a48e2d5292618 gpus=0 min=120 trtllm",
         "download_dataset 6e03b15a4baa4205 gpus=0 min=120 trtllm",
-        "quantize[qformat=full_prec] b7570e36e03c8a40 gpus=2 min=120 trtllm",
+        "quantize[qformat=full_prec] b7570e36e03c8a40 gpus=1 min=120 trtllm",
         "calibration_data a82352eabc25fd80 gpus=0 min=60 trtllm",
         "train_drafter c405e24ac0e748bc gpus=2 min=720 trtllm",
         "build_engine[bf16] 519e9d4b80bee489 gpus=1 min=90 trtllm",
-        "quantize[qformat=fp8] 85e8743699a1d0b9 gpus=2 min=120 trtllm",
+        "quantize[qformat=fp8] 85e8743699a1d0b9 gpus=1 min=120 trtllm",
         "benchmark[bf16] b080012f797697ef gpus=2 min=120 trtllm+sandbox",
         "smoke_run[bf16] 1992fe4b937f688b gpus=2 min=15 trtllm",
         "build_engine[fp8] b5bbb6140af0fe47 gpus=1 min=90 trtllm",

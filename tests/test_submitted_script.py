@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slurm
 
 SIZES = (8, 16)
 KINDS = {"download_model", "download_dataset", "calibration_data", "quantize", "train_drafter", "convert_drafter",
-         "build_engine", "build_drafter_engine", "benchmark", "report"}
+         "build_engine", "smoke_run", "build_drafter_engine", "benchmark", "report"}
 
 
 def campaign_sweep(root: Path):

@@ -53,11 +53,14 @@ def test_shared_stages_are_planned_once_and_every_point_depends_on_them(swept):
     assert kinds.count("calibration_data") == 1 and kinds.count("download_model") == 1
     assert kinds.count("train_drafter") == 2  # draft_len_per_beam does not change the trained drafter
     assert kinds.count("benchmark") == 4 + 2  # the points and the bf16 and fp8 baselines
+    assert kinds.count("smoke_run") == 4 + 2  # one after every engine build
     for name, script in scripts.items():
         if name.startswith("convert_drafter["):
             assert "<quantize[qformat=fp8]>" in script
-    report = scripts["report"]
-    assert report.count("<benchmark[") == 6 and "--dependency=afterany:" in report
+    # The report waits on every benchmark and smoke run (its inputs); its sacct line names every other stage too.
+    dependency, = [line for line in scripts["report"].splitlines() if line.startswith("#SBATCH --dependency=")]
+    assert dependency.startswith("#SBATCH --dependency=afterany:")
+    assert dependency.count("<benchmark[") == 6 and dependency.count("<smoke_run[") == 6
     assert "4 point(s) and 2 baseline(s) planned" in result.stdout
     # The table names every stage whole: `[qformat=fp8]` is not taken for rich markup.
     assert "quantize[qformat=fp8]" in result.stdout and "quantize[qformat=full_prec]" in result.stdout
@@ -71,15 +74,18 @@ def test_report_inputs_name_every_configuration_and_its_chain():
     inputs = json.loads(content)
     assert path.endswith("experiments/aimo2_campaign/report_inputs.json") and path in report.commands["report"]
     assert inputs["baseline"] == "bf16" and list(inputs["variants"]) == ["bf16", "fp8", "fp8_redrafter"]
-    chain = inputs["variants"]["fp8_redrafter"]["stages"]
-    assert [entry["kind"] for entry in chain.values()] == [
+    chain = inputs["variants"]["fp8_redrafter"]
+    assert [entry["kind"] for entry in chain] == [
         "download_model", "download_dataset", "calibration_data", "quantize", "train_drafter", "convert_drafter",
-        "build_drafter_engine", "benchmark"]
-    quantize = chain["quantize[qformat=fp8]"]["artifact"]
+        "build_drafter_engine", "smoke_run", "benchmark"]
+    assert all(entry["artifact"] == plan.stages[entry["name"]].artifact for entry in chain)
+    artifacts = {variant: {entry["name"]: entry["artifact"] for entry in stages}
+                 for variant, stages in inputs["variants"].items()}
+    quantize = artifacts["fp8_redrafter"]["quantize[qformat=fp8]"]
     assert quantize.startswith(f"{plan.storage_root}/artifacts/quantize/") and len(Path(quantize).name) == 16
-    variants = inputs["variants"]  # fp8 and fp8_redrafter read one quantized checkpoint; bf16 its own
-    assert variants["fp8"]["stages"]["quantize[qformat=fp8]"]["artifact"] == quantize
-    assert variants["bf16"]["stages"]["quantize[qformat=full_prec]"]["artifact"] != quantize
+    # fp8 and fp8_redrafter read one quantized checkpoint; bf16 its own
+    assert artifacts["fp8"]["quantize[qformat=fp8]"] == quantize
+    assert artifacts["bf16"]["quantize[qformat=full_prec]"] != quantize
 
 
 def test_a_bad_point_stops_the_whole_sweep_before_anything_is_written(tmp_path):
@@ -92,11 +98,11 @@ def test_a_bad_point_stops_the_whole_sweep_before_anything_is_written(tmp_path):
 
 def test_points_whose_values_end_alike_are_all_planned(tmp_path):
     """Names kept only each value's last dot-part: learning rates 0.5 and 1.5 were both `.5`, one point replaced
-    the other and the plan had 14 stages instead of 18."""
+    the other and the plan had 17 stages instead of 22."""
     result = run_launcher(tmp_path, "-m", "+experiment=fp8_redrafter", "drafter.learning_rate=0.5,1.5",
                           "launcher.dry_run=true")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 point(s) and 2 baseline(s) planned" in result.stdout and "18 distinct stages" in result.stdout
+    assert "2 point(s) and 2 baseline(s) planned" in result.stdout and "22 distinct stages" in result.stdout
     sweep_dir = next((tmp_path / "launcher_storage" / "sweeps").iterdir())
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == [
         "0-fp8_redrafter.learning_rate=0.5", "1-fp8_redrafter.learning_rate=1.5"]
@@ -159,4 +165,6 @@ def test_a_campaign_swept_plans_every_variant_of_every_point_once(tmp_path):
     # The serving setting changes neither checkpoints nor the drafter: those are planned once for both points.
     kinds = [s.split("[")[0] for s in scripts]
     assert kinds.count("quantize") == 2 and kinds.count("train_drafter") == 1 and kinds.count("download_model") == 1
-    assert "2 point(s) and 0 baseline(s) planned" in result.stdout and "17 distinct stages" in result.stdout
+    # nor the engines: each of the 3 engines is built and smoke-run once for both points
+    assert kinds.count("build_engine") + kinds.count("build_drafter_engine") == 3 and kinds.count("smoke_run") == 3
+    assert "2 point(s) and 0 baseline(s) planned" in result.stdout and "20 distinct stages" in result.stdout

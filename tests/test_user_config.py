@@ -68,6 +68,7 @@ def launched(storage):
     exp.log("download_model").write_text("downloading nvidia/OpenMath-Nemotron-14B-kaggle\n")
     exp.state.write_text(json.dumps({
         "experiment": "mine", "executor": "local", "storage_root": str(storage), "code": "", "submitted_at": 0,
+        "umask": "0027",
         "stages": {"download_model": {"job_id": "7", "action": "submitted", "log": str(exp.log("download_model")),
                                       "artifact": str(storage / "artifacts" / "download_model" / "0123456789abcdef")}},
     }))
@@ -114,7 +115,7 @@ def test_the_launch_and_a_subcommand_with_launcher_config_dir(user_config, tmp_p
     env = {"LAUNCHER_CONFIG_DIR": str(config_dir)}
     result = run_launcher(tmp_path, "+experiment=fp8", "cluster=mycluster", "launcher.dry_run=true", env=env)
     assert result.returncode == 0, result.stderr
-    assert len(list((storage / "experiments" / "fp8" / "scripts").glob("*.sbatch"))) == 7
+    assert len(list((storage / "experiments" / "fp8" / "scripts").glob("*.sbatch"))) == 8
     launched(storage)
     result = run_launcher(tmp_path, "status", "--config-dir", str(config_dir), "cluster=mycluster")
     assert result.returncode == 0, result.stderr
