@@ -84,7 +84,7 @@ def test_the_console_script_is_installed_and_is_python_m_launcher(tmp_path):
     planned = run(tmp_path, str(script), "+experiment=fp8_redrafter", "launcher.dry_run=true")
     assert planned.returncode == 0, planned.stderr
     assert "build_drafter_engine" in planned.stdout and "nothing was submitted" in planned.stdout
-    assert len(list((tmp_path / "launcher_storage/experiments/fp8_redrafter/scripts").glob("*.sbatch"))) == 9
+    assert len(list((tmp_path / "launcher_storage/experiments/fp8_redrafter/scripts").glob("*.sbatch"))) == 10
     status = run(tmp_path, str(script), "status")  # a subcommand, through the script: the dry run launched nothing
     assert status.returncode == 2 and "no experiment has been launched" in status.stderr
 

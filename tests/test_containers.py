@@ -72,25 +72,50 @@ def test_the_sandbox_image_installs_every_import_of_the_sandbox_module_pinned():
         assert "==" in requirement or "@" in requirement, f"not pinned: {requirement}"
 
 
-def _top_level_imports(path: Path) -> set:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names.add(node.module.split(".")[0])
+SNAPSHOT_PACKAGES = {"jobs", "launcher"}  # the code snapshot's (launcher.dispatch.storage.snapshot_code)
+
+
+def _module_files(module: str) -> list:
+    """The repository's files that `import module` runs: each package's __init__.py on the way, and the module."""
+    parts = module.split(".")
+    files = [REPO.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
+    return [f for f in [*files, REPO.joinpath(*parts[:-1], f"{parts[-1]}.py")] if f.is_file()]
+
+
+def _imports_run_by(path: Path) -> set:
+    """The top-level names of every module-level import that importing `path` runs, following the imports of
+    the code snapshot's own modules into their files: those run in the image too."""
+    names, todo, seen = set(), [path], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.parse(current.read_text()).body:
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:  # `from jobs import ports`: a module too
+                modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for module in modules:
+                if module.split(".")[0] in SNAPSHOT_PACKAGES:
+                    todo += _module_files(module)
+                else:
+                    names.add(module.split(".")[0])
     return names
 
 
 def test_the_guard_needs_nothing_the_sandbox_image_lacks():
     """jobs.sandbox_guard runs in the sandbox image from the code snapshot: the standard library (of the image's
-    python 3.10) and what the image installs, nothing of the launcher's own dependencies."""
+    python 3.10), what the image installs and the snapshot's own modules (jobs.ports, launcher.contract), each
+    of which needs no more, nothing of the launcher's own dependencies."""
     assert re.search(r"^FROM python:3\.10", (CONTAINERS / "sandbox.Dockerfile").read_text(), re.M)
-    imports = _top_level_imports(REPO / "jobs" / "sandbox_guard.py") - {"__future__"}
+    imports = _imports_run_by(REPO / "jobs" / "sandbox_guard.py") - {"__future__"}
     installed = set(pip_requirements(CONTAINERS / "sandbox.Dockerfile"))
     needed = {name for name in imports if name not in sys.stdlib_module_names and name.lower() not in installed}
-    assert not needed, f"jobs/sandbox_guard.py imports {needed}, which the sandbox image does not have"
+    assert not needed, f"jobs/sandbox_guard.py, with the snapshot modules it imports, needs {needed}, which the " \
+        "sandbox image does not have"
     assert "tomllib" not in imports  # standard only from python 3.11
 
 
@@ -109,9 +134,15 @@ def test_the_example_cluster_names_the_images_build_images_writes(tmp_path):
     written = {Path(line.split(" -o ")[1].split()[0]).name
                for line in calls.read_text().splitlines() if line.startswith("enroot import")}
     example = yaml.safe_load((REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
-    named = {key: Path(image).name for key, image in example["containers"].items()}
-    assert set(named.values()) == written, (named, written)
-    assert f"sandbox: {dest}/{named['sandbox']}" in done.stdout and f"trtllm: {dest}/{named['trtllm']}" in done.stdout
+    images = example["containers"]
+    named = {key: Path(image).name for key, image in images.items() if image.endswith(".sqsh")}
+    assert set(named.values()) == written and set(named) == {"trtllm", "sandbox", "triton"}, (named, written)
+    for key, name in named.items():
+        assert f"{key}: {dest}/{name}" in done.stdout, (key, done.stdout)
+    # The other serving stacks run their official release images, which pyxis pulls: each pinned to a release.
+    pulled = {key: image for key, image in images.items() if key not in named}
+    assert set(pulled) == {"trtllm_pytorch", "vllm", "sglang"}, pulled
+    assert all(re.fullmatch(r"[\w.#/-]+:v?[0-9][\w.-]*", image) for image in pulled.values()), pulled
     # and its comment names the script that exists
     comments = re.findall(r"containers/\S+\.sh", (REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
     assert comments and all((REPO / c).is_file() for c in comments), comments

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
-GPU_STAGES = {"quantize": 2, "train_drafter": 2, "convert_drafter": 1, "build_drafter_engine": 1, "benchmark": 2,
+GPU_STAGES = {"quantize": 1, "train_drafter": 2, "convert_drafter": 1, "build_drafter_engine": 1, "benchmark": 2,
               "smoke_run": 2}
 
 pytestmark = pytest.mark.slurm
@@ -143,7 +143,7 @@ def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_
     rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=300)}
     by_stage = {name: rows[job] for name, job in ids.items()}
     assert by_stage["train_drafter"] == "FAILED"
-    for name in ("convert_drafter", "build_drafter_engine", "benchmark"):
+    for name in ("convert_drafter", "build_drafter_engine", "benchmark", "smoke_run"):
         assert by_stage[name] == "CANCELLED", by_stage
     for name in ("download_model", "download_dataset", "calibration_data", "quantize", "report"):
         assert by_stage[name] == "COMPLETED", by_stage
@@ -151,7 +151,8 @@ def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_
     assert "train_drafter" in status and "FAILED" in status and "simulated failure" in status
     rerun = launcher(tmp_path, "+experiment=fp8_redrafter")
     again = job_ids(state(tmp_path))
-    assert set(again) == {"train_drafter", "convert_drafter", "build_drafter_engine", "benchmark", "report"}, rerun.stdout
+    assert set(again) == {"train_drafter", "convert_drafter", "build_drafter_engine", "benchmark", "smoke_run",
+                          "report"}, rerun.stdout
     rows = slurm_cluster.wait_all_done(again.values(), timeout=300)
     assert {r["State"] for r in rows} == {"COMPLETED"}
 
@@ -180,8 +181,8 @@ def test_a_stage_on_gpus_below_what_the_config_promised_fails_at_once(slurm_clus
     status = launcher(tmp_path, "status").stdout
     failure = next(line for line in status.splitlines() if line.startswith("jobs.process.StageFailed"))
     assert failure == ("jobs.process.StageFailed: wrong GPUs for this stage: quantization.qformat=fp8 needs compute "
-                       "capability 8.9+, this node has 2 x NVIDIA A100-SXM4-80GB (8.0); cluster.gpu_type=h100 "
-                       "promised 9.0: check cluster.partition")  # one line, not wrapped: the job's 2 GPUs of 8
+                       "capability 8.9+, this node has 1 x NVIDIA A100-SXM4-80GB (8.0); cluster.gpu_type=h100 "
+                       "promised 9.0: check cluster.partition")  # one line, not wrapped: the job's 1 GPU of 8
     assert "[STAND-IN]" not in launcher(tmp_path, "logs", "fp8", "quantize").stdout  # no tool ran
 
 
@@ -249,7 +250,7 @@ def test_a_launch_of_another_plan_keeps_only_the_specs_earlier_jobs_still_read(s
         exp = Path(tmp_path) / "experiments" / "fp8_redrafter"
         plan = sorted(state(tmp_path)["stages"])
         drafter_stages = ["build_drafter_engine", "convert_drafter", "train_drafter"]
-        assert sorted(p.stem for p in (exp / "scripts").glob("*.sbatch")) == plan and len(plan) == 7
+        assert sorted(p.stem for p in (exp / "scripts").glob("*.sbatch")) == plan and len(plan) == 8
         assert sorted(p.stem for p in (exp / "stages").glob("*.json")) == sorted(plan + drafter_stages)
         assert f"removed the scripts of stages no longer in the plan: {', '.join(drafter_stages)}" in out, out
         assert (f"train_drafter (job {first['train_drafter']}), of the plan launched before, is not in this one and "

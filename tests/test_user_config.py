@@ -1,6 +1,5 @@
 """A user's own cluster config, outside the package: `--config-dir DIR` (Hydra's flag, taken by every subcommand
 too), `-cd DIR`, or `LAUNCHER_CONFIG_DIR=DIR`, for the launch and for status, logs, cancel, report and sync."""
-import json
 import os
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import sys
 import pytest
 
 from launcher import status, wandb_sync
+from launcher.contract import ExperimentState, StageRecord
 from launcher.exit_codes import CONFIG_ERROR
 from launcher.scripts import ExperimentDir
 
@@ -66,12 +66,13 @@ def launched(storage):
     exp = ExperimentDir(str(storage), "mine")
     exp.log("download_model").parent.mkdir(parents=True)
     exp.log("download_model").write_text("downloading nvidia/OpenMath-Nemotron-14B-kaggle\n")
-    exp.state.write_text(json.dumps({
-        "experiment": "mine", "executor": "local", "storage_root": str(storage), "code": "", "submitted_at": 0,
-        "umask": "0027",
-        "stages": {"download_model": {"job_id": "7", "action": "submitted", "log": str(exp.log("download_model")),
-                                      "artifact": str(storage / "artifacts" / "download_model" / "0123456789abcdef")}},
-    }))
+    fingerprint = "0123456789abcdef"
+    ExperimentState(
+        experiment="mine", executor="local", storage_root=str(storage), code="", submitted_at=0, umask="027",
+        stages={"download_model": StageRecord(
+            kind="download_model", fingerprint=fingerprint, action="submitted", job_id="7",
+            log=str(exp.log("download_model")), artifact=str(storage / "artifacts" / "download_model" / fingerprint))},
+    ).write(exp.state)
     (storage / "experiments" / "LATEST").write_text("mine")
 
 
