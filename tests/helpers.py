@@ -63,3 +63,22 @@ def _normalize(value: str):
         return float(value)
     except ValueError:
         return value
+
+
+def hold_ports(stack, count: int, start: int = 20000) -> int:
+    """Listen on `count` consecutive loopback ports from the first p >= start where all are free; return p
+    (skips the test when there are none)."""
+    import socket
+
+    import pytest
+
+    for first in range(start, 60000, count):
+        try:
+            for port in range(first, first + count):
+                listener = stack.enter_context(socket.socket())
+                listener.bind(("127.0.0.1", port))
+                listener.listen()
+            return first
+        except OSError:
+            stack.close()
+    pytest.skip(f"no {count} consecutive free ports")

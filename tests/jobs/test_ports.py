@@ -7,6 +7,8 @@ import socket
 
 import pytest
 
+from tests.helpers import hold_ports
+
 from jobs import ports
 
 
@@ -15,18 +17,6 @@ def _no_slurm_job(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
 
 
-def listening_on(stack: contextlib.ExitStack, count: int) -> int:
-    """Listen on `count` consecutive loopback ports; return the first."""
-    for first in range(21000, 60000, count):
-        try:
-            for port in range(first, first + count):
-                listener = stack.enter_context(socket.socket())
-                listener.bind(("127.0.0.1", port))
-                listener.listen()
-            return first
-        except OSError:
-            stack.close()
-    pytest.skip(f"no {count} consecutive free ports")
 
 
 def test_each_job_starts_at_its_own_offset(monkeypatch):
@@ -39,7 +29,7 @@ def test_each_job_starts_at_its_own_offset(monkeypatch):
 
 def test_the_first_free_port_skips_ports_in_use():
     with contextlib.ExitStack() as held:
-        first = listening_on(held, 2)
+        first = hold_ports(held, 2, start=21000)
         chosen = ports.free_port("127.0.0.1", first)
         assert chosen >= first + 2
         with socket.socket() as server:  # a server can listen there now

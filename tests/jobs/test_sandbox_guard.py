@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import hold_ports
+
 REPO = Path(__file__).resolve().parents[2]
 STANDIN_PYTHON = REPO / "tests" / "standins" / "python"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a site's http_proxy
@@ -354,18 +356,6 @@ def test_the_local_benchmark_starts_the_guard_without_secrets(monkeypatch, tmp_p
 # ---------------------------------------------------------------------------------------------------------
 # Its port: chosen and bound at once, written where the job reads it
 # ---------------------------------------------------------------------------------------------------------
-def hold_ports(stack: contextlib.ExitStack, count: int, start: int = 20000) -> int:
-    """Listen on `count` consecutive ports from the first p >= start where all are free; return p."""
-    for first in range(start, 60000, count):
-        try:
-            for port in range(first, first + count):
-                listener = stack.enter_context(socket.socket())
-                listener.bind(("127.0.0.1", port))
-                listener.listen()
-            return first
-        except OSError:
-            stack.close()
-    pytest.skip(f"no {count} consecutive free ports")
 
 
 def test_the_guard_takes_the_first_free_port_of_its_jobs_range():
