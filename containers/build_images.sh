@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the stage, sandbox and Triton images and import them with enroot into .sqsh files on shared storage,
+# Build the stage, sandbox, Triton and checkpoint-serving (trtllm_pytorch, vllm, sglang) images and import them with enroot into .sqsh files on shared storage,
 # where the cluster config's `containers` map points (pyxis then never pulls at job start).
 #   containers/build_images.sh /lustre/fsw/my_account/images
 # Needs docker (or podman via DOCKER=podman) and enroot on the machine that builds.
@@ -9,6 +9,11 @@ docker=${DOCKER:-docker}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 trtllm_version=$(sed -n 's/^ARG TRTLLM_VERSION=//p' "$here/trtllm.Dockerfile")
+# The checkpoint-serving stacks: each official release image, pinned in its Dockerfile, plus AIPerf.
+declare -A serving_version=(
+    [trtllm_pytorch]=$(sed -n 's/^ARG TRTLLM_VERSION=//p' "$here/trtllm_pytorch.Dockerfile")
+    [vllm]=$(sed -n 's/^ARG VLLM_VERSION=//p' "$here/vllm.Dockerfile")
+    [sglang]=$(sed -n 's/^ARG SGLANG_VERSION=//p' "$here/sglang.Dockerfile"))
 mkdir -p "$dest"
 
 "$docker" build -f "$here/trtllm.Dockerfile" -t "launcher-trtllm:$trtllm_version" "$repo"
@@ -21,10 +26,19 @@ DOCKER_BUILDKIT=1 "$docker" build -f dockerfile/Dockerfile.triton.trt_llm_backen
     "https://github.com/triton-inference-server/tensorrtllm_backend.git#v$trtllm_version"
 "$docker" build -f "$here/triton.Dockerfile" --build-arg "BACKEND_IMAGE=$backend_image" \
     -t "launcher-triton:$trtllm_version" "$repo"
+for stack in trtllm_pytorch vllm sglang; do
+    "$docker" build -f "$here/$stack.Dockerfile" -t "launcher-$stack:${serving_version[$stack]}" "$repo"
+done
 
 enroot import -o "$dest/launcher-trtllm-$trtllm_version.sqsh" "dockerd://launcher-trtllm:$trtllm_version"
 enroot import -o "$dest/launcher-sandbox.sqsh" "dockerd://launcher-sandbox:latest"
 enroot import -o "$dest/launcher-triton-$trtllm_version.sqsh" "dockerd://launcher-triton:$trtllm_version"
+serving=""
+for stack in trtllm_pytorch vllm sglang; do
+    image="launcher-$stack-${serving_version[$stack]}.sqsh"
+    enroot import -o "$dest/$image" "dockerd://launcher-$stack:${serving_version[$stack]}"
+    serving+=", $stack: $dest/$image"
+done
 echo "set in conf/cluster/<yours>.yaml:"
-echo "  containers: {trtllm: $dest/launcher-trtllm-$trtllm_version.sqsh, sandbox: $dest/launcher-sandbox.sqsh, triton: $dest/launcher-triton-$trtllm_version.sqsh}"
+echo "  containers: {trtllm: $dest/launcher-trtllm-$trtllm_version.sqsh, sandbox: $dest/launcher-sandbox.sqsh, triton: $dest/launcher-triton-$trtllm_version.sqsh$serving}"
 echo "  triton_backend_dir: /app"

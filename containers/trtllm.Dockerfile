@@ -31,9 +31,11 @@ RUN pip install --no-cache-dir "nemo_skills @ git+https://github.com/NVIDIA/NeMo
 COPY . /opt/launcher
 RUN pip install --no-cache-dir --no-deps /opt/launcher && pip install --no-cache-dir "hydra-core==1.3.2" "omegaconf==2.3.1" "jinja2>=3.1,<4" "rich>=13,<16"
 
-# AIPerf (benchmark=load_sweep) in a venv of its own: it pins rich, pandas, pillow and orjson versions of its own,
-# which must not move the TensorRT-LLM environment's. jobs/load_sweep.py runs $AIPERF_BIN.
-RUN python -m venv /opt/aiperf && /opt/aiperf/bin/pip install --no-cache-dir "aiperf==0.13.0"
+# AIPerf (benchmark=load_sweep) in a venv of its own, as in every serving image (containers/aiperf_venv.sh): its
+# pins must not move the TensorRT-LLM environment's. jobs/load_sweep.py runs $AIPERF_BIN.
+ARG AIPERF_VERSION=0.13.0
+COPY containers/aiperf_venv.sh /tmp/aiperf_venv.sh
+RUN /tmp/aiperf_venv.sh "${AIPERF_VERSION}" && rm /tmp/aiperf_venv.sh
 
 ENV HF_HUB_ENABLE_HF_TRANSFER=0 \
     AIPERF_BIN=/opt/aiperf/bin/aiperf \

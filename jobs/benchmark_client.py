@@ -49,6 +49,7 @@ from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple
 import httpx
 import httpx_sse
 
+from jobs import jsonl
 from jobs.calibration_data import PROMPTS, user_turn
 
 TOOL_START = "<tool_call>"
@@ -625,16 +626,7 @@ async def run_benchmark(cfg: BenchmarkConfig, problems: Sequence[Dict[str, Any]]
 
 
 def load_problems(path: str) -> List[Dict[str, Any]]:
-    problems = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            obj = json.loads(line)
-            if "problem" not in obj:
-                raise ValueError(f"{path}:{n}: no 'problem' field")
-            problems.append(obj)
-    return problems
+    return jsonl.read_rows(path, "problems", ("problem",), remedy="each row is {problem, expected_answer?, id?}")
 
 
 def write_results(results: Dict[str, Any], path: str) -> None:

@@ -10,7 +10,8 @@ tokenizer (a local directory: nothing is downloaded).
 Per point (:class:`PointRecord`): request and token throughput, TTFT, ITL (AIPerf's ITL is
 (latency - TTFT) / (output tokens - 1), i.e. TPOT) and end-to-end latency as mean/P50/P90/P99 in ms, goodput
 under ``--goodput`` SLOs as AIPerf computes it (requests/s meeting every SLO), and the speculative-decoding
-acceptance where AIPerf reports it (vLLM's per-request metrics; trtllm-serve exposes none that AIPerf reads).
+acceptance from the server's own counters over the point (:class:`AcceptanceProbe`: vLLM's and SGLang's
+Prometheus ``/metrics`` read before and after it, trtllm-serve's iteration stats polled through it).
 A point that generated no tokens, had failed requests or completed fewer requests than asked is
 ``valid: false`` with the reason, and is left out of the summary. With repeats, the summary has the mean and
 a 95% Student-t confidence interval of every metric per concurrency.
@@ -26,12 +27,15 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
+import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from jobs.calibration_data import PROMPTS, user_turn
 
@@ -50,8 +54,6 @@ LATENCY_STATS = ("avg", "p50", "p90", "p99")
 RATE_METRICS = {"request_throughput": "request_throughput", "output_token_throughput": "output_token_throughput",
                 "total_token_throughput": "total_token_throughput",
                 "output_token_throughput_per_user": "output_token_throughput_per_user"}
-SPEC_DECODE_METRICS = {"acceptance_length": "spec_decode_acceptance_length",
-                       "draft_acceptance_rate": "spec_decode_draft_acceptance_rate"}
 CONFIDENCE = 0.95
 
 
@@ -124,8 +126,9 @@ class PointRecord:
     e2e_latency_ms: Dict[str, float] = dataclasses.field(default_factory=dict)
     goodput: Optional[float] = None  # requests/s meeting every SLO
     good_requests: Optional[int] = None
-    acceptance_length: Optional[float] = None
-    draft_acceptance_rate: Optional[float] = None
+    acceptance_length: Optional[float] = None  # tokens per drafting step, the bonus token included
+    draft_acceptance_rate: Optional[float] = None  # accepted / drafted tokens
+    spec_decode: Optional[Dict[str, Any]] = None  # the server's counts over the point (SpecDecodeCounts)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,6 +201,183 @@ def write_prompt_file(messages: Sequence[str], out: str, endpoint_type: str, tok
     return out
 
 
+# ---- speculative decoding acceptance, from the server's own metrics ------------------------------------------
+# Prometheus counters (sample names as exposed, summed over their label sets) of the servers that have them:
+# vLLM 0.33.0 vllm/v1/spec_decode/metrics.py SpecDecodingProm (registered only when it speculates); SGLang 0.5.23
+# srt/observability/metrics_collector.py TokenizerMetricsCollector (with --enable-metrics: one verify call per
+# drafting step, both counted per finished request).
+PROMETHEUS_COUNTERS = {
+    "vllm": {"drafts": "vllm:spec_decode_num_drafts_total", "draft_tokens": "vllm:spec_decode_num_draft_tokens_total",
+             "accepted_tokens": "vllm:spec_decode_num_accepted_tokens_total"},
+    "sglang": {"drafts": "sglang:spec_verify_calls_total", "generated_tokens": "sglang:generation_tokens_total"},
+}
+# trtllm-serve: GET /metrics answers the IterationStats queued since the last call (and drains them); a drafting
+# iteration's specDecodingStats (cpp/tensorrt_llm/executor/jsonSerialization.cpp) counts, over its requests:
+ITERATION_COUNTERS = {"drafts": "numRequestsWithDraftTokens", "draft_tokens": "numDraftTokens",
+                      "accepted_tokens": "numAcceptedTokens"}
+TRTLLM_POLL_S = 1.0  # drained this often during a point, so that no bounded stats queue overflows
+_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)')
+
+
+@dataclasses.dataclass
+class SpecDecodeCounts:
+    """What the server counted over one point. ``drafts``: drafting steps (vLLM drafts, SGLang verify calls,
+    trtllm requests-with-drafts per iteration)."""
+    source: str
+    drafts: float = 0.0
+    draft_tokens: Optional[float] = None
+    accepted_tokens: Optional[float] = None
+    generated_tokens: Optional[float] = None  # SGLang: its acceptance length is generated tokens per verify call
+
+    def add(self, other: "SpecDecodeCounts") -> None:
+        for name in ("drafts", "draft_tokens", "accepted_tokens", "generated_tokens"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if theirs is not None:
+                setattr(self, name, theirs if mine is None else mine + theirs)
+
+    def minus(self, before: "SpecDecodeCounts") -> "SpecDecodeCounts":
+        out = dataclasses.replace(self)
+        for name in ("drafts", "draft_tokens", "accepted_tokens", "generated_tokens"):
+            mine, earlier = getattr(self, name), getattr(before, name)
+            setattr(out, name, None if mine is None else mine - (earlier or 0.0))
+        return out
+
+    def acceptance_length(self) -> Optional[float]:
+        """Mean tokens per drafting step, the bonus token included: 1 + accepted / drafts (vLLM's and
+        trtllm's definition), or generated tokens / verify calls (SGLang's own, which has no accepted count)."""
+        if not self.drafts:
+            return None
+        if self.accepted_tokens is not None:
+            return 1.0 + self.accepted_tokens / self.drafts
+        return None if self.generated_tokens is None else self.generated_tokens / self.drafts
+
+    def acceptance_rate(self) -> Optional[float]:
+        return self.accepted_tokens / self.draft_tokens if self.drafts and self.draft_tokens else None
+
+
+def fetch_metrics(url: str, timeout: float = 30.0) -> Optional[str]:
+    """The body of the server's GET /metrics, or None where it has no such endpoint (404). Asked directly, never
+    through a site's http_proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url.rstrip("/") + "/metrics", timeout=timeout) as answer:
+            return answer.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def prometheus_samples(text: str) -> Dict[str, float]:
+    """Prometheus text exposition: each sample name's value, summed over its label sets (comments skipped)."""
+    totals: Dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line.strip())  # "# HELP/TYPE" lines do not match
+        if match:
+            totals[match[1]] = totals.get(match[1], 0.0) + float(match[3])
+    return totals
+
+
+def iteration_counts(stats: Sequence[Mapping[str, Any]]) -> SpecDecodeCounts:
+    counts = SpecDecodeCounts("trtllm-serve /metrics", draft_tokens=0.0, accepted_tokens=0.0)
+    for it in stats:
+        spec = it.get("specDecodingStats") if isinstance(it, Mapping) else None
+        if isinstance(spec, Mapping):
+            counts.add(SpecDecodeCounts(counts.source, **{k: float(spec.get(key) or 0)
+                                                          for k, key in ITERATION_COUNTERS.items()}))
+    return counts
+
+
+class AcceptanceProbe:
+    """Counts the server's speculative-decoding steps over a window (one point): ``open()`` before, ``close()``
+    after, which returns the counts (or None and says why in ``note``)."""
+
+    def __init__(self, url: str, style: str):
+        self.url, self.style = url, style
+        self.note: Optional[str] = None
+        self._before: Optional[SpecDecodeCounts] = None
+        self._stop = threading.Event()
+        self._poller: Optional[threading.Thread] = None
+        self._polled: Optional[SpecDecodeCounts] = None
+        self._poll_error: Optional[str] = None
+
+    def _read(self) -> SpecDecodeCounts:
+        body = fetch_metrics(self.url)
+        if body is None:
+            raise OSError(f"{self.url}/metrics answered 404")
+        if self.style == "trtllm":
+            return iteration_counts(json.loads(body))
+        samples = prometheus_samples(body)
+        counts = SpecDecodeCounts(f"{self.style} /metrics")
+        for field, name in PROMETHEUS_COUNTERS[self.style].items():
+            setattr(counts, field, samples.get(name))
+        counts.drafts = counts.drafts or 0.0
+        return counts
+
+    def _poll(self) -> None:
+        while not self._stop.wait(TRTLLM_POLL_S):
+            try:
+                self._polled.add(self._read())
+            except (OSError, ValueError) as exc:
+                self._poll_error = f"{type(exc).__name__}: {exc}"
+
+    def open(self) -> None:
+        self.note, self._poll_error = None, None
+        try:
+            self._before = self._read()  # trtllm: drains what came before the point
+        except (OSError, ValueError) as exc:
+            self._before, self.note = None, f"server metrics unreadable before the point ({type(exc).__name__}: {exc})"
+            return
+        if self.style == "trtllm":
+            self._polled = iteration_counts([])
+            self._stop.clear()
+            self._poller = threading.Thread(target=self._poll, name="trtllm-iteration-stats", daemon=True)
+            self._poller.start()
+
+    def close(self) -> Optional[SpecDecodeCounts]:
+        if self._before is None:
+            return None
+        try:
+            if self._poller is not None:
+                self._stop.set()
+                self._poller.join()
+                self._poller = None
+                self._polled.add(self._read())
+                if self._poll_error:
+                    raise OSError(self._poll_error)
+                return self._polled
+            return self._read().minus(self._before)
+        except (OSError, ValueError) as exc:
+            self.note = f"server metrics unreadable after the point ({type(exc).__name__}: {exc})"
+            return None
+
+
+def detect_metrics(url: str) -> Tuple[Optional[str], str]:
+    """Whose metrics the server at `url` answers (a style of :data:`PROMETHEUS_COUNTERS`, or ``trtllm``), and
+    what was found. trtllm-serve's /metrics is a JSON list; vLLM's and SGLang's Prometheus text names its own."""
+    try:
+        body = fetch_metrics(url)
+    except (OSError, ValueError) as exc:
+        return None, f"{url}/metrics unreadable ({type(exc).__name__}: {exc})"
+    if body is None:
+        return None, f"{url} has no /metrics (404)"
+    if body.lstrip().startswith("["):
+        return "trtllm", "trtllm-serve iteration stats (GET /metrics)"
+    # A counter with labels has no sample before its first increment, only its "# TYPE name counter" line.
+    names = {*prometheus_samples(body), *re.findall(r"^# TYPE (\S+)", body, re.M)}
+    for style in PROMETHEUS_COUNTERS:
+        if any(name.startswith(f"{style}:") for name in names):
+            return style, f"{style} Prometheus counters (GET /metrics)"
+    return None, f"{url}/metrics names no counters of {sorted(PROMETHEUS_COUNTERS)} and is not trtllm-serve's"
+
+
+def measure_acceptance(rec: PointRecord, counts: Optional[SpecDecodeCounts]) -> None:
+    if counts is None:
+        return
+    rec.spec_decode = dataclasses.asdict(counts)
+    rec.acceptance_length, rec.draft_acceptance_rate = counts.acceptance_length(), counts.acceptance_rate()
+
+
 # ---- one point ------------------------------------------------------------------------------------------------
 def build_argv(cfg: SweepConfig, concurrency: int, artifact_dir: str) -> List[str]:
     """``aiperf profile`` for one point (flags of aiperf 0.13.0 ``aiperf/config/flags/cli_config.py``)."""
@@ -255,8 +435,6 @@ def parse_export(export: Mapping[str, Any], concurrency: int, repeat: int, artif
     rec.goodput = _value(export, "goodput")
     good = _value(export, "good_request_count")
     rec.good_requests = None if good is None else int(good)
-    for name, tag in SPEC_DECODE_METRICS.items():
-        setattr(rec, name, _value(export, tag))
     rec.invalid_reason = invalid_reason(rec, export)
     rec.valid = rec.invalid_reason is None
     return rec
@@ -296,8 +474,9 @@ Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
 
 
 def run_point(cfg: SweepConfig, concurrency: int, repeat: int, artifact_dir: str,
-              run: Runner = subprocess.run) -> PointRecord:
-    """Runs AIPerf for one point (its output in ``artifact_dir/aiperf.log``) and reads its export."""
+              run: Runner = subprocess.run, probe: Optional[AcceptanceProbe] = None) -> PointRecord:
+    """Runs AIPerf for one point (its output in ``artifact_dir/aiperf.log``) and reads its export; with a probe,
+    the server's speculative-decoding counts over the point too (an invalid point keeps them, as a clue)."""
     out = Path(artifact_dir)
     out.mkdir(parents=True, exist_ok=True)
     argv = build_argv(cfg, concurrency, str(out))
@@ -305,7 +484,12 @@ def run_point(cfg: SweepConfig, concurrency: int, repeat: int, artifact_dir: str
     with open(out / "aiperf.log", "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(argv) + "\n")
         log.flush()
+        if probe is not None:
+            probe.open()
         proc = run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(out))
+        counts = probe.close() if probe is not None else None
+        if probe is not None and probe.note:
+            log.write(f"[load_sweep] no acceptance for this point: {probe.note}\n")
     export_path = out / EXPORT_FILE
     if not export_path.is_file():  # AIPerf writes no summary when no request succeeded
         rec = PointRecord(concurrency=concurrency, repeat=repeat, artifact_dir=str(out), valid=False,
@@ -314,23 +498,29 @@ def run_point(cfg: SweepConfig, concurrency: int, repeat: int, artifact_dir: str
         rec.requests_failed = sum(e["count"] for e in rec.errors)
         failed = f": {rec.requests_failed} failed request(s){describe_first_error(rec.errors)}" if rec.errors else ""
         rec.invalid_reason = f"aiperf exited {proc.returncode} without {EXPORT_FILE}{failed} (see {out / 'aiperf.log'})"
-        return rec
-    rec = parse_export(json.loads(export_path.read_text(encoding="utf-8")), concurrency, repeat, str(out), asked)
-    if proc.returncode != 0 and rec.valid:
-        rec.valid, rec.invalid_reason = False, f"aiperf exited {proc.returncode} (see {out / 'aiperf.log'})"
+    else:
+        rec = parse_export(json.loads(export_path.read_text(encoding="utf-8")), concurrency, repeat, str(out), asked)
+        if proc.returncode != 0 and rec.valid:
+            rec.valid, rec.invalid_reason = False, f"aiperf exited {proc.returncode} (see {out / 'aiperf.log'})"
+    measure_acceptance(rec, counts)
     return rec
 
 
 def run_sweep(cfg: SweepConfig, out_dir: str, run: Runner = subprocess.run) -> Dict[str, Any]:
-    """Every repeat sweeps every concurrency (a repeat is a whole sweep, so slow drift spreads over all points)."""
+    """Every repeat sweeps every concurrency (a repeat is a whole sweep, so slow drift spreads over all points).
+    The server's metrics are looked at once, first: whose they are decides how acceptance is counted."""
+    style, found = detect_metrics(cfg.url)
+    print(f"[load_sweep] speculative-decoding acceptance: {found}", file=sys.stderr, flush=True)
+    probe = AcceptanceProbe(cfg.url, style) if style else None
     points = []
     for repeat in range(cfg.repeats):
         for c in cfg.concurrencies:
-            rec = run_point(cfg, c, repeat, os.path.join(out_dir, f"r{repeat}", f"c{c}"), run)
+            rec = run_point(cfg, c, repeat, os.path.join(out_dir, f"r{repeat}", f"c{c}"), run, probe)
             status = "ok" if rec.valid else f"INVALID: {rec.invalid_reason}"
             print(f"[load_sweep] repeat {repeat} concurrency {c}: {status}", file=sys.stderr, flush=True)
             points.append(rec)
     return {"benchmark": "load_sweep", "aiperf_version": AIPERF_VERSION, "config": config_dict(cfg),
+            "server_metrics": {"style": style, "found": found},
             "points": [p.to_dict() for p in points], "summary": summarize(points, cfg.concurrencies)}
 
 

@@ -17,7 +17,12 @@ the output post-processing and the traceback modes it accepts stay NeMo-Skills'.
   processes it started, and gets NeMo-Skills' timeout answer. The session's state is lost; the next call in it
   starts a fresh worker, which answers `new_session_created: true` as NeMo-Skills does for a new session (its
   own client then replays the session's earlier cells);
-* each worker runs in a scratch directory of its own (removed with it), not in the job's directory.
+* each worker runs in a scratch directory of its own (removed with it), not in the job's directory;
+* environment: a worker gets an allowlist of the guard's variables (WORKER_ENV_NAMES: PATH, HOME, LANG, LC_*,
+  TMPDIR, ...) and those --pass-env names (serving.sandbox.env's), never the rest of the step's (secrets);
+  the guard itself is made undumpable, so its own environment is not readable at /proc/PID/environ either.
+  Other processes of the same user on the node (the stage job, its LLM server) are not hidden from a cell:
+  only a PID namespace of its own would hide them.
 
 It chooses its own port (jobs.ports): the first free one from --base-port + SLURM_JOB_ID % 1000, bound at once,
 and writes it, one line, to --port-file once it listens (`-`: its stdout, where a container cannot write the
@@ -51,7 +56,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from jobs import ports
 
@@ -69,6 +74,19 @@ MEM_LIMIT_ENV = "NEMO_SKILLS_SANDBOX_MEM_LIMIT"
 # buffers per thread): on a 100-core node that alone would exhaust a few GiB of RLIMIT_AS. One thread each
 # keeps a worker at ~0.4 GiB after importing IPython, numpy, scipy and sympy. serving.sandbox.env may set them.
 THREAD_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# A worker's environment is an allowlist: what Python, IPython and the math libraries need to run a cell. The
+# guard's own is the batch step's, which (sbatch --export=ALL) holds every variable of the submitting shell,
+# secrets too (HF_TOKEN, WANDB_API_KEY, NGC_API_KEY, AWS_*, whatever cluster.env_vars does not name), and a
+# cell can print os.environ. What else a session should see, serving.sandbox.env sets; the guard is given
+# those names (--pass-env). NeMo-Skills' module itself reads only its memory-limit variable (set below) and an
+# idle-session timeout that a worker of one session has no use for.
+WORKER_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
+                              "LD_LIBRARY_PATH", "PYTHONHOME", "PYTHONIOENCODING", *THREAD_DEFAULTS})
+WORKER_ENV_PREFIXES = ("LC_",)  # the locale's categories
+# The guard reads these besides: PYTHONPATH finds `jobs` (and the module), SLURM_JOB_ID moves its ports
+# (jobs.ports). A worker gets PYTHONPATH rebuilt, absolute.
+GUARD_ENV_NAMES = ("PYTHONPATH", "SLURM_JOB_ID")
+PR_SET_DUMPABLE = 4
 WORKER_START_S = 120.0  # importing IPython from a squashfs image on a busy node can take a while
 KILL_WAIT_S = 5.0
 PR_SET_PDEATHSIG = 1
@@ -92,6 +110,30 @@ def loopback_address(host: str, port: int) -> Tuple[int, tuple]:
         raise refused
     family, _, _, _, sockaddr = infos[0]
     return family, sockaddr
+
+
+def allowed_env(environ: Dict[str, str], also: Iterable[str] = ()) -> Dict[str, str]:
+    """The variables of `environ` that the workers' allowlist or `also` names; no other reaches them."""
+    also = frozenset(also)
+    return {name: value for name, value in environ.items()
+            if name in WORKER_ENV_NAMES or name.startswith(WORKER_ENV_PREFIXES) or name in also}
+
+
+def guard_env(environ: Dict[str, str]) -> Dict[str, str]:
+    """The guard's own environment where the job starts it (cluster=local): the workers' allowlist and what the
+    guard reads itself (its command sets serving.sandbox.env by value)."""
+    return allowed_env(environ, GUARD_ENV_NAMES)
+
+
+def hide_own_environment() -> None:
+    """Linux keeps a process's starting environment readable at /proc/PID/environ, to every process of its user
+    (its workers, that is), whatever it removes from os.environ later. A process that is not dumpable has those
+    files readable by root only: the guard's environment, with whatever secrets the step passed it, stays
+    out of the cells' reach. Its workers are dumpable again (execve resets it): they hold nothing to hide."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise GuardError(f"cannot make the guard undumpable (prctl PR_SET_DUMPABLE): "
+                         f"{os.strerror(ctypes.get_errno())}; its environment would be readable to the cells")
 
 
 def memory_limit_bytes(memory_limit_mb: int) -> int:
@@ -293,9 +335,11 @@ class Session:
 class Guard:
     """The sessions and their workers; `execute`, `list_sessions` and `delete` answer the HTTP routes."""
 
-    def __init__(self, memory_limit_mb: int, timeout_s: float, module: str = SANDBOX_MODULE):
+    def __init__(self, memory_limit_mb: int, timeout_s: float, module: str = SANDBOX_MODULE,
+                 pass_env: Iterable[str] = ()):
         self.limit = memory_limit_bytes(memory_limit_mb)
         self.timeout_s = timeout_s
+        self.pass_env = tuple(pass_env)
         self.scratch = tempfile.mkdtemp(prefix="sandbox-guard-")
         argv = [sys.executable, "-m", "jobs.sandbox_guard", "--worker", "--module", module,
                 "--memory-limit-mb", str(memory_limit_mb)]
@@ -317,11 +361,12 @@ class Guard:
 
     # -- workers --------------------------------------------------------------------------------------------
     def worker_env(self) -> dict:
-        """Ours, with `jobs` importable, the module's own memory limit on ours, and one thread per math library."""
-        env = dict(os.environ)
+        """The allowlist of ours and the --pass-env variables, with `jobs` importable, the module's own memory limit
+        on ours, and one thread per math library."""
+        env = allowed_env(os.environ, self.pass_env)
         code_root = str(Path(__file__).resolve().parents[1])  # where `jobs` is, for `-m jobs.sandbox_guard`
         # Absolute: a worker starts in its own directory, where a relative entry would name another place.
-        paths = [code_root] + [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        paths = [code_root] + [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(paths)
         env[MEM_LIMIT_ENV] = str(self.limit // 2)
         for name, value in THREAD_DEFAULTS.items():
@@ -508,9 +553,10 @@ def publish_port(port: int, port_file: str) -> None:
 
 
 def serve(host: str, base_port: int, port_file: Optional[str], memory_limit_mb: int, timeout_s: float,
-          module: str = SANDBOX_MODULE) -> None:
+          module: str = SANDBOX_MODULE, pass_env: Iterable[str] = ()) -> None:
     loopback_address(host, base_port)  # refused before any worker starts
-    guard = Guard(memory_limit_mb, timeout_s, module)
+    hide_own_environment()
+    guard = Guard(memory_limit_mb, timeout_s, module, pass_env)
     try:
         # Bound as it is chosen: no other job can take the port between the two.
         server = ports.first_free(host, base_port, lambda host, port: GuardServer(host, port, guard))
@@ -544,6 +590,9 @@ def main(argv=None) -> int:
     p.add_argument("--port-file", help="where to write that port once listening, one line (-: stdout)")
     p.add_argument("--memory-limit-mb", type=int, required=True, help="address space of each session's process")
     p.add_argument("--timeout-s", type=float, help="wall-time cap of a cell (the request's timeout, if lower, wins)")
+    p.add_argument("--pass-env", action="append", default=[], metavar="NAME",
+                   help="a variable of ours the sessions see besides the allowlist (PATH, HOME, LANG, LC_*, TMPDIR, "
+                        "...): serving.sandbox.env's names; repeatable. No other variable reaches them")
     p.add_argument("--module", default=SANDBOX_MODULE, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-fds", help=argparse.SUPPRESS)
@@ -558,7 +607,8 @@ def main(argv=None) -> int:
     if args.timeout_s is None or not args.timeout_s > 0:
         p.error(f"--timeout-s must be a positive number of seconds, got {args.timeout_s}")
     try:
-        serve(args.host, args.base_port, args.port_file, args.memory_limit_mb, args.timeout_s, args.module)
+        serve(args.host, args.base_port, args.port_file, args.memory_limit_mb, args.timeout_s, args.module,
+              args.pass_env)
     except (GuardError, ports.PortError) as error:
         print(f"[sandbox] {error}", file=sys.stderr, flush=True)
         return 1

@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from jobs import ports
+from jobs import ports, sandbox_guard, server_launch
 from jobs.process import StageFailed, process_group, run_command
-from launcher.contract import (RESULTS, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, SERVER_PORT_ENV,
-                               BenchmarkSettings, StageSpec)
+from launcher.contract import (RESULTS, SANDBOX_EXIT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, SERVER_EXIT_ENV,
+                               SERVER_LAUNCH_FILE_ENV, SERVER_LOG_ENV, SERVER_PORT_ENV, BenchmarkSettings, StageSpec)
 
 # The lines jobs.serve writes into a served configuration's log: where it listens (launcher.status shows them).
 SERVING = "launcher: serving"
@@ -143,12 +143,15 @@ class Sandbox:
 
 def start_sandbox(stack: contextlib.ExitStack, bench: BenchmarkSettings, argv: List[str], staging: Path) -> Sandbox:
     """The sandbox the job starts (locally), writing its port to a file of the staging directory; or the one
-    the batch script started beside the job (on Slurm), as the variables it exports name it."""
+    the batch script started beside the job (on Slurm), as the variables it exports name it.
+
+    Started here, it gets only the variables jobs.sandbox_guard allows (guard_env), none of the job's secrets:
+    it runs model-written code."""
     if bench.start_sandbox:
         port_file, log_file = staging / "sandbox.port", staging / "sandbox.log"
         argv = ports.expand(argv, {SANDBOX_PORT_FILE_ENV: str(port_file)})
-        return Sandbox(stack.enter_context(process_group(argv, log_file, echo=False)), port_file, log_file,
-                       "the sandbox", bench.health_timeout_s)
+        guard = process_group(argv, log_file, echo=False, env=sandbox_guard.guard_env(dict(os.environ)))
+        return Sandbox(stack.enter_context(guard), port_file, log_file, "the sandbox", bench.health_timeout_s)
     port_file = os.environ.get(SANDBOX_PORT_FILE_ENV)
     if not port_file:
         raise StageFailed(f"{SANDBOX_PORT_FILE_ENV} is not set: the batch script that starts the sandbox beside "
@@ -170,11 +173,16 @@ def _run_benchmark(bench: BenchmarkSettings, commands: Dict[str, List[str]], sta
         if "server_options" in commands:  # the file the server reads (trtllm-serve --extra_llm_api_options)
             run_command(commands["server_options"], cwd=staging)
         started = time.monotonic()
-        server = stack.enter_context(process_group(ports.expand(commands["server"], chosen), staging / "server.log",
-                                                   echo=False, env=env))
+        server_argv = ports.expand(commands["server"], chosen)
+        launch_file = os.environ.get(SERVER_LAUNCH_FILE_ENV)
+        if launch_file:  # a server over several nodes: its step (the batch script's) runs what this job writes
+            server_launch.write(Path(launch_file), server_argv)
+            server, server_log = ExitFile(os.environ.get(SERVER_EXIT_ENV)), Path(os.environ[SERVER_LOG_ENV])
+        else:
+            server_log = staging / "server.log"
+            server = stack.enter_context(process_group(server_argv, server_log, echo=False, env=env))
         startup = wait_for_health(at_port(bench.server_url, chosen[SERVER_PORT_ENV]) + "/health",
-                                  bench.health_timeout_s, server, staging / "server.log", "LLM server",
-                                  since=started)
+                                  bench.health_timeout_s, server, server_log, "LLM server", since=started)
         if sandbox:
             # Listening is not answering: a sandbox that does not answer would turn every tool call of the
             # benchmark into an error message instead of failing it.

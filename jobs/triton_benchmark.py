@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from jobs import jsonl
 from jobs.benchmark_client import write_results
 
 PROTOCOLS = ("triton", "openai")
@@ -231,19 +232,8 @@ def run_openai(url: str, model: str, prompts, concurrency: int, timeout_s: float
 # CLI
 # --------------------------------------------------------------------------------------------------
 def load_prompts(path: str) -> List[Dict[str, Any]]:
-    prompts = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            missing = [k for k in ("prompt", "input_tokens", "max_tokens") if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{n}: no {missing} (write the set with python -m jobs.prompt_set)")
-            prompts.append(row)
-    if not prompts:
-        raise ValueError(f"{path}: no prompts")
-    return prompts
+    return jsonl.read_rows(path, "prompts", ("prompt", "input_tokens", "max_tokens"),
+                           remedy="write the set with python -m jobs.prompt_set")
 
 
 def build_parser() -> argparse.ArgumentParser:

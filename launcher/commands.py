@@ -221,7 +221,8 @@ def sandbox_command(cfg: DictConfig, pythonpath: str | None = None,
     """The code sandbox: jobs.sandbox_guard serves NeMo-Skills' sandbox API on loopback and runs each session in
     a process of its own, with serving.sandbox's memory limit and wall-time cap (NeMo-Skills' own server runs
     every session in one process, without either). It runs model-written code, so `env` starts it without the
-    secrets, and with serving.sandbox.env; `pythonpath` is set explicitly where it runs in a container whose
+    secrets, and with serving.sandbox.env; the guard passes its sessions only an allowlist of its environment and
+    the serving.sandbox.env names (`--pass-env`); `pythonpath` is set explicitly where it runs in a container whose
     image's ENV would win. It listens on the first free port from serving.sandbox.port and writes that port to
     `port_file` (default: the file the job names; `-`: its stdout, which the batch script redirects)."""
     sb = cfg.serving.sandbox
@@ -231,6 +232,7 @@ def sandbox_command(cfg: DictConfig, pythonpath: str | None = None,
         assignments.append(f"PYTHONPATH={pythonpath}")
     return ["env", *unset, *assignments, cfg.cluster.python, "-m", "jobs.sandbox_guard", "--host", sb.host,
             "--memory-limit-mb", str(sb.memory_limit_mb), "--timeout-s", str(sb.timeout_s),
+            *(word for name in sb.env for word in ("--pass-env", name)),
             "--base-port", str(sb.port), "--port-file", port_file]
 
 

@@ -62,6 +62,13 @@ PLACEHOLDERS = (SERVER_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, GRPC_P
 # The file where the batch script writes the sandbox step's exit code when it ends: a sandbox that cannot
 # start (a wrong image, a port taken meanwhile) fails the benchmark at once instead of after the health timeout.
 SANDBOX_EXIT_ENV = "LAUNCHER_SANDBOX_EXIT"
+# A server that spans nodes (launcher.serving_commands.spans_nodes) runs as a step of the batch script over all
+# of the job's nodes, its tasks waiting (jobs.server_launch) for the argv the benchmark job on the first node
+# writes into the launch file once it has chosen the server's port; the step's exit code goes to the exit file
+# (read like SANDBOX_EXIT_ENV's), its output to the log file. All three live on the shared storage.
+SERVER_LAUNCH_FILE_ENV = "LAUNCHER_SERVER_LAUNCH_FILE"
+SERVER_EXIT_ENV = "LAUNCHER_SERVER_EXIT"
+SERVER_LOG_ENV = "LAUNCHER_SERVER_LOG"
 
 
 def placeholder(name: str) -> str:

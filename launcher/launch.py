@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -36,28 +36,69 @@ def compose_variants(cfg: DictConfig, overrides: List[str], prefix: str = "") ->
             for name in cfg.launcher.campaign}
 
 
+class VariantChecks:
+    """The validation of several configurations (validate_variants), one configuration at a time: a sweep checks
+    each point as it composes it and keeps none of their configs. `add` each, then `raise_errors`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.per_variant: Dict[str, List[ConfigError]] = {}
+        # An override that changes nothing in every configuration it was applied to is an error: the first such
+        # error of each key, and the keys some configuration uses.
+        self.unused: Dict[str, ConfigError] = {}
+        self.used: set = set()
+        self.applied_keys: Dict[str, Optional[str]] = {}  # {override: the key it applies, None}: points share most
+
+    def applied_key(self, override: str) -> Optional[str]:
+        """The key of ours that `override` sets, as unused_override_errors counts it: neither a deletion nor the
+        clearing of a key (nor a group choice, nor Hydra's own)."""
+        from launcher.schema_check import _parsed
+
+        if override not in self.applied_keys:
+            self.applied_keys[override] = next(
+                (key for parsed, key, _ in _parsed([override]) if not parsed.is_delete()
+                 and (parsed.is_sweep_override() or parsed.value() not in (None, "", [], {}))), None)
+        return self.applied_keys[override]
+
+    def add(self, name: str, variant: DictConfig, overrides: Sequence[str] = ()) -> bool:
+        """Validate one configuration (the environment too, unless this is a dry run); `overrides`: the
+        command-line overrides it was composed with. Whether it passed its own checks."""
+        from launcher.schema_check import unused_override_errors
+
+        self.count += 1
+        unused = {e.key: e for e in unused_override_errors({name: variant}, {name: overrides})}
+        for key, error in unused.items():
+            self.unused.setdefault(key, error)
+        self.used.update(key for key in map(self.applied_key, overrides) if key and key not in unused)
+        try:
+            validate(variant, submitting=not variant.launcher.dry_run)
+        except InvalidConfig as invalid:
+            self.per_variant[name] = invalid.errors
+            return False
+        return True
+
+    def raise_errors(self) -> None:
+        """Raise InvalidConfig with every problem found, all at once."""
+        errors = [e for key, e in self.unused.items() if key not in self.used]
+        # An error every configuration has (a mistyped `+key`) is said once; the others name their configuration.
+        shared = set.intersection(*({str(e) for e in found} for found in self.per_variant.values())) \
+            if len(self.per_variant) == self.count > 1 else set()
+        for name, found in self.per_variant.items():
+            prefix = f"[{name}] " if self.count > 1 else ""
+            errors += [e if str(e) in shared else ConfigError(prefix + e.key, e.value, e.problem, e.allowed)
+                       for e in found]
+        if errors:
+            raise InvalidConfig(list({str(e): e for e in errors}.values()))
+
+
 def validate_variants(variants: Dict[str, DictConfig], overrides: Optional[Dict[str, List[str]]] = None) -> None:
     """Validate every composed config (the environment too, unless this is a dry run); report all at once.
     `overrides`: the command-line overrides each variant was composed with; one that changes nothing in all of
     them (a key the chosen options do not use) is an error."""
-    from launcher.schema_check import unused_override_errors
-
-    errors: List[ConfigError] = unused_override_errors(variants, overrides or {})
-    per_variant: Dict[str, List[ConfigError]] = {}
+    checks = VariantChecks()
     for name, variant in variants.items():
-        try:
-            validate(variant, submitting=not variant.launcher.dry_run)
-        except InvalidConfig as invalid:
-            per_variant[name] = invalid.errors
-    # An error every configuration has (a mistyped `+key`) is said once; the others name their configuration.
-    shared = set.intersection(*({str(e) for e in found} for found in per_variant.values())) \
-        if len(per_variant) == len(variants) > 1 else set()
-    for name, found in per_variant.items():
-        prefix = f"[{name}] " if len(variants) > 1 else ""
-        errors += [e if str(e) in shared else ConfigError(prefix + e.key, e.value, e.problem, e.allowed)
-                   for e in found]
-    if errors:
-        raise InvalidConfig(list({str(e): e for e in errors}.values()))
+        checks.add(name, variant, (overrides or {}).get(name, ()))
+    checks.raise_errors()
 
 
 def validated_plan(cfg: DictConfig, overrides: List[str]) -> Plan:
@@ -94,9 +135,27 @@ def save_config(root: Path, cfg: DictConfig, overrides: List[str], resolve: bool
     """The launch's composed config and command line, beside its scripts: with every value that validation
     takes for a secret replaced by <redacted> (validation refused any it saw; this keeps it so). `resolve`:
     the values used; unresolved, `${...}` stay as written (an `${oc.env:...}` is never looked up)."""
+    write_config(root, OmegaConf.to_container(cfg, resolve=resolve), overrides)
+
+
+# {(top-level key, id(section)): (section, its YAML)}: kept with the section, so that an id is never another's.
+DumpedSections = Dict[Tuple[str, int], Tuple[Any, str]]
+
+
+def write_config(root: Path, config: dict, overrides: Sequence[str], dumped: Optional[DumpedSections] = None) -> None:
+    """save_config's files from the config as plain containers. `dumped`: the YAML of top-level sections written
+    before, filled as it goes: a sweep's points share their composition's unchanged sections (launcher.sweep),
+    each then dumped once (a block mapping's YAML is its keys' YAML one after another)."""
+    dumped = {} if dumped is None else dumped
+    parts = []
+    for key, section in config.items():
+        known = dumped.get((key, id(section)))
+        if known is None or known[0] is not section:
+            known = dumped[(key, id(section))] = (
+                section, yaml.dump(redacted({key: section}), Dumper=YAML_DUMPER, sort_keys=False))
+        parts.append(known[1])
     root.mkdir(parents=True, exist_ok=True)
-    config = redacted(OmegaConf.to_container(cfg, resolve=resolve))
-    (root / "config.yaml").write_text(yaml.dump(config, Dumper=YAML_DUMPER, sort_keys=False))
+    (root / "config.yaml").write_text("".join(parts) if parts else yaml.dump({}, Dumper=YAML_DUMPER))
     (root / "overrides.yaml").write_text(yaml.dump(redacted_overrides(list(overrides)), Dumper=YAML_DUMPER))
 
 

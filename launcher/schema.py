@@ -324,12 +324,18 @@ class QuantizationConfig:
 # The keys of DrafterConfig that speculative decoding on the checkpoint-loading stacks reads (`method` first).
 SPECULATIVE_KEYS = ("method", "max_draft_len", "max_matching_ngram_size", "draft_model", "draft_model_revision",
                     "train_eagle3")
+# The keys of DrafterConfig that training an EAGLE-3 head reads (drafter.train_eagle3: stages eagle3_conversations
+# and train_eagle3, Model-Optimizer's recipe). Their own keys, not ReDrafter's: each is used by one trainer only.
+EAGLE3_TRAIN_KEYS = ("eagle3_dataset", "eagle3_dataset_split", "eagle3_dataset_nrows", "eagle3_num_gpus",
+                     "eagle3_num_train_epochs", "eagle3_per_device_train_batch_size", "eagle3_learning_rate",
+                     "eagle3_warmup_steps", "eagle3_training_seq_len", "eagle3_logging_steps", "eagle3_save_steps",
+                     "eagle3_save_total_limit", "eagle3_num_layers", "eagle3_ttt_steps")
 
 
 @dataclass
 class DrafterConfig:
     USED_WHEN: ClassVar[Tuple[UsedWhen, ...]] = (
-        UsedWhen("enabled", (True,), unless=("name", *SPECULATIVE_KEYS),
+        UsedWhen("enabled", (True,), unless=("name", *SPECULATIVE_KEYS, *EAGLE3_TRAIN_KEYS),
                  why="no drafter is trained or used here (ReDrafter: drafter=redrafter)",
                  remedy="drafter=redrafter (or +experiment=fp8_redrafter)"),
         UsedWhen("method", tuple(SpeculativeMethod), keys=SPECULATIVE_KEYS[1:],
@@ -339,6 +345,9 @@ class DrafterConfig:
                  keys=("draft_model", "draft_model_revision"),
                  why="only a draft model or an EAGLE-3 head is downloaded",
                  remedy="drafter=draft_target or drafter=eagle3"),
+        UsedWhen("train_eagle3", (True,), keys=EAGLE3_TRAIN_KEYS,
+                 why="the EAGLE-3 head is downloaded (drafter.draft_model), not trained here",
+                 remedy="drafter=eagle3 drafter.train_eagle3=true"),
         UsedWhen("method", (SpeculativeMethod.ngram,), keys=("max_matching_ngram_size",),
                  why="only n-gram (prompt lookup) drafting matches n-grams", remedy="drafter=ngram"),
         UsedWhen("save_strategy", (SaveStrategy.steps,), keys=("save_steps",), why="no checkpoint every N steps"),
@@ -357,6 +366,27 @@ class DrafterConfig:
     draft_model_revision: Optional[str] = None
     # eagle3 only: train the head here (NVIDIA Model-Optimizer's EAGLE-3 recipe) instead of downloading one.
     train_eagle3: bool = False
+    # Training the EAGLE-3 head (Model-Optimizer 0.46.0 examples/speculative_decoding/main.py with its built-in
+    # recipe general/speculative_decoding/eagle3; each key one dotlist override, the recipe's default where it has one).
+    # Conversations: the first eagle3_dataset_nrows rows of the split, problem as user turn, solution as answer.
+    eagle3_dataset: str = formed("nvidia/OpenMathReasoning", HF_REPO)
+    eagle3_dataset_split: str = "tir"
+    eagle3_dataset_nrows: int = ranged(50000, 1, 1_000_000_000, unit="rows")
+    eagle3_num_gpus: int = ranged(1, 1, MAX_GPUS)  # accelerate launch --num_processes: data parallel, one node
+    eagle3_num_train_epochs: int = ranged(1, 1, 1000)
+    eagle3_per_device_train_batch_size: int = ranged(1, 1, 4096)
+    eagle3_learning_rate: float = ranged(0.0001, 0, 10, above=True)
+    eagle3_warmup_steps: int = ranged(1000, 0, 1_000_000_000, unit="steps")
+    # Tokens per training sample (training.training_seq_len); also the exported head's YaRN
+    # original_max_position_embeddings, which the recipe warns about when they differ.
+    eagle3_training_seq_len: int = ranged(2048, 1, MAX_TOKENS, unit="tokens")
+    eagle3_logging_steps: int = ranged(100, 1, 1_000_000_000, unit="steps")
+    # checkpoint-N every save_steps (the recipe's save_strategy=steps): a requeued job resumes from the newest.
+    eagle3_save_steps: int = ranged(8192, 1, 1_000_000_000, unit="steps")
+    # Checkpoints kept: each holds the whole base model with the head (ModelOpt HF checkpoint) and optimizer state.
+    eagle3_save_total_limit: int = ranged(2, 1, 1000)
+    eagle3_num_layers: int = ranged(1, 1, 64)  # eagle_architecture_config.num_hidden_layers of the head
+    eagle3_ttt_steps: int = ranged(3, 1, 32, unit="steps")  # eagle.eagle_ttt_steps: training-time-test unrolls
     # Training (NeMo-Skills train_redrafter: the seed's flags, one key each).
     dataset: str = formed("nvidia/OpenMathReasoning", HF_REPO)
     dataset_split: str = "tir"

@@ -13,9 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from launcher import commands
+from launcher import commands, serving_commands
 from launcher.contract import (ACCOUNTING, ACCOUNTING_FIELDS, MANIFEST, SANDBOX_EXIT_ENV, SANDBOX_PORT_FILE_ENV,
-                               WANDB_SUBDIR, BenchmarkSettings, GpuRequirement, StageResources, StageSpec,
+                               SERVER_EXIT_ENV, SERVER_LAUNCH_FILE_ENV, SERVER_LOG_ENV, WANDB_SUBDIR, BenchmarkSettings, GpuRequirement, StageResources, StageSpec,
                                experiment_dir, gate_settings)
 from launcher.dispatch.storage import ATTEMPT_START, SANDBOX_ENDED, SANDBOX_STOP, ExperimentDir
 from launcher.plan import Plan, Stage
@@ -112,12 +112,22 @@ def starts_sandbox_step(stage: Stage) -> bool:
     return "sandbox" in stage.commands and stage.cfg.cluster.executor == "slurm"
 
 
+def starts_server_step(stage: Stage) -> bool:
+    """On Slurm the batch script starts a server that spans nodes as a step of its own over the job's nodes."""
+    return "server" in stage.commands and stage.cfg.cluster.executor == "slurm" and \
+        serving_commands.spans_nodes(stage.cfg)
+
+
+SERVER_STEP_ENV = (SERVER_LAUNCH_FILE_ENV, SERVER_EXIT_ENV, SERVER_LOG_ENV)
+
+
 def container_env_names(plan: Plan, stage: Stage, extra: Sequence[str] = ()) -> List[str]:
     """Every variable the job relies on, for --container-env: pyxis gives the image's own ENV precedence over
     any variable of the batch script not named there (an image setting PYTHONPATH would run its own code,
     not the launch's snapshot). The secrets, what setup_lines exports, and `extra` (what submitit exports)."""
     names = [*stage.cfg.cluster.env_vars, *stage_env(plan, stage, Path("/")),
-             *((SANDBOX_PORT_FILE_ENV, SANDBOX_EXIT_ENV) if starts_sandbox_step(stage) else ()), *extra]
+             *((SANDBOX_PORT_FILE_ENV, SANDBOX_EXIT_ENV) if starts_sandbox_step(stage) else ()),
+             *(SERVER_STEP_ENV if starts_server_step(stage) else ()), *extra]
     return list(dict.fromkeys(names))
 
 
@@ -314,6 +324,53 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
             "}",
             "trap stop_sandbox EXIT",
         ]
+    if starts_server_step(stage):
+        lines += server_step_lines(plan, stage, code_dir)
+    return lines
+
+
+def server_step_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
+    """The server that spans nodes, started beside the stage's step (which runs on the first node only) as a
+    step over all of the job's nodes: its tasks wait for the argv the job writes once it has chosen the port
+    (jobs.server_launch), then become the server's ranks. Stopped by this script when the stage's step ends."""
+    cfg = stage.cfg
+    logs = ExperimentDir(plan.storage_root, plan.experiment).root / "logs"
+    waiter = [*python_command(cfg, stage_image(stage)), "-u", "-m", "jobs.server_launch",
+              "--timeout", f"{cfg.serving.health_timeout_s:g}"]
+    # Its own --cpus-per-task: srun would take the job's (SRUN_CPUS_PER_TASK, sbatch's), meant for one task per node.
+    cpus = f"--cpus-per-task={max(1, stage.resources.cpus_per_task // cfg.cluster.gpus_per_node)}"
+    srun = [*serving_commands.server_step_srun(cfg), cpus, *pyxis_flags(plan, stage, code_dir), *waiter]
+    lines = [f"# the LLM server spans {serving_commands.nodes(cfg)} nodes: a step of its own over all of them, in the "
+             "stage's image; its tasks",
+             f"# wait (jobs.server_launch) for the command the job writes to ${SERVER_LAUNCH_FILE_ENV} once it has "
+             "chosen the port,",
+             f"# then run it; its output goes to ${SERVER_LOG_ENV}, its exit code to ${SERVER_EXIT_ENV} (the job "
+             "fails at once on it)."]
+    for name, stem in ((SERVER_LAUNCH_FILE_ENV, "server-launch"), (SERVER_EXIT_ENV, "server-exit")):
+        lines.append(f"export {name}={shlex.quote(str(logs / stem))}.$SLURM_JOB_ID")
+    lines.append(f"export {SERVER_LOG_ENV}={shlex.quote(str(logs / 'server'))}.$SLURM_JOB_ID.log")
+    lines += [
+        f'rm -f "${SERVER_LAUNCH_FILE_ENV}" "${SERVER_EXIT_ENV}"  # a requeued job starts afresh',
+        "(",
+        "  set +e",
+        "  srun_pid=",
+        '  trap \'kill "$srun_pid" 2>/dev/null; wait "$srun_pid" 2>/dev/null; exit 0\' TERM  # stopped below',
+        f'  {shlex.join(srun)} >> "${SERVER_LOG_ENV}" 2>&1 &',
+        "  srun_pid=$!",
+        '  wait "$srun_pid"',
+        "  code=$?",
+        f'  echo "launcher: the server step ended with exit code $code (its output: ${SERVER_LOG_ENV})"',
+        f'  echo "$code" > "${SERVER_EXIT_ENV}"',
+        ") &",
+        "server_step=$!",
+        "stop_server() {",
+        '  kill -0 "$server_step" 2>/dev/null || return 0',
+        f'  echo "launcher: stopping the server step (its output: ${SERVER_LOG_ENV})"',
+        '  kill "$server_step" 2>/dev/null || return 0',
+        '  for _ in $(seq 50); do kill -0 "$server_step" 2>/dev/null || return 0; sleep 0.2; done',
+        "}",
+        f"trap '{'stop_server; stop_sandbox' if starts_sandbox_step(stage) else 'stop_server'}' EXIT",
+    ]
     return lines
 
 
@@ -384,7 +441,9 @@ def batch_job(plan: Plan, stages: Sequence[Stage], exp: ExperimentDir, dependenc
     if stage.cfg.cluster.executor != "slurm":
         assert len(stages) == 1, "only Slurm runs array jobs"
         return {**job, "srun": [], "submitit": [], "exports": {}}
-    srun = ["srun", "--unbuffered", *pyxis_flags(plan, stage, code_dir, extra_env=list(SUBMITIT_EXPORTS))]
+    # Beside a server step over all the nodes, the stage's own step runs once, on the first node.
+    one_task = ["--nodes=1", "--ntasks=1"] if starts_server_step(stage) else []
+    srun = ["srun", "--unbuffered", *one_task, *pyxis_flags(plan, stage, code_dir, extra_env=list(SUBMITIT_EXPORTS))]
     return {**job, "srun": srun, "submitit": submitit_argv(stage, exp), "exports": SUBMITIT_EXPORTS}
 
 

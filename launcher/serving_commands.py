@@ -6,7 +6,8 @@ or schema declares: tests/standins/README.md ("Serving stacks") says where each 
 
 * trtllm_pytorch: `trtllm-serve serve CHECKPOINT --backend pytorch ... --extra_llm_api_options FILE`, the file
   (JSON, which YAML reads) written by the job from `server_options` (jobs.server_options) with the LLM API's
-  `speculative_config`; across nodes under `srun --mpi=pmix ... trtllm-llmapi-launch`.
+  `speculative_config`; across nodes `trtllm-llmapi-launch trtllm-serve ...` on every rank of a step of its own
+  (`srun --mpi=pmix`, launcher.scripts), started by the job through a launch file (jobs.server_launch).
 * vllm: `vllm serve CHECKPOINT ... --speculative-config JSON`.
 * sglang: `python -m sglang.launch_server --model-path CHECKPOINT ... --speculative-algorithm ...`.
 
@@ -64,8 +65,13 @@ def speculates(cfg: DictConfig) -> bool:
     return loads_checkpoint(cfg) and cfg.drafter.method is not None
 
 
+def trains_eagle3(cfg: DictConfig) -> bool:
+    """The EAGLE-3 head is trained here (stages eagle3_conversations, train_eagle3), not downloaded."""
+    return speculates(cfg) and cfg.drafter.method == "eagle3" and cfg.drafter.train_eagle3
+
+
 def downloads_draft_model(cfg: DictConfig) -> bool:
-    return speculates(cfg) and cfg.drafter.method in ("draft_target", "eagle3")
+    return speculates(cfg) and cfg.drafter.method in ("draft_target", "eagle3") and not trains_eagle3(cfg)
 
 
 def nodes(cfg: DictConfig) -> int:
@@ -115,6 +121,57 @@ def quantize_modelopt_command(cfg: DictConfig, model_dir: str, calib_dir: str, o
     ]
 
 
+# ----------------------------------------------------------------------------------------------- train_eagle3
+# Model-Optimizer 0.46.0's EAGLE-3 recipe, built into the nvidia-modelopt wheel (modelopt_recipes/general/
+# speculative_decoding/eagle3.yaml): main.py's load_recipe finds a relative --config there before the file system.
+MODELOPT_EAGLE3_RECIPE = "general/speculative_decoding/eagle3"
+EAGLE3_CHECKPOINT_DIR = "modelopt_checkpoint"  # main.py's training.output_dir: checkpoint-N, then the final model
+EAGLE3_HEAD_DIR = "eagle3_head"  # export_hf_checkpoint.py's export: config.json + model.safetensors of the head
+
+
+def eagle3_conversations_command(cfg: DictConfig, dataset_dir: str, out_file: str) -> List[str]:
+    """The recipe's online data: a jsonl of {"messages": [user, assistant]} from the drafter's dataset."""
+    d = cfg.drafter
+    return [cfg.cluster.python, "-m", "jobs.eagle3_conversations", "--dataset_dir", dataset_dir,
+            "--split", d.eagle3_dataset_split, "--nrows", str(d.eagle3_dataset_nrows), "--output", out_file]
+
+
+def _speculative_decoding_script(cfg: DictConfig, *parts: str) -> str:
+    return str(PurePosixPath(cfg.cluster.modelopt_examples_dir, "speculative_decoding", *parts))
+
+
+def train_eagle3_command(cfg: DictConfig, model_dir: str, conversations: str, out_dir: str) -> List[str]:
+    """examples/speculative_decoding/main.py as launch_train.sh starts it on one node (`accelerate launch
+    --mixed_precision bf16`), the recipe's fields as OmegaConf dotlist overrides (yaml-typed by load_recipe).
+    Online training: the frozen base model runs beside the head on every GPU. main.py resumes by itself from the
+    newest checkpoint-N of training.output_dir."""
+    d, trust = cfg.drafter, "true" if cfg.model.trust_remote_code else "false"
+    n = d.eagle3_num_gpus
+    return [
+        "accelerate", "launch", "--mixed_precision", "bf16", "--num_processes", str(n),
+        *(["--multi_gpu"] if n > 1 else []),
+        _speculative_decoding_script(cfg, "main.py"), "--config", MODELOPT_EAGLE3_RECIPE,
+        f"model.model_name_or_path={model_dir}", f"model.trust_remote_code={trust}",
+        f"data.data_path={conversations}", f"training.output_dir={out_dir}",
+        f"training.num_train_epochs={d.eagle3_num_train_epochs}",
+        f"training.per_device_train_batch_size={d.eagle3_per_device_train_batch_size}",
+        f"training.learning_rate={d.eagle3_learning_rate}", f"training.warmup_steps={d.eagle3_warmup_steps}",
+        f"training.training_seq_len={d.eagle3_training_seq_len}", f"training.logging_steps={d.eagle3_logging_steps}",
+        f"training.save_steps={d.eagle3_save_steps}", f"training.save_total_limit={d.eagle3_save_total_limit}",
+        f"eagle.eagle_ttt_steps={d.eagle3_ttt_steps}",
+        f"eagle.eagle_architecture_config.num_hidden_layers={d.eagle3_num_layers}",
+        f"eagle.eagle_export_rope_scaling.original_max_position_embeddings={d.eagle3_training_seq_len}",
+    ]
+
+
+def export_eagle3_command(cfg: DictConfig, checkpoint_dir: str, out_dir: str) -> List[str]:
+    """scripts/export_hf_checkpoint.py: the trained head alone, as TensorRT-LLM (speculative_model_dir), vLLM and
+    SGLang load an EAGLE-3 draft model (config.json architectures LlamaForCausalLMEagle3, model.safetensors)."""
+    return [cfg.cluster.python, _speculative_decoding_script(cfg, "scripts", "export_hf_checkpoint.py"),
+            "--model_path", checkpoint_dir, "--export_path", out_dir,
+            *(["--trust_remote_code"] if cfg.model.trust_remote_code else [])]
+
+
 # ----------------------------------------------------------------------------------------------- trtllm_pytorch
 def trtllm_llm_api_options(cfg: DictConfig, draft_dir: Optional[str]) -> dict:
     """The --extra_llm_api_options file: the LLM API's `speculative_config` (llmapi/llm_args.py DecodingBaseConfig
@@ -131,7 +188,9 @@ def trtllm_llm_api_options(cfg: DictConfig, draft_dir: Optional[str]) -> dict:
         spec["max_matching_ngram_size"] = d.max_matching_ngram_size
     if draft_dir:
         spec["speculative_model_dir"] = draft_dir
-    return {"speculative_config": spec}
+    # enable_iter_perf_stats (TorchLlmArgs): without it the PyTorch backend queues no iteration stats, and GET
+    # /metrics, whose specDecodingStats give the load sweep its acceptance (jobs.load_sweep), stays empty.
+    return {"speculative_config": spec, "enable_iter_perf_stats": True}
 
 
 def server_options_command(cfg: DictConfig, options: dict, out_dir: str) -> List[str]:
@@ -141,14 +200,25 @@ def server_options_command(cfg: DictConfig, options: dict, out_dir: str) -> List
 
 
 def _multi_node(cfg: DictConfig, argv: List[str]) -> List[str]:
-    """More GPUs than a node has: one MPI rank per GPU over the job's nodes (pipeline.md: `srun --mpi=pmix ...
-    trtllm-llmapi-launch trtllm-serve ...`), the server's HTTP front end on rank 0."""
-    n = nodes(cfg)
-    if n == 1:
-        return argv
+    """More GPUs than a node has: every rank runs `trtllm-llmapi-launch trtllm-serve ...` (pipeline.md), which
+    runs trtllm-serve (its HTTP front end) on rank 0 and an MPI worker on the others. The ranks are the tasks
+    of the server's own step (server_step_srun), which the batch script starts over the job's nodes."""
+    return ["trtllm-llmapi-launch", *argv] if spans_nodes(cfg) else argv
+
+
+def spans_nodes(cfg: DictConfig) -> bool:
+    """The server runs as a step of its own over several nodes (validation refuses it for vLLM and SGLang)."""
+    return stack(cfg) == "trtllm_pytorch" and nodes(cfg) > 1
+
+
+def server_step_srun(cfg: DictConfig) -> List[str]:
+    """The srun of a server that spans nodes: one MPI rank (PMIx, which trtllm-llmapi-launch's ranks use) per
+    GPU, at most gpus_per_node on a node; --overlap beside the stage's own step on the first node. A rank that
+    fails ends the step (--kill-on-bad-exit): the others would wait for it in MPI until the job's time limit,
+    and the job sees the step end at once."""
     ranks = cfg.model.tensor_parallel * cfg.model.pipeline_parallel
-    return ["srun", "--mpi=pmix", f"--nodes={n}", f"--ntasks={ranks}", f"--ntasks-per-node={ranks // n}",
-            "--overlap", "trtllm-llmapi-launch", *argv]
+    return ["srun", "--overlap", "--mpi=pmix", "--kill-on-bad-exit=1", f"--nodes={nodes(cfg)}", f"--ntasks={ranks}",
+            f"--ntasks-per-node={cfg.cluster.gpus_per_node}"]
 
 
 def trtllm_pytorch_serve_command(cfg: DictConfig, checkpoint: str, tokenizer: str, out_dir: str) -> List[str]:

@@ -148,6 +148,20 @@ def train_drafter_time_limit_min(cfg: DictConfig, gpus: Optional[int] = None) ->
     return max(TRAIN_DRAFTER_MIN_LIMIT_MIN, math.ceil(work * TRAIN_DRAFTER_MARGIN))
 
 
+def _eagle3_gpus(cfg: DictConfig) -> int:
+    """accelerate launch --num_processes: the user's choice, one node."""
+    return cfg.drafter.eagle3_num_gpus
+
+
+def train_eagle3_time_limit_min(cfg: DictConfig, gpus: Optional[int] = None) -> int:
+    """Its time limit: train_drafter's rate, which also trains a small head beside a frozen base model that runs
+    forward on every sample (online, data parallel), over eagle3_dataset_nrows x epochs; the export adds little."""
+    d = cfg.drafter
+    work = (TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * d.eagle3_dataset_nrows * d.eagle3_num_train_epochs
+            / (gpus or d.eagle3_num_gpus))
+    return max(TRAIN_DRAFTER_MIN_LIMIT_MIN, math.ceil(work * TRAIN_DRAFTER_MARGIN))
+
+
 def _trtllm(cfg: DictConfig) -> Tuple[str, ...]:
     return ("trtllm",)
 
@@ -411,6 +425,29 @@ def _trtllm_pytorch(cfg: DictConfig) -> Tuple[str, ...]:
     return ("trtllm_pytorch",)
 
 
+EAGLE3_CONVERSATIONS_FILE = "train.jsonl"  # in an eagle3_conversations artifact
+EAGLE3_DATA_KEYS = ("eagle3_dataset_split", "eagle3_dataset_nrows")
+TRAIN_EAGLE3_KEYS = ("eagle3_num_gpus", "eagle3_num_train_epochs", "eagle3_per_device_train_batch_size",
+                     "eagle3_learning_rate", "eagle3_warmup_steps", "eagle3_training_seq_len", "eagle3_logging_steps",
+                     "eagle3_save_steps", "eagle3_save_total_limit", "eagle3_num_layers", "eagle3_ttt_steps")
+
+
+def _conversations_file(ctx: StageContext, root: str) -> str:
+    return f"{root}/{EAGLE3_CONVERSATIONS_FILE}"
+
+
+def _eagle3_head_dir(ctx: StageContext, root: str) -> str:
+    return f"{root}/{serving_commands.EAGLE3_HEAD_DIR}"
+
+
+def _train_eagle3_commands(ctx: StageContext, out: str) -> Dict[str, List[str]]:
+    """The recipe's training, then the export of the head that the benchmark's server drafts with."""
+    cfg, checkpoint = ctx.cfg, f"{out}/{serving_commands.EAGLE3_CHECKPOINT_DIR}"
+    return {"train": serving_commands.train_eagle3_command(cfg, ctx.input("model"), ctx.input("conversations"),
+                                                           checkpoint),
+            "export": serving_commands.export_eagle3_command(cfg, checkpoint, _eagle3_head_dir(ctx, out))}
+
+
 def _benchmark_containers(cfg: DictConfig) -> Tuple[str, ...]:
     return (*_server_container(cfg), "sandbox") if _uses_sandbox(cfg) else _server_container(cfg)
 
@@ -475,6 +512,22 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("download_draft_model", 120, needed=serving_commands.downloads_draft_model, output=_draft_model_dir,
               commands=_draft_model_download, values=lambda ctx: {"hf_id": ctx.cfg.drafter.draft_model,
                                                                   "revision": ctx.cfg.drafter.draft_model_revision}),
+    # drafter.train_eagle3: the head trained with NVIDIA Model-Optimizer's EAGLE-3 recipe instead of downloaded.
+    StageKind("eagle3_conversations", 30, needed=serving_commands.trains_eagle3, containers=_trtllm_pytorch,
+              output=_conversations_file,
+              inputs=(Input("dataset", ("download_dataset",), lambda cfg: cfg.drafter.eagle3_dataset),),
+              values=lambda ctx: {**_keys(ctx.cfg.drafter, EAGLE3_DATA_KEYS), "python": ctx.cfg.cluster.python},
+              commands=lambda ctx, out: {"conversations": serving_commands.eagle3_conversations_command(
+                  ctx.cfg, ctx.input("dataset"), _conversations_file(ctx, out))}),
+    StageKind("train_eagle3", 480, needed=serving_commands.trains_eagle3, gpus=_eagle3_gpus,
+              containers=_trtllm_pytorch, naive_gpus=_eagle3_gpus, derived_time_limit=train_eagle3_time_limit_min,
+              naive_time_limit_min=480, output=_eagle3_head_dir,
+              inputs=(MODEL, Input("conversations", ("eagle3_conversations",))),
+              values=lambda ctx: {**_keys(ctx.cfg.drafter, TRAIN_EAGLE3_KEYS),
+                                  "trust_remote_code": ctx.cfg.model.trust_remote_code,
+                                  "examples": ctx.cfg.cluster.modelopt_examples_dir,
+                                  "python": ctx.cfg.cluster.python},
+              commands=_train_eagle3_commands),
     StageKind("build_engine", 90, needed=lambda cfg: _engine_path(cfg) and not _drafts(cfg), gpus=_one_gpu,
               gpus_run_fp8=True,
               inputs=(Input("checkpoint", ("quantize",)), MODEL),
@@ -510,7 +563,7 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
               # A checkpoint-loading stack serves the ModelOpt export or the downloaded model as its `engine`.
               inputs=(Input("engine", (*ENGINE.kinds, "quantize_modelopt", "download_model")), TOKENIZER,
                       Input("repository", ("triton_model_repo",)), Input("prompts", ("prompt_set",)),
-                      Input("draft", ("download_draft_model",))),
+                      Input("draft", ("train_eagle3", "download_draft_model"))),
               values=_benchmark_values, commands=_benchmark_commands, derived_time_limit=benchmark_time_limit_min),
     StageKind("report", 15, after_any=True, inputs=(Input("benchmarks", ("benchmark",), every_experiment=True),
                                                     Input("smoke_runs", ("smoke_run",), every_experiment=True)),

@@ -189,6 +189,22 @@ def serving_lines(log: str | None) -> List[str]:
     return services.serving_lines(lines[starts[-1] + 1 if starts else 0:])
 
 
+def multi_node_lines(state: ExperimentState, states: Dict[str, Tuple[str, str]]) -> Dict[str, str]:
+    """{stage: "N nodes: NODELIST"} of the running Slurm jobs that span several nodes (a server over nodes), as
+    squeue gives them (%D nodes, %N NodeList)."""
+    running = {record.job_id: name for name, record in state.stages.items()
+               if record.job_id and states[name][0] == "RUNNING"}
+    if state.executor != "slurm" or not running:
+        return {}
+    text = slurm._run(["squeue", "-h", "-j", ",".join(running), "-o", "%i|%D|%N"]) or ""
+    spans = {}
+    for line in text.splitlines():
+        job_id, count, nodelist = (line.split("|") + ["", ""])[:3]
+        if job_id in running and count.isdigit() and int(count) > 1:
+            spans[running[job_id]] = f"{count} nodes: {nodelist}"
+    return spans
+
+
 STATUS_COLUMNS = ("stage", "job", "state", "elapsed", "artifact")
 STATUS_TABLE = "status.txt"  # a big experiment's whole table (preview.SUMMARY_ROWS), in its directory
 
@@ -236,7 +252,9 @@ def status_view(state: ExperimentState, states: Dict[str, Tuple[str, str]], tabl
     serving = [f"[bold]{escape(name)}[/bold] serving (launcher.serve_only):\n" + escape("\n".join(lines))
                for name, record in state.stages.items() if states[name][0] == "RUNNING"
                for lines in [serving_lines(record.log)] if lines]
-    return Group(table, *serving, *failures)
+    nodes = [f"[bold]{escape(name)}[/bold] runs on {escape(where)}"
+             for name, where in multi_node_lines(state, states).items()]
+    return Group(table, *nodes, *serving, *failures)
 
 
 def regenerate_report(state: ExperimentState, console: Console) -> int:
@@ -316,8 +334,19 @@ def _all_ended(states: Dict[str, Tuple[str, str]]) -> bool:
     return all(s.split()[0] in TERMINAL_FAILURES or s.startswith("COMPLETED") for s, _ in states.values())
 
 
+def _any_failed(states: Dict[str, Tuple[str, str]]) -> bool:
+    """A stage failed, timed out, was cancelled or preempted: `status` says so in its exit code, for scripts."""
+    return any(s.split()[0] in TERMINAL_FAILURES for s, _ in states.values())
+
+
+STATUS_EXIT = (f"exit status (status): {PIPELINE_FAILED} (PIPELINE_FAILED) when any stage failed, timed out, was "
+               f"cancelled or preempted; 0 when every stage completed or is still pending or running (with --watch: "
+               f"once all ended); {CONFIG_ERROR} on a usage error")
+
+
 def main(command: str, argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m launcher {command}", description=__doc__,
+                                     epilog=STATUS_EXIT if command == "status" else None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="[EXPERIMENT]" + (" STAGE" if command == "logs" else ""))
     parser.add_argument("--watch", action="store_true", help="refresh until every stage has ended")
@@ -363,4 +392,4 @@ def main(command: str, argv: List[str]) -> int:
                 live.update(status_view(state, states, table_file))
     else:
         console.print(status_view(state, states, table_file), soft_wrap=True)  # log lines stay whole, for copying
-    return 0
+    return PIPELINE_FAILED if _any_failed(states) else 0

@@ -4,8 +4,9 @@ Stages the points share (downloads, calibration, quantization, an engine) have o
 are planned, submitted and run once and every point depends on that one job. Composition and validation stay
 cheap for thousands of points: Hydra composes once per distinct set of config-group choices; a point's plain
 `key=value` overrides are applied to a copy of that composition, where the structured config still checks
-every key and type; the per-key checks read a plain copy made from the composition's (PointComposer.known),
-and the plan a typed copy made from the composition's likewise (PointComposer.typed).
+every key and type; the per-key checks read a plain copy made from the composition's (PointComposer.plain),
+and the plan a typed copy made from the composition's likewise (PointComposer.typed_copy). A point's config is
+dropped once it is checked: the plan keeps its typed copy, which shares all it does not change.
 """
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import hashlib
 import pickle
 import re
 import time
+from copy import copy as shallow_copy
 from dataclasses import is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import Container, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from launcher.launch import (EXPERIMENT_OVERRIDE, compose_variants, dry_run, save_config, start_writing,
-                             validate_variants)
-from launcher.plan import build_plan
+from launcher.launch import (EXPERIMENT_OVERRIDE, DumpedSections, VariantChecks, compose_variants, dry_run,
+                             start_writing, write_config)
+from launcher.plan import build_plan, typed_config
 from launcher.preview import exit_invalid, make_console
 from launcher.schema import GROUPS
 from launcher.errors import config_error_from, restore_environment
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from launcher.schema import Config
 
 STRUCTURAL_KEYS = set(GROUPS) | {"experiment"}
+NAME_KEY = "launcher.experiment_name"  # set on each point after it is composed: its name
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 
@@ -53,25 +57,48 @@ def _interpolated(node: Any, at: Place = ()) -> Iterator[Place]:
         yield at
 
 
+class Point(NamedTuple):
+    cfg: DictConfig
+    composition: Tuple[str, ...]  # its config-group choices: the key of PointComposer.compositions
+    keys: List[str]  # the keys its plain overrides set
+
+
+class Composition(NamedTuple):
+    pickled: bytes  # the composed config (unpickling a copy is about 4x faster than copy.deepcopy of the config)
+    resolved: dict  # as plain containers, every interpolation resolved
+    unresolved: dict  # as plain containers, `${...}` as written
+    interpolations: List[Place]
+
+
 class PointComposer:
     """Composes sweep points: Hydra composes once per distinct set of config-group choices, and a point's plain
     `key=value` overrides are applied to a copy of that composition (the structured config checks each). Each
-    composition is also kept converted to plain containers, so that a point's plain copy (`known`, for the
-    per-key checks of launcher.validation) is that copy with only what the point changes read from its config:
-    its overrides' keys and every interpolation."""
+    composition is also kept converted to plain containers, resolved and not, and to the schema's dataclasses:
+    a point's copies in these forms (`plain`, `typed`) are the composition's with what the point changes read
+    from its config (its overrides' keys and every interpolation), what leads there copied and the rest shared,
+    so that a point's config need not be kept once checked."""
 
     def __init__(self, config_loader, master_config: DictConfig):
         self.loader, self.master = config_loader, master_config
         self.parser = OverridesParser.create()
-        # Each composition pickled (unpickling a copy is about 4x faster than copy.deepcopy of the config), its plain
-        # resolved container pickled, and where it interpolates.
-        self.compositions: Dict[Tuple[str, ...], Tuple[bytes, bytes, List[Place]]] = {}
-        self.points: List[Tuple[DictConfig, Tuple[str, ...], List[str]]] = []  # (config, composition, keys set)
-        # Each composition typed (OmegaConf.to_object, pickled), made on first use by `typed`; None: not alone.
-        self.typed_compositions: Dict[Tuple[str, ...], Optional[bytes]] = {}
+        self.parsed: Dict[str, Override] = {}  # {override: as Hydra parses it}: points share most of theirs
+        self.compositions: Dict[Tuple[str, ...], Composition] = {}
+        self.points: List[Point] = []  # those `compose` composed
+        # Each composition typed (OmegaConf.to_object), made on first use; None: it does not convert alone.
+        self.typed_compositions: Dict[Tuple[str, ...], Optional[Config]] = {}
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
-        parsed = self.parser.parse_overrides(list(overrides))
+        """A point's config, kept for `known` and `typed`."""
+        point = self.compose_point(overrides)
+        self.points.append(point)
+        return point.cfg
+
+    def compose_point(self, overrides: Sequence[str]) -> Point:
+        """A point's config, not kept here."""
+        for line in overrides:
+            if line not in self.parsed:
+                self.parsed[line], = self.parser.parse_overrides([line])
+        parsed = [self.parsed[line] for line in overrides]
         plain = [o for o in parsed if o.key_or_group not in STRUCTURAL_KEYS and not (o.is_add() or o.is_delete()
                                                                                      or o.is_force_add())]
         structural = tuple(o.input_line for o in parsed if o not in plain)
@@ -79,76 +106,92 @@ class PointComposer:
             composed = self.loader.load_sweep_config(self.master, list(structural))
             with open_dict(composed):
                 del composed["hydra"]  # the launcher's points need none of it, and copies get cheaper
-            self.compositions[structural] = (
-                pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL),
-                pickle.dumps(OmegaConf.to_container(composed, resolve=True), protocol=pickle.HIGHEST_PROTOCOL),
-                list(_interpolated(OmegaConf.to_container(composed, resolve=False))))
-        cfg = pickle.loads(self.compositions[structural][0])
+            unresolved = OmegaConf.to_container(composed, resolve=False)
+            self.compositions[structural] = Composition(pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL),
+                                                        OmegaConf.to_container(composed, resolve=True), unresolved,
+                                                        list(_interpolated(unresolved)))
+        cfg = pickle.loads(self.compositions[structural].pickled)
         for override in plain:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
-        self.points.append((cfg, structural, [o.key_or_group for o in plain]))
-        return cfg
+        return Point(cfg, structural, [o.key_or_group for o in plain])
 
     def known(self, changed: Sequence[str] = ()) -> Dict[int, Tuple[DictConfig, dict]]:
         """{id(config): (config, its plain resolved copy)} of every point composed, for
         launcher.validation.known_containers; `changed`: keys set on every point after it was composed."""
-        known = {}
-        for cfg, structural, keys in self.points:
-            container = pickle.loads(self.compositions[structural][1])
-            if all(_copy_value(container, cfg, place) for place in self._changed_places(structural, keys, changed)):
-                known[id(cfg)] = (cfg, container)
-        return known
+        copies = ((point.cfg, self.plain(point, changed)) for point in self.points)
+        return {id(cfg): (cfg, copy) for cfg, copy in copies if copy is not None}
 
     def typed(self, changed: Sequence[str] = ()) -> Dict[int, Config]:
-        """{id(config): its typed copy, as launcher.plan.typed_config gives it} of every point composed, made as
-        `known` makes plain copies: its composition converted once (OmegaConf.to_object takes tens of ms a config),
-        what the point changes set from its config. A point whose composition does not convert alone (a mandatory
-        value only the point's overrides give) is left out: the plan converts it whole."""
-        typed = {}
-        for cfg, structural, keys in self.points:
-            if structural not in self.typed_compositions:
-                try:
-                    composition = OmegaConf.to_object(pickle.loads(self.compositions[structural][0]))
-                except OmegaConfBaseException:
-                    composition = None
-                self.typed_compositions[structural] = (
-                    None if composition is None else pickle.dumps(composition, protocol=pickle.HIGHEST_PROTOCOL))
-            composition_bytes = self.typed_compositions[structural]
-            if composition_bytes is None:
-                continue
-            copy = pickle.loads(composition_bytes)
-            if all(_copy_value(copy, cfg, place) for place in self._changed_places(structural, keys, changed)):
-                typed[id(cfg)] = copy
-        return typed
+        """{id(config): its typed copy (`typed_copy`)} of every point composed, those that have one."""
+        copies = ((point.cfg, self.typed_copy(point, changed)) for point in self.points)
+        return {id(cfg): copy for cfg, copy in copies if copy is not None}
 
-    def _changed_places(self, structural: Tuple[str, ...], keys: List[str], changed: Sequence[str]) -> List[Place]:
+    def plain(self, point: Point, changed: Sequence[str] = (), resolve: bool = True) -> Optional[dict]:
+        """The point's config as plain containers (OmegaConf.to_container), resolved or not, or None where a
+        place it changes is not in its composition (it is then converted whole). `changed`: keys set on the
+        point after it was composed."""
+        composition = self.compositions[point.composition]
+        if resolve:
+            return _with_values(composition.resolved, point.cfg, self._changed_places(point, changed), typed=False)
+        return _with_values(composition.unresolved, point.cfg, [tuple(key.split(".")) for key in
+                                                                [*point.keys, *changed]], typed=False, resolve=False)
+
+    def typed_copy(self, point: Point, changed: Sequence[str] = ()) -> Optional[Config]:
+        """The point's typed copy, as launcher.plan.typed_config gives it, made as `plain` makes plain copies:
+        its composition converted once (OmegaConf.to_object takes tens of ms a config). None for a point whose
+        composition does not convert alone (a mandatory value only the point's overrides give) or that `plain`
+        leaves out: the plan converts it whole."""
+        if point.composition not in self.typed_compositions:
+            try:
+                composition = OmegaConf.to_object(pickle.loads(self.compositions[point.composition].pickled))
+            except OmegaConfBaseException:
+                composition = None
+            self.typed_compositions[point.composition] = composition
+        composition = self.typed_compositions[point.composition]
+        if composition is None:
+            return None
+        return _with_values(composition, point.cfg, self._changed_places(point, changed), typed=True)
+
+    def _changed_places(self, point: Point, changed: Sequence[str]) -> List[Place]:
         """Where a point may differ from its composition: the keys it set, `changed`, every interpolation."""
-        return [tuple(key.split(".")) for key in [*keys, *changed]] + self.compositions[structural][2]
+        return ([tuple(key.split(".")) for key in [*point.keys, *changed]]
+                + self.compositions[point.composition].interpolations)
 
 
-def _copy_value(copy: Any, cfg: DictConfig, place: Place) -> bool:
-    """Set the value at `place` of `cfg`, resolved, at the same place of `copy`: its plain copy, or its typed copy
-    (the schema's dataclasses, their dict and list fields plain), the value converted alike; False where that
-    place is not there in both (the config is then converted whole)."""
-    typed = is_dataclass(copy)
-    node: Any = cfg
+def _with_values(copy: Any, cfg: DictConfig, places: Sequence[Place], typed: bool, resolve: bool = True) -> Any:
+    """`copy` (a plain copy of `cfg`'s composition, or its typed copy: the schema's dataclasses, their dict and
+    list fields plain) with the value of `cfg` at each of `places`, converted alike; what leads to them is copied,
+    the rest shared (read, never changed). None where a place is not there in both."""
     try:
-        for part in place:
-            node = node[part]  # DictConfig and ListConfig resolve an interpolation as they return it
-        for part in place[:-1]:
-            copy = getattr(copy, part) if is_dataclass(copy) else copy[part]
-        if isinstance(node, Container):
-            node = OmegaConf.to_object(node) if typed else OmegaConf.to_container(node, resolve=True)
-        if is_dataclass(copy):
-            getattr(copy, place[-1])  # a field that is there
-            setattr(copy, place[-1], node)
-            return True
-        if isinstance(copy, list):
-            copy[place[-1]]  # noqa: B018  (an index that is there; a dict takes a new key)
-        copy[place[-1]] = node
+        for place in places:
+            copy = _replaced(copy, place, _value_at(cfg, place, typed, resolve))
     except (KeyError, IndexError, TypeError, AttributeError, OmegaConfBaseException):
-        return False
-    return True
+        return None
+    return copy
+
+
+def _value_at(cfg: DictConfig, place: Place, typed: bool, resolve: bool) -> Any:
+    node: Any = cfg
+    for part in place:
+        node = node[part] if resolve else node._get_node(part)  # node[part] resolves an interpolation
+    if isinstance(node, Container):
+        return OmegaConf.to_object(node) if typed else OmegaConf.to_container(node, resolve=resolve)
+    return node if resolve else node._value()
+
+
+def _replaced(copy: Any, place: Place, value: Any) -> Any:
+    """A shallow copy of `copy` with `value` at `place`, each container on the way copied likewise."""
+    part, rest = place[0], place[1:]
+    if is_dataclass(copy):
+        here = getattr(copy, part)  # a field that is there
+        new = shallow_copy(copy)
+        setattr(new, part, _replaced(here, rest, value) if rest else value)
+        return new
+    if isinstance(copy, list) or rest:
+        copy[part]  # noqa: B018  (an index, or a key on the way, that is there; a dict takes a new last key)
+    new = copy.copy()
+    new[part] = _replaced(copy[part], rest, value) if rest else value
+    return new
 
 
 def point_name(base: str, varying: Sequence[str], taken: Collection[str] = ()) -> str:
@@ -171,71 +214,95 @@ def point_name(base: str, varying: Sequence[str], taken: Collection[str] = ()) -
 
 def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequence[str]],
                  initial_job_idx: int) -> List[JobReturn]:
+    """Compose, check and plan every point, and the experiment's baselines, then preview or submit the one plan.
+    Each point is checked as it is composed and kept only as the plan reads it (its typed copy) and as its saved
+    config (plain containers): a config held per point would take about 150 KB each."""
     restore_environment()  # composed: the launch's processes get the user's environment (launcher.app.run)
     console = make_console()
     started = time.perf_counter()
     points = [list(o) for o in job_overrides]
     common = [o for o in points[0] if all(o in p for p in points)]
     composer = PointComposer(config_loader, master)
-    variants: Dict[str, DictConfig] = {}
+    checks = VariantChecks()
+    typed: Dict[str, Optional[Config]] = {}  # every variant as the plan reads it; None: it did not pass
     returns: List[JobReturn] = []
-    saved: List[Tuple[str, List[str], DictConfig]] = []  # (sweep directory entry, overrides, config) per point
+    saved: List[Tuple[str, List[str], dict]] = []  # (sweep directory entry, overrides, config unresolved) per point
     sweep_dir = Path(str(master.hydra.sweep.dir))
     failed: List[ConfigError] = []  # points Hydra cannot compose (a value of the wrong type): all said at once
+    campaign_invalid: List[InvalidConfig] = []  # a point whose campaign names entries badly
+    first: Optional[DictConfig] = None  # the first variant: the launch's settings (baselines, dry run, umask)
+
+    def check(name: str, variant: DictConfig, overrides: List[str], point: Optional[Point]) -> None:
+        known = composer.plain(point, changed=[NAME_KEY]) if point else None
+        with known_containers({id(variant): (variant, known)} if known is not None else {}):
+            passed = checks.add(name, variant, overrides)
+        typed[name] = None if not passed else (
+            (composer.typed_copy(point, changed=[NAME_KEY]) if point else None) or typed_config(variant))
+
     names: set = set()
     for index, overrides in enumerate(points, start=initial_job_idx):
         try:
-            cfg = composer.compose(overrides)
+            point = composer.compose_point(overrides)
         except Exception as error:
             found = config_error_from(error, overrides)
             if found is None:
                 raise
             failed.append(found)
             continue
+        cfg = point.cfg
         name = point_name(cfg.launcher.experiment_name, [o for o in overrides if o not in common], names)
         names.add(name)
         with open_dict(cfg):
             cfg.launcher.experiment_name = name
         entry = f"{index}-{name}"
-        saved.append((entry, overrides, cfg))
-        returns.append(JobReturn(overrides=overrides, cfg=cfg, working_dir=str(sweep_dir / entry),
+        unresolved = composer.plain(point, changed=[NAME_KEY], resolve=False)
+        saved.append((entry, overrides, OmegaConf.to_container(cfg, resolve=False) if unresolved is None
+                      else unresolved))
+        # Saved as written: now every `${...}` is resolved once, where the checks and the copies would resolve
+        # each again at every read (about 1 ms each).
+        OmegaConf.resolve(cfg)
+        returns.append(JobReturn(overrides=overrides, cfg=None, working_dir=str(sweep_dir / entry),
                                  task_name="launcher", status=JobStatus.COMPLETED, _return_value=name))
+        if failed or campaign_invalid:
+            continue  # only the compose errors are said then: the other points need not be checked
+        try:
+            variants = (compose_variants(cfg, overrides, prefix=f"{name}.") if cfg.launcher.campaign else {name: cfg})
+        except InvalidConfig as invalid:
+            campaign_invalid.append(invalid)
+            continue
+        first = first or next(iter(variants.values()))
+        for variant_name, variant in variants.items():
+            check(variant_name, variant, overrides, point if variant is cfg else None)
     sweep_name = f"{master.launcher.experiment_name}-sweep-{sweep_dir.name}"
-    applied: Dict[str, List[str]] = {}  # each variant's overrides: one no variant uses is an error
     try:
         if failed:
             raise InvalidConfig(list({str(e): e for e in failed}.values()))
-        for entry, overrides, cfg in saved:
-            point = (compose_variants(cfg, overrides, prefix=f"{cfg.launcher.experiment_name}.")
-                     if cfg.launcher.campaign else {cfg.launcher.experiment_name: cfg})
-            variants.update(point)
-            applied.update({name: overrides for name in point})
-        first = next(iter(variants.values()))
+        if campaign_invalid:
+            raise campaign_invalid[0]
         base = [o for o in common if not EXPERIMENT_OVERRIDE.match(o)]
         bad_names = [e for e in name_errors(first) if e.key.startswith("launcher.baselines")]
         if bad_names:  # each is composed as `+experiment=<name>`
             raise InvalidConfig(bad_names)
         for baseline in first.launcher.baselines:
-            if baseline not in variants:
-                variants[baseline] = composer.compose([*base, f"+experiment={baseline}"])
-                applied[baseline] = base
-        with known_containers(composer.known(changed=["launcher.experiment_name"])):
-            validate_variants(variants, applied)
+            if baseline not in typed:
+                point = composer.compose_point([*base, f"+experiment={baseline}"])
+                check(baseline, point.cfg, base, point)
+        checks.raise_errors()
         problem = name_problem(sweep_name)
         if problem:
             raise InvalidConfig([ConfigError("hydra.sweep.dir", str(sweep_dir), f"its last part names the sweep's "
                                              f"experiment {sweep_name!r}, {problem}", NAME_FORM)])
     except InvalidConfig as invalid:
         exit_invalid(invalid, console)
-    typed = composer.typed(changed=["launcher.experiment_name"])  # validated: each point as the plan reads it
-    plan = build_plan(sweep_name, {name: typed.get(id(cfg), cfg) for name, cfg in variants.items()})
+    plan = build_plan(sweep_name, typed)
     # Nothing was written before: now the sweep's directory (locally, for a dry run's preview where this machine
     # cannot write the storage root), each point's config and overrides redacted (launcher.launch.save_config).
     preview = start_writing(plan, first, console)
     if preview:
         sweep_dir = preview / "sweep"
-    for entry, overrides, cfg in saved:
-        save_config(sweep_dir / entry / ".hydra", cfg, overrides, resolve=False)  # as Hydra saved them: cheaper
+    dumped: DumpedSections = {}  # the points share their composition's unchanged sections: each dumped once
+    for entry, overrides, config in saved:
+        write_config(sweep_dir / entry / ".hydra", config, overrides, dumped)  # unresolved, as Hydra saves them
     (sweep_dir / "experiment.txt").write_text(f"{sweep_name}\n{plan.storage_root}/experiments/{sweep_name}\n")
     console.print(f"{len(points)} point(s) and {len(first.launcher.baselines)} baseline(s) planned in "
                   f"{time.perf_counter() - started:.2f} s: {len(plan.stages)} distinct stages")

@@ -773,13 +773,18 @@ def _serving_stack_errors(cfg: DictConfig) -> List[ConfigError]:
         errors.append(ConfigError("drafter.method", "mtp", f"model {m.hf_id} has no multi-token-prediction layers "
                                   f"(model.mtp_layers={m.mtp_layers})", "ngram, draft_target, eagle3; or a model "
                                   "with MTP layers (model.mtp_layers > 0)"))
-    if d.method in ("draft_target", "eagle3") and not d.draft_model:
+    if sc.downloads_draft_model(cfg) and not d.draft_model:
         errors.append(ConfigError("drafter.draft_model", d.draft_model, f"drafter={d.method} needs the draft model "
-                                  "(draft_target) or EAGLE-3 head (eagle3) to download", "a Hugging Face repo id"))
-    if d.method == "eagle3" and d.train_eagle3:
-        errors.append(ConfigError("drafter.train_eagle3", True, "training an EAGLE-3 head here (Model-Optimizer's "
-                                  "speculative-decoding recipe) is not built yet", "false, with drafter.draft_model "
-                                  "naming a trained head on the hub"))
+                                  "(draft_target) or EAGLE-3 head (eagle3) to download", "a Hugging Face repo id; "
+                                  "for eagle3 also drafter.train_eagle3=true (trained here)"))
+    if d.train_eagle3 and d.method != "eagle3":
+        errors.append(ConfigError("drafter.train_eagle3", True, f"only an EAGLE-3 head is trained here, drafter="
+                                  f"{d.name} has none", "false; or drafter=eagle3"))
+    # Model-Optimizer 0.46.0 main.py init_distributed_env: dp_shard_size = WORLD_SIZE // cp_size must be >= 1
+    # and the recipe trains on one node here (launch_train.sh without --num_nodes).
+    if sc.trains_eagle3(cfg) and d.eagle3_num_gpus > c.gpus_per_node:
+        errors.append(ConfigError("drafter.eagle3_num_gpus", d.eagle3_num_gpus, f"the EAGLE-3 recipe is launched on "
+                                  f"one node here, which has {c.gpus_per_node} GPUs", f"1..{c.gpus_per_node}"))
     if q.qformat == "int8_wo":
         errors.append(ConfigError("quantization.qformat", q.qformat, f"serving={s.name} loads BF16 or ModelOpt FP8 "
                                   "checkpoints; INT8 weight-only is a TensorRT engine format here",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,14 +136,76 @@ def test_the_example_cluster_names_the_images_build_images_writes(tmp_path):
                for line in calls.read_text().splitlines() if line.startswith("enroot import")}
     example = yaml.safe_load((REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
     images = example["containers"]
-    named = {key: Path(image).name for key, image in images.items() if image.endswith(".sqsh")}
-    assert set(named.values()) == written and set(named) == {"trtllm", "sandbox", "triton"}, (named, written)
+    named = {key: Path(image).name for key, image in images.items()}
+    # every image the example names is one the script writes: the serving stacks' too (AIPerf is added to them)
+    assert set(named.values()) == written and set(named) == {"trtllm", "sandbox", "triton", *SERVING_IMAGES}, \
+        (named, written)
     for key, name in named.items():
         assert f"{key}: {dest}/{name}" in done.stdout, (key, done.stdout)
-    # The other serving stacks run their official release images, which pyxis pulls: each pinned to a release.
-    pulled = {key: image for key, image in images.items() if key not in named}
-    assert set(pulled) == {"trtllm_pytorch", "vllm", "sglang"}, pulled
-    assert all(re.fullmatch(r"[\w.#/-]+:v?[0-9][\w.-]*", image) for image in pulled.values()), pulled
+    built = [line for line in calls.read_text().splitlines() if line.startswith("docker build")]
+    for stack in SERVING_IMAGES:
+        assert any(f"-f {CONTAINERS}/{stack}.Dockerfile " in line for line in built), (stack, built)
     # and its comment names the script that exists
     comments = re.findall(r"containers/\S+\.sh", (REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
     assert comments and all((REPO / c).is_file() for c in comments), comments
+
+
+# The images that serve a model, and what the jobs' load sweep needs in each: AIPerf at jobs.load_sweep's
+# version, in /opt/aiperf (containers/aiperf_venv.sh), named by AIPERF_BIN, which jobs/load_sweep.py runs (the
+# launcher passes no --aiperf, so every image must set it the same way).
+SERVING_IMAGES = {  # Dockerfile stem: (the version ARG, the distribution the image must have at that version)
+    "trtllm_pytorch": ("TRTLLM_VERSION", "tensorrt_llm"),
+    "vllm": ("VLLM_VERSION", "vllm"),
+    "sglang": ("SGLANG_VERSION", "sglang"),
+}
+AIPERF_IMAGES = ("trtllm", *SERVING_IMAGES)
+
+
+def dockerfile_args(text: str) -> dict:
+    return {m[1]: m[2] for m in re.finditer(r"^ARG (\w+)=(\S+)", text, re.M)}
+
+
+def base_image(dockerfile: Path) -> str:
+    """The FROM image with its ARGs filled in."""
+    text = dockerfile.read_text()
+    args = dockerfile_args(text)
+    (image,) = re.findall(r"^FROM (\S+)", text, re.M)
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], image)
+
+
+@pytest.mark.parametrize("stack", SERVING_IMAGES)
+def test_each_serving_image_derives_the_pinned_release_and_checks_it(stack):
+    """FROM the official image at an exact release tag (no `latest`, no floating major), the same release its
+    config names, and a build step that fails unless the image's package is that version."""
+    dockerfile = CONTAINERS / f"{stack}.Dockerfile"
+    text = dockerfile.read_text()
+    arg, dist = SERVING_IMAGES[stack]
+    version = dockerfile_args(text)[arg]
+    image = base_image(dockerfile)
+    assert re.fullmatch(r"[\w./-]+:v?[0-9]+\.[0-9]+\.[0-9]+", image), image
+    assert image.split(":")[1].lstrip("v") == version, image
+    assert version in (REPO / "conf" / "serving" / f"{stack}.yaml").read_text().splitlines()[0]
+    check = re.search(r"^RUN python3 -c \"from importlib.metadata import version; v = version\('(\w+)'\);[^\n]*\\\n"
+                      r"assert v == '\$\{(\w+)\}'", text, re.M)
+    assert check and check.groups() == (dist, arg), f"{stack}: no build-time check of {dist}=={version}"
+    assert re.search(rf"^ARG {arg}$", text.split("FROM", 1)[1], re.M), "the version ARG must be redeclared after FROM"
+
+
+@pytest.mark.parametrize("stack", AIPERF_IMAGES)
+def test_every_serving_image_has_aiperf_where_the_load_sweep_looks(stack):
+    from jobs import load_sweep
+
+    text = (CONTAINERS / f"{stack}.Dockerfile").read_text()
+    assert dockerfile_args(text)["AIPERF_VERSION"] == load_sweep.AIPERF_VERSION
+    assert "COPY containers/aiperf_venv.sh /tmp/aiperf_venv.sh" in text
+    assert re.search(r'^RUN /tmp/aiperf_venv\.sh "\$\{AIPERF_VERSION\}"', text, re.M)
+    joined = re.sub(r"\\\n", " ", text)  # continuation lines joined
+    assert re.search(r"^ENV (.*\s)?AIPERF_BIN=/opt/aiperf/bin/aiperf(\s|$)", joined, re.M)
+    script = (CONTAINERS / "aiperf_venv.sh").read_text()
+    assert "python3 -m venv /opt/aiperf" in script and 'PIP_CONSTRAINT= /opt/aiperf/bin/pip install' in script
+    assert '"aiperf==$version"' in script and "/opt/aiperf/bin/aiperf --version" in script
+    # the test extra runs the same AIPerf against the stand-ins
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'"aiperf=={load_sweep.AIPERF_VERSION}"' in pyproject
+    # jobs.load_sweep runs $AIPERF_BIN, and the launcher does not override it
+    assert load_sweep.build_parser().get_default("aiperf") == os.environ.get("AIPERF_BIN", "aiperf")

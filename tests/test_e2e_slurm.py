@@ -147,7 +147,9 @@ def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_
         assert by_stage[name] == "CANCELLED", by_stage
     for name in ("download_model", "download_dataset", "calibration_data", "quantize", "report"):
         assert by_stage[name] == "COMPLETED", by_stage
-    status = launcher(tmp_path, "status").stdout
+    answered = launcher(tmp_path, "status", check=False)
+    assert answered.returncode == 3, answered.stdout + answered.stderr  # PIPELINE_FAILED
+    status = answered.stdout
     assert "train_drafter" in status and "FAILED" in status and "simulated failure" in status
     rerun = launcher(tmp_path, "+experiment=fp8_redrafter")
     again = job_ids(state(tmp_path))
@@ -160,12 +162,14 @@ def test_a_failed_stage_cancels_its_dependents_and_a_rerun_runs_only_them(slurm_
 def test_a_sandbox_that_cannot_start_fails_the_benchmark_at_once(slurm_cluster, tmp_path):
     """The sandbox is a second srun step of the benchmark job: when it ends (here the stand-in exits at start, as
     with a wrong image), the job fails with that instead of waiting out the 300 s health wait."""
-    launcher(tmp_path, "+experiment=fp8", env={"STANDIN_FAIL": "sandbox"})
+    launcher(tmp_path, "+experiment=fp8", "+serving.sandbox.env.STANDIN_FAIL=sandbox")
     ids = job_ids(state(tmp_path, "fp8"))
     rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
     benchmark = rows[ids["benchmark"]]
     assert benchmark["State"] == "FAILED", rows
-    status = launcher(tmp_path, "status").stdout
+    answered = launcher(tmp_path, "status", check=False)
+    assert answered.returncode == 3, answered.stdout + answered.stderr  # PIPELINE_FAILED
+    status = answered.stdout
     assert "exited with code 1 before it was healthy" in status, status  # not the health wait's timeout
     log = launcher(tmp_path, "logs", "fp8", "benchmark").stdout  # the sandbox step wrote its own reason there
     assert "[STAND-IN] sandbox: simulated failure (STANDIN_FAIL) at start" in log, log
@@ -178,7 +182,9 @@ def test_a_stage_on_gpus_below_what_the_config_promised_fails_at_once(slurm_clus
     rows = {r["JobID"]: r["State"].split()[0] for r in slurm_cluster.wait_all_done(ids.values(), timeout=200)}
     by_stage = {name: rows[job] for name, job in ids.items()}
     assert by_stage["quantize"] == "FAILED" and by_stage["build_engine"] == "CANCELLED", by_stage
-    status = launcher(tmp_path, "status").stdout
+    answered = launcher(tmp_path, "status", check=False)
+    assert answered.returncode == 3, answered.stdout + answered.stderr  # PIPELINE_FAILED
+    status = answered.stdout
     failure = next(line for line in status.splitlines() if line.startswith("jobs.process.StageFailed"))
     assert failure == ("jobs.process.StageFailed: wrong GPUs for this stage: quantization.qformat=fp8 needs compute "
                        "capability 8.9+, this node has 1 x NVIDIA A100-SXM4-80GB (8.0); cluster.gpu_type=h100 "
@@ -390,7 +396,9 @@ def test_a_stage_that_cannot_resume_signalled_again_and_again_fails_saying_why(s
             subprocess.run(["scontrol", "update", f"JobId={build}", "StartTime=now"], check=True)
     rows = slurm_cluster.wait_all_done([build], timeout=120)
     assert rows[0]["State"] == "FAILED", rows
-    status = launcher(tmp_path, "status").stdout
+    answered = launcher(tmp_path, "status", check=False)
+    assert answered.returncode == 3, answered.stdout + answered.stderr  # PIPELINE_FAILED
+    status = answered.stdout
     assert ("jobs.process.StageFailed: build_engine was signalled by Slurm 3 times (its time limit, or a preemption) "
             "and a build_engine stage starts afresh at every requeue: not requeued again. The time limit is too short "
             "for the stage if it ran out of time: raise cluster.time_limits.build_engine (now 90 min)") in status, status

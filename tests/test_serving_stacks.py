@@ -102,7 +102,7 @@ def test_the_pinned_recipe_keeps_its_serving_fingerprint():
     (("serving=vllm", "drafter=mtp"), "drafter.method", "no multi-token-prediction layers"),
     (("serving=sglang", "drafter=redrafter"), "drafter", "ReDrafter exists only on the TensorRT engine path"),
     (("drafter=ngram",), "drafter.method", "drafts with ReDrafter only"),
-    (("serving=vllm", "drafter=eagle3", *DRAFT, "drafter.train_eagle3=true"), "drafter.train_eagle3", "not built yet"),
+    (("serving=vllm", "drafter=ngram", "drafter.train_eagle3=true"), "drafter.train_eagle3", "only an EAGLE-3 head"),
     (("serving=vllm", "+experiment=int8_wo"), "quantization.qformat", "INT8 weight-only"),
     (("serving=vllm", "serving.kv_cache_free_gpu_memory_fraction=0.5"), "serving.kv_cache_free_gpu_memory_fraction",
      "changes nothing"),
@@ -119,7 +119,9 @@ def test_validation_names_the_key_and_what_is_allowed(overrides, key, says):
 def test_trtllm_pytorch_spans_nodes_under_srun_pmix():
     argv, stage = server_argv("serving=trtllm_pytorch", "cluster=example_slurm", "model.tensor_parallel=16",
                               "model.num_attention_heads=32", "model.num_kv_heads=8")
-    assert argv[:2] == ["srun", "--mpi=pmix"] and "trtllm-llmapi-launch" in argv
+    # Every rank runs it (the server step's srun: tests/test_multi_node.py).
+    assert argv[:3] == ["trtllm-llmapi-launch", "trtllm-serve", "serve"]
+    assert serving_commands.server_step_srun(stage.cfg)[:3] == ["srun", "--overlap", "--mpi=pmix"]
     assert (stage.resources.nodes, stage.resources.gpus_per_node) == (2, 8)
     assert argv[argv.index("--gpus_per_node") + 1] == "8"
 

@@ -5,10 +5,14 @@ The logs below have the shapes seen on the test cluster under pyxis 0.24 / enroo
 prints them.
 """
 
+import json
+
+import pytest
 from rich.console import Console
 
 from launcher.contract import ExperimentState, StageRecord
-from launcher.status import failure_cause, status_view
+from launcher.exit_codes import OK, PIPELINE_FAILED
+from launcher.status import failure_cause, main, status_view
 
 IMAGE = "/lustre/fsw/my_account/images/launcher-trtllm-1.1.0rc0.sqsh"
 CODE = "/lustre/fsw/my_account/launcher/code/9edcd8e6ee4066bf"
@@ -220,3 +224,37 @@ with code 1 before it was healthy
         "[launcher 10:00:40] FAILED: the sandbox (started by the batch script; its output is in this job's log) "
         "exited with code 1 before it was healthy",
     ]
+
+
+def _local_experiment(root, job_states):
+    """A cluster=local experiment as its launch leaves it: one stage per job, each job's state in local_jobs.json
+    (no artifact published, so the local runner's word stands)."""
+    exp = root / "experiments" / "x"
+    exp.mkdir(parents=True)
+    stages = {f"stage{i}": StageRecord(kind="quantize", fingerprint="f", artifact=str(root / "artifacts" / str(i)),
+                                       action="submitted", job_id=f"local-1-{i}", log=str(exp / f"{i}.log"))
+              for i in range(len(job_states))}
+    ExperimentState(experiment="x", executor="local", storage_root=str(root), code="", submitted_at=0,
+                    stages=stages, umask="027").write(exp / "state.json")
+    (exp / "local_jobs.json").write_text(json.dumps({f"local-1-{i}": {"state": s, "started": 0, "ended": 1}
+                                                     for i, s in enumerate(job_states)}))
+    (root / "experiments" / "LATEST").write_text("x")
+
+
+@pytest.mark.parametrize("job_states, code", [
+    (["COMPLETED", "FAILED"], PIPELINE_FAILED),
+    (["CANCELLED", "PENDING"], PIPELINE_FAILED),
+    (["COMPLETED", "TIMEOUT"], PIPELINE_FAILED),
+    (["COMPLETED", "RUNNING", "PENDING"], OK),  # nothing failed yet
+])
+def test_status_exits_pipeline_failed_when_a_stage_failed(tmp_path, capsys, job_states, code):
+    """A script (or CI) polling `status` reads the outcome from its exit code, as from the launch's."""
+    _local_experiment(tmp_path, job_states)
+    assert main("status", ["x", f"cluster.storage_root={tmp_path}"]) == code
+    assert job_states[-1] in capsys.readouterr().out
+
+
+def test_status_help_names_its_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main("status", ["--help"])
+    assert f"{PIPELINE_FAILED} (PIPELINE_FAILED) when any stage failed" in capsys.readouterr().out

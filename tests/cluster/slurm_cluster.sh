@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# A real single-node Slurm cluster for the test suite.
+# A real Slurm cluster for the test suite: node `localhost` (partition debug, the default) and,
+# for multi-node jobs, a second slurmd `node2` on this same machine (partition multi = both nodes).
 #
 #   slurm_cluster.sh start|stop|status [STATE_DIR]      (default /tmp/launcher-test-slurm)
 #
 # start : installs the Debian packages when missing (slurmctld slurmd slurm-client munge
-#         slurmdbd mariadb-server), then starts munged, a private MariaDB (127.0.0.1, own port
-#         and datadir), slurmdbd, slurmctld and `slurmd -N localhost`, registers the cluster in
-#         the accounting database and waits until the node is idle. Idempotent: when everything
+#         slurmdbd mariadb-server libpmix2 libpmix-dev), then starts munged, a private MariaDB (127.0.0.1, own port
+#         and datadir), slurmdbd, slurmctld, `slurmd -N localhost` and `slurmd -N node2`, registers
+#         the cluster in the accounting database and waits until both nodes are idle. Idempotent: when everything
 #         is already up with the same configuration it returns in about a second.
 # stop  : cancels jobs, kills every daemon started by `start` and waits until they are gone.
 # status: exit 0 when the controller answers and node `localhost` is idle/mixed/allocated.
@@ -24,6 +25,10 @@ ACTION="${1:-}"
 STATE_DIR="${2:-/tmp/launcher-test-slurm}"
 CLUSTER=lab
 PARTITION=debug
+# Two slurmd on one host: each node has its own Port= and its own spool/pid/log files (%n).
+MULTI_PARTITION=multi
+NODES=(localhost node2)
+declare -A NODE_PORT=([localhost]=6818 [node2]=6828)
 NGPUS=8
 DB_PORT="${LAUNCHER_SLURM_DB_PORT:-33306}"
 DB_USER=slurm
@@ -32,7 +37,8 @@ DB_NAME=slurm_acct_db
 START_TIMEOUT="${LAUNCHER_SLURM_START_TIMEOUT:-60}"
 ETC=/etc/slurm
 LOCK_FILE=/tmp/launcher-test-slurm.lock
-PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
+# libpmix-dev: Slurm's mpi/pmix plugin dlopens the unversioned pmix2/lib/libpmix.so (srun --mpi=pmix).
+PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server libpmix2 libpmix-dev)
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 log() { echo "[slurm_cluster +${SECONDS}s] $*" >&2; }
@@ -133,14 +139,17 @@ wait_for() {  # wait_for SECONDS DESCRIPTION CMD...
     done
 }
 
-node_state() { sinfo -h -N -n localhost -o '%T' 2>/dev/null | head -n1; }
+node_state() { sinfo -h -N -n "${1:-localhost}" -o '%T' 2>/dev/null | head -n1; }
 
 ctld_running() { [ -n "$(pids_by_exe /usr/sbin/slurmctld)" ]; }  # fast; `scontrol ping` of a dead one takes ~9 s
 
 cluster_ok() {
     ctld_running || return 1
     scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
-    case "$(node_state)" in idle|mixed|allocated|completing) return 0 ;; *) return 1 ;; esac
+    local node
+    for node in "${NODES[@]}"; do
+        case "$(node_state "$node")" in idle|mixed|allocated|completing) ;; *) return 1 ;; esac
+    done
 }
 
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
@@ -151,7 +160,7 @@ dbd_ok() { sacctmgr -n -P show cluster format=Cluster >/dev/null 2>&1; }
 
 do_status() {
     if cluster_ok; then
-        echo "slurm cluster '$CLUSTER' is up: node localhost $(node_state), partition $PARTITION"
+        echo "slurm cluster '$CLUSTER' is up: node localhost $(node_state), partition $PARTITION; node node2 $(node_state node2), partition $MULTI_PARTITION"
         return 0
     fi
     echo "slurm cluster is not up (node state: '$(node_state)')"
@@ -174,7 +183,7 @@ do_stop() {
         fi
     fi
     # shellcheck disable=SC2046
-    kill_and_wait slurmd $(our_pid "$RUN/slurmd.pid" /usr/sbin/slurmd) $(pids_by_exe /usr/sbin/slurmd) || rc=1
+    kill_and_wait slurmd $(for n in "${NODES[@]}"; do our_pid "$RUN/slurmd-$n.pid" /usr/sbin/slurmd; done) $(pids_by_exe /usr/sbin/slurmd) || rc=1
     # shellcheck disable=SC2046
     kill_and_wait slurmstepd $(pids_by_exe /usr/sbin/slurmstepd) || rc=1
     # shellcheck disable=SC2046
@@ -263,11 +272,13 @@ JobRequeue=1
 KillWait=5
 MailProg=/bin/true
 StateSaveLocation=$STATE_DIR/slurmctld
-SlurmdSpoolDir=$STATE_DIR/slurmd
+SlurmdSpoolDir=$STATE_DIR/slurmd/%n
+# Per node: srun --mpi=pmix makes its client dir spmix_appdir_<uid>_<step> under TmpFS on each node
+TmpFS=$STATE_DIR/tmp/%n
 SlurmctldPidFile=$RUN/slurmctld.pid
-SlurmdPidFile=$RUN/slurmd.pid
+SlurmdPidFile=$RUN/slurmd-%n.pid
 SlurmctldLogFile=$LOGD/slurmctld.log
-SlurmdLogFile=$LOGD/slurmd.log
+SlurmdLogFile=$LOGD/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 JobCompType=jobcomp/filetxt
@@ -276,13 +287,17 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
-NodeName=localhost NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket=64 ThreadsPerCore=1 RealMemory=1024000 Gres=gpu:$NGPUS State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# node2 comes first: while a node named 'localhost' is the only one defined, Slurm's node lookup
+# (_find_node_record) answers every name with it, so a later node2 would read as a duplicate.
+NodeName=node2 NodeAddr=127.0.0.1 Port=${NODE_PORT[node2]} Sockets=1 CoresPerSocket=64 ThreadsPerCore=1 RealMemory=1024000 Gres=gpu:$NGPUS State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 Port=${NODE_PORT[localhost]} Sockets=1 CoresPerSocket=64 ThreadsPerCore=1 RealMemory=1024000 Gres=gpu:$NGPUS State=UNKNOWN
+PartitionName=$PARTITION Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=$MULTI_PARTITION Nodes=localhost,node2 MaxTime=INFINITE State=UP
 EOF
     write_if_changed "$ETC/gres.conf" 644 <<EOF && CONF_CHANGED=1
 # Generated by launcher tests/cluster/slurm_cluster.sh: fake GPUs (symlinks to /dev/null)
 AutoDetect=off
-NodeName=localhost Name=gpu File=$STATE_DIR/dev/nvidia[0-$((NGPUS - 1))]
+NodeName=localhost,node2 Name=gpu File=$STATE_DIR/dev/nvidia[0-$((NGPUS - 1))]
 EOF
     write_if_changed "$ETC/slurmdbd.conf" 600 <<EOF && CONF_CHANGED=1
 # Generated by launcher tests/cluster/slurm_cluster.sh -- state in $STATE_DIR
@@ -304,7 +319,9 @@ EOF
 }
 
 make_dirs() {
-    mkdir -p "$STATE_DIR" "$RUN" "$LOGD" "$STATE_DIR/slurmctld" "$STATE_DIR/slurmd" "$STATE_DIR/dev"
+    mkdir -p "$STATE_DIR" "$RUN" "$LOGD" "$STATE_DIR/slurmctld" "$STATE_DIR/dev"
+    local node
+    for node in "${NODES[@]}"; do mkdir -p "$STATE_DIR/slurmd/$node" "$STATE_DIR/tmp/$node"; done
     chmod 755 "$STATE_DIR"
     local i
     for ((i = 0; i < NGPUS; i++)); do
@@ -393,34 +410,35 @@ start_slurmctld() {
     wait_for 30 slurmctld bash -c "scontrol ping | grep -q 'is UP'" || die "slurmctld does not answer"
 }
 
-start_slurmd() {
-    if [ -n "$(pids_by_exe /usr/sbin/slurmd)" ]; then return 0; fi
-    log "starting slurmd -N localhost"
+start_slurmd() {  # start_slurmd NODE
+    local node="$1"
+    if [ -n "$(pids_by_exe /usr/sbin/slurmd "-N $node")" ]; then return 0; fi
+    log "starting slurmd -N $node"
     SLURMD_STARTED_AT="$(date +%Y-%m-%dT%H:%M:%S)"
-    daemon slurmd -N localhost || die "slurmd failed to start"
+    daemon slurmd -N "$node" || die "slurmd -N $node failed to start"
 }
 
-slurmd_registered() {  # the controller saw this slurmd (not just a node state restored from disk)
+slurmd_registered() {  # slurmd_registered NODE: the controller saw this slurmd (not a state restored from disk)
     [ -z "${SLURMD_STARTED_AT:-}" ] && return 0
     local t
-    t="$(scontrol show node localhost 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)"
+    t="$(scontrol show node "$1" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)"
     [ -n "$t" ] && [ "$t" != "None" ] && ! [[ "$t" < "$SLURMD_STARTED_AT" ]]
 }
 
-wait_node_idle() {
-    local deadline=$((SECONDS + START_TIMEOUT)) st resumed=""
+wait_node_idle() {  # wait_node_idle NODE
+    local node="$1" deadline=$((SECONDS + START_TIMEOUT)) st resumed=""
     while :; do
-        st="$(node_state)"
+        st="$(node_state "$node")"
         case "$st" in
-        idle|mixed|allocated|completing) slurmd_registered && return 0 ;;
+        idle|mixed|allocated|completing) slurmd_registered "$node" && return 0 ;;
         drain*|down*|fail*)
-            if [ -z "$resumed" ] && [ -n "$(pids_by_exe /usr/sbin/slurmd)" ]; then
-                log "node is '$st' ($(sinfo -h -N -n localhost -o '%E')), resuming it"
-                scontrol update NodeName=localhost State=RESUME >/dev/null 2>&1
+            if [ -z "$resumed" ] && [ -n "$(pids_by_exe /usr/sbin/slurmd "-N $node")" ]; then
+                log "node $node is '$st' ($(sinfo -h -N -n "$node" -o '%E')), resuming it"
+                scontrol update NodeName="$node" State=RESUME >/dev/null 2>&1
                 resumed=1
             fi ;;
         esac
-        [ "$SECONDS" -ge "$deadline" ] && die "node not idle after ${START_TIMEOUT}s (state '$st': $(sinfo -h -N -n localhost -o '%E'))"
+        [ "$SECONDS" -ge "$deadline" ] && die "node $node not idle after ${START_TIMEOUT}s (state '$st': $(sinfo -h -N -n "$node" -o '%E'))"
         sleep 0.2
     done
 }
@@ -446,9 +464,10 @@ do_start() {
     start_mariadb
     start_slurmdbd
     start_slurmctld
-    start_slurmd
-    wait_node_idle
-    echo "# slurm cluster '$CLUSTER' up: partition=$PARTITION gpus=$NGPUS state_dir=$STATE_DIR"
+    local node
+    for node in "${NODES[@]}"; do start_slurmd "$node"; done
+    for node in "${NODES[@]}"; do wait_node_idle "$node"; done
+    echo "# slurm cluster '$CLUSTER' up: partition=$PARTITION gpus=$NGPUS (multi-node partition $MULTI_PARTITION) state_dir=$STATE_DIR"
     echo "export LAUNCHER_TEST_SLURM_STATE_DIR=$STATE_DIR"
     echo "export LAUNCHER_TEST_SLURM_PARTITION=$PARTITION"
 }

@@ -232,3 +232,183 @@ def test_the_chat_set_is_a_prompt_set_the_launcher_accepts():
     assert client[client.index("--chat-prompts") + 1].endswith(".jsonl") and "--problems" not in client
     assert client[client.index("--endpoint-type") + 1] == "chat" and "--prompt" not in client
     assert len(ls.user_messages(ls.read_jsonl(chat), "chat")) == 16
+
+
+# ---- speculative-decoding acceptance, from the server's own metrics ---------------------------------------------
+SPEC_SCRIPT = {"default": {"text": "one two three four five six seven eight nine ten eleven twelve", "delay": 0.002},
+               "accepted_per_step": [2, 0, 3, 1]}
+
+
+def steps_of(srv, requests):
+    """(drafting steps, accepted drafts, generated tokens) of `requests`, from what the stand-in emitted."""
+    verify = [size for r in requests for size in srv.step_sizes(r["emitted_tokens"])[1:]]
+    return len(verify), sum(size - 1 for size in verify), sum(r["emitted_tokens"] for r in requests)
+
+
+def complete(url, stream=False, max_tokens=40):
+    import urllib.request
+
+    body = json.dumps({"prompt": "What is two plus two?", "max_tokens": max_tokens, "stream": stream}).encode()
+    request = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read()
+
+
+@pytest.mark.parametrize("style", ["vllm", "sglang", "trtllm"])
+def test_acceptance_per_point_is_the_servers_own_count(tmp_path, tok, style):
+    """Real AIPerf against a stand-in drafting 3 tokens per step: each point's acceptance is what the server's
+    /metrics counted over that point alone (vLLM's and SGLang's counters differenced, trtllm-serve's iteration
+    stats drained), not the request made before the sweep."""
+    prompt_file = ls.write_prompt_file(["What is two plus two?"], str(tmp_path / "prompts.jsonl"), "completions",
+                                       tok, output_tokens=40)
+    with OpenAIStandinServer(SPEC_SCRIPT, tokenizer=tok, draft_tokens=3, metrics=style) as srv:
+        complete(srv.url)  # counted by the server, before the sweep
+        results = ls.run_sweep(sweep_config(srv, prompt_file, concurrencies=[2], requests_per_user=2,
+                                            min_requests=4), str(tmp_path / "sweep"))
+        swept = srv.snapshot()[1:]
+    assert len(swept) == 4 and all(r["emitted_tokens"] == 12 for r in swept)
+    # a step's tokens reach the client in one chunk: the prefill's token, then accepted + 1 per step
+    assert [len(text.split()) for text, _ in swept[0]["chunks"]] == [1, 3, 1, 4, 2, 1, 0]  # 0: EOS
+    drafts, accepted, generated = steps_of(srv, swept)
+    assert (drafts, accepted) == (20, 24)
+    assert results["server_metrics"]["style"] == style
+    (point,) = results["points"]
+    assert point["valid"] and point["spec_decode"]["drafts"] == drafts
+    if style == "sglang":  # no accepted count: its acceptance length is generated tokens per verify call
+        assert point["spec_decode"]["generated_tokens"] == generated
+        assert point["acceptance_length"] == pytest.approx(generated / drafts)
+        assert point["draft_acceptance_rate"] is None
+    else:
+        assert (point["spec_decode"]["draft_tokens"], point["spec_decode"]["accepted_tokens"]) == (3 * drafts, accepted)
+        assert point["acceptance_length"] == pytest.approx(1 + accepted / drafts)  # 2.2
+        assert point["draft_acceptance_rate"] == pytest.approx(accepted / (3 * drafts))  # 0.4
+    (summary,) = results["summary"]
+    assert summary["metrics"]["acceptance_length"]["mean"] == point["acceptance_length"]
+
+
+def test_prometheus_samples_read_as_prometheus_client_reads_them():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.standins.servers.openai_server import ServerMetrics
+
+    metrics = ServerMetrics("vllm", 'odd "model} name', draft_tokens=4)
+    metrics.observe(7, [1, 5, 1, 3, 2], streaming=True)
+    metrics.observe(3, [1, 4], streaming=False)
+    text = metrics.render().body.decode()
+    theirs = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            theirs[sample.name] = theirs.get(sample.name, 0.0) + sample.value
+    assert ls.prometheus_samples(text) == theirs
+    assert theirs["vllm:spec_decode_num_drafts_total"] == 5  # steps of 4, 0, 2, 1 (capped at 4) and 3 accepted
+    assert theirs["vllm:spec_decode_num_accepted_tokens_total"] == 10
+    assert theirs["vllm:generation_tokens_total"] == 17 and theirs["vllm:prompt_tokens_total"] == 10
+
+
+@pytest.mark.parametrize("kw, style, found", [
+    ({}, None, "no /metrics (404)"),  # trtllm-serve 1.1 / SGLang without --enable-metrics: no such endpoint
+    ({"metrics": "vllm"}, "vllm", "vllm Prometheus"),  # vLLM not speculating: no spec_decode counters
+    ({"metrics": "trtllm", "draft_tokens": 3, "iteration_stats": False}, "trtllm", "iteration stats"),
+])
+def test_no_acceptance_where_the_server_counts_no_drafts(kw, style, found):
+    """A server without metrics, one not speculating, and trtllm-serve's PyTorch backend without
+    enable_iter_perf_stats (its /metrics stays []): no acceptance, never a zero."""
+    with OpenAIStandinServer(SPEC_SCRIPT, **kw) as srv:
+        assert ls.detect_metrics(srv.url)[0] == style and found in ls.detect_metrics(srv.url)[1]
+        if style is None:
+            return
+        rec = ls.PointRecord(concurrency=1, repeat=0, artifact_dir="a", valid=True, invalid_reason=None,
+                             requests_asked=1)
+        probe = ls.AcceptanceProbe(srv.url, style)
+        probe.open()
+        complete(srv.url, stream=True)
+        ls.measure_acceptance(rec, probe.close())
+    assert rec.spec_decode["drafts"] == 0 and rec.acceptance_length is None and rec.draft_acceptance_rate is None
+
+
+def test_trtllm_iteration_stats_are_summed_over_every_poll(monkeypatch):
+    """trtllm-serve drains its stats queue at every GET /metrics: the probe drains it when the point starts
+    (earlier requests are not the point's) and sums what each poll during the point drained."""
+    import time
+
+    monkeypatch.setattr(ls, "TRTLLM_POLL_S", 0.05)
+    with OpenAIStandinServer(SPEC_SCRIPT, draft_tokens=3, metrics="trtllm") as srv:
+        complete(srv.url)
+        probe = ls.AcceptanceProbe(srv.url, "trtllm")
+        probe.open()
+        for _ in range(3):
+            complete(srv.url, stream=True)
+            time.sleep(0.2)  # a poll or more between requests
+        counts = probe.close()
+        drafts, accepted, _ = steps_of(srv, srv.snapshot()[1:])
+    counted = (counts.drafts, counts.draft_tokens, counts.accepted_tokens)
+    assert counted == (drafts, 3 * drafts, accepted) == (15, 45, 18)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("stack, args, options, style, draft_tokens", [
+    ("vllm", ["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 3}'],
+     None, "vllm", 4),
+    ("sglang", ["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", "5", "--enable-metrics"],
+     None, "sglang", None),
+    ("sglang", ["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", "5"], None, None, None),
+    ("trtllm_pytorch", [], {"speculative_config": {"decoding_type": "NGram", "max_draft_len": 2,
+                                                   "max_matching_ngram_size": 2}, "enable_iter_perf_stats": True},
+     "trtllm", 2),
+])
+def test_each_serving_standin_answers_metrics_as_its_server(tmp_path, stack, args, options, style, draft_tokens):
+    """The stand-in servers as the launcher starts them: each drafts what its speculative configuration says
+    and answers /metrics where and as its real server does (SGLang: only with --enable-metrics)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    standins = REPO / "tests" / "standins"
+    model = tmp_path / "model"
+    shutil.copytree(TINY, model)
+    (model / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"]}))
+    port = _free_port()
+    argv = {"vllm": [str(standins / "bin" / "vllm"), "serve", str(model), "--port", str(port)],
+            "sglang": [sys.executable, "-m", "sglang.launch_server", "--model-path", str(model), "--port", str(port)],
+            "trtllm_pytorch": [str(standins / "bin" / "trtllm-serve"), "serve", str(model), "--backend", "pytorch",
+                               "--port", str(port)]}[stack] + args
+    if options:
+        (tmp_path / "options.yaml").write_text(json.dumps(options))
+        argv += ["--extra_llm_api_options", str(tmp_path / "options.yaml")]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(SPEC_SCRIPT))
+    env = {**os.environ, "PYTHONPATH": f"{standins / 'python'}:{REPO}", "STANDIN_SERVE_SCRIPT": str(script)}
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.1)
+        found_style, found = ls.detect_metrics(url)
+        assert found_style == style, found
+        if style is None:
+            return
+        probe = ls.AcceptanceProbe(url, style)
+        probe.open()
+        chunks = [line for line in complete(url, stream=True).decode().splitlines() if line.startswith("data: {")]
+        counts = probe.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert counts.drafts == 5 and len(chunks) == 1 + 5 + 1  # the prefill's token, 5 drafting steps, EOS
+    if draft_tokens:
+        assert counts.draft_tokens == draft_tokens * counts.drafts

@@ -11,12 +11,15 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
 import resource
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -24,6 +27,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from jobs import sandbox_guard
 
 from tests.helpers import hold_ports
 
@@ -55,8 +60,8 @@ class RunningGuard:
     chose to its stdout (`--port-file -`), read here as the job reads it; its log (stderr) is kept in `lines`."""
 
     def __init__(self, *args: str, env=None, preexec_fn=None, memory_limit_mb=2048, timeout_s=30.0,
-                 base_port=None):
-        self.argv = [sys.executable, "-m", "jobs.sandbox_guard", "--host", "127.0.0.1",
+                 base_port=None, python=sys.executable):
+        self.argv = [python, "-m", "jobs.sandbox_guard", "--host", "127.0.0.1",
                      "--base-port", str(base_port or free_port()), "--port-file", "-",
                      "--memory-limit-mb", str(memory_limit_mb), "--timeout-s", str(timeout_s), *args]
         self.env = standin_env() if env is None else env
@@ -298,7 +303,7 @@ def test_a_sandbox_that_cannot_import_its_module_fails_at_start():
     """A wrong image (a missing package, here STANDIN_FAIL=sandbox) ends the guard before it answers /health,
     so the benchmark fails at once; the worker's own message is in the output."""
     done = subprocess.run([sys.executable, "-m", "jobs.sandbox_guard", "--base-port", "6000",
-                           "--memory-limit-mb", "2048", "--timeout-s", "10"], cwd=REPO,
+                           "--memory-limit-mb", "2048", "--timeout-s", "10", "--pass-env", "STANDIN_FAIL"], cwd=REPO,
                           env=standin_env(STANDIN_FAIL="sandbox"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
@@ -322,33 +327,125 @@ def test_a_memory_limit_above_the_hard_limit_fails_clearly():
     assert "3072 MiB (ulimit -Hv)" in done.stderr
 
 
+SECRETS = {"HF_TOKEN": "hf_secret_for_the_test", "WANDB_API_KEY": "wandb_secret_for_the_test",
+           "NGC_API_KEY": "ngc_secret_for_the_test", "AWS_SECRET_ACCESS_KEY": "aws_secret_for_the_test"}
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"  # reachable to another user, where the test's own python (a home) may not be
+# A session module of the standard library only (NeMo-Skills' API: execute_ipython_session), for a guard that runs
+# as another user under the system python, which has no IPython: what is tested is the guard, not the module.
+PLAIN_SESSION_MODULE = """import contextlib, io
+def execute_ipython_session(generated_code, session_id, traceback_verbosity):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(generated_code, {})
+    return {"process_status": "completed", "stdout": out.getvalue(), "stderr": "", "new_session_created": True}
+"""
+
+
+ENVIRON_OF_A_CELL = """import json, os
+entries = open("/proc/self/environ", "rb").read().split(b"\\0")
+names = sorted(entry.split(b"=", 1)[0].decode() for entry in entries if entry)
+try:
+    guard = open(f"/proc/{os.getppid()}/environ", "rb").read()
+    print(json.dumps([names, b"secret_for_the_test" in guard]))
+except PermissionError:
+    print(json.dumps([names, "hidden"]))
+"""
+
+
+def test_no_variable_of_the_guard_reaches_a_cell_unless_allowed_or_passed():
+    """The guard's environment is the batch step's (sbatch --export=ALL: the submitting shell's secrets, in
+    cluster.env_vars or not). A cell sees only the allowlist, the variables the guard sets, and --pass-env's;
+    random names never; nor can it read the guard's own environment at /proc/PPID/environ."""
+    random_names = {f"X{secrets.token_hex(5).upper()}": "random_value" for _ in range(20)}
+    env = standin_env(**SECRETS, **random_names, PLAIN_SETTING="on", LC_ALL="C.UTF-8")
+    with RunningGuard("--pass-env", "PLAIN_SETTING", env=env) as guard:
+        stdout = execute(guard.url, ENVIRON_OF_A_CELL)["stdout"]
+    names, _ = json.loads(stdout)
+    set_by_the_guard = {"PYTHONPATH", sandbox_guard.MEM_LIMIT_ENV, *sandbox_guard.THREAD_DEFAULTS}
+    assert set(names) - sandbox_guard.WORKER_ENV_NAMES - set_by_the_guard == {"PLAIN_SETTING", "LC_ALL"}
+    assert "PATH" in names and "HOME" in names
+    assert not set(names) & (set(SECRETS) | set(random_names))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+                    reason="starts the guard as another user (root reads any process's environment)")
+def test_a_cell_cannot_read_the_guards_own_environment():
+    """The guard keeps the step's whole environment (it starts from it): made undumpable, it has its
+    /proc/PID/environ readable to root only, not to the cells that run as its user."""
+    module_dir = Path(tempfile.mkdtemp(prefix="plain-session-"))
+    try:
+        (module_dir / "plain_session.py").write_text(PLAIN_SESSION_MODULE)
+        module_dir.chmod(0o755)
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{REPO}{os.pathsep}{module_dir}", **SECRETS}
+        with RunningGuard("--module", "plain_session", env=env, preexec_fn=as_nobody, python=SYSTEM_PYTHON) as guard:
+            stdout = execute(guard.url, ENVIRON_OF_A_CELL)["stdout"]
+    finally:
+        shutil.rmtree(module_dir)
+    names, guard_environ = json.loads(stdout)
+    assert guard_environ == "hidden"
+    assert not set(names) & set(SECRETS)
+
+
+NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_only_allowed_or_passed_names_reach_the_workers(seed):
+    """Property: of any environment, the allowlist's names, LC_* and the passed names are kept; nothing else."""
+    rng = random.Random(seed)
+    allowed = sorted(sandbox_guard.WORKER_ENV_NAMES)
+    names = {"".join(rng.choices(NAME_CHARS, k=rng.randint(1, 30))) for _ in range(30)}
+    names |= set(rng.sample(allowed, 3)) | {"LC_" + rng.choice(NAME_CHARS)}
+    passed = set(rng.sample(sorted(names), 3))
+    environ = {name: "value" for name in names}
+    kept = sandbox_guard.allowed_env(environ, passed)
+    assert set(kept) == {n for n in names if n in allowed or n.startswith("LC_") or n in passed}, seed
+    assert set(sandbox_guard.guard_env(environ)) - set(allowed) - set(sandbox_guard.GUARD_ENV_NAMES) == {
+        n for n in names if n.startswith("LC_")}, seed
+
+
 def test_the_local_benchmark_starts_the_guard_without_secrets(monkeypatch, tmp_path):
-    """cluster=local: the job starts commands.sandbox_command's argv, its port file named, in a process group of
-    its own; the secrets are unset for it, serving.sandbox.env is set, and nothing of it outlives the group's
-    block."""
-    from jobs import ports, services
+    """cluster=local: the job (services.start_sandbox) starts commands.sandbox_command's argv, its port file named,
+    in a process group of its own, with only the variables the guard allows: no secret reaches the guard or a
+    cell, named in cluster.env_vars or not; serving.sandbox.env does; nothing of it outlives the block."""
+    from jobs import services
     from launcher import commands
+    from launcher.contract import BenchmarkSettings
     from tests.helpers import compose_config
 
     base = free_port()
     cfg = compose_config("+experiment=bf16", f"serving.sandbox.port={base}", "cluster.env_vars=[HF_TOKEN]",
                          "+serving.sandbox.env.PLAIN_SETTING=on", f"cluster.python={sys.executable}")
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_for_the_test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_secret_value_for_the_test")  # not in cluster.env_vars
     monkeypatch.setenv("PYTHONPATH", f"{STANDIN_PYTHON}{os.pathsep}{REPO}")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     argv = commands.sandbox_command(cfg)
     assert argv[:3] == ["env", "-u", "HF_TOKEN"]
     assert argv[-4:] == ["--base-port", str(base), "--port-file", "${LAUNCHER_SANDBOX_PORT_FILE}"]
-    port_file = tmp_path / "sandbox.port"
-    with services.process_group(ports.expand(argv, {ports.SANDBOX_PORT_FILE_ENV: str(port_file)}),
-                                echo=False) as process:
-        port = services.wait_for_port_file(port_file, 120, process, None, "sandbox")
+    assert ["--pass-env", "PLAIN_SETTING"] == argv[argv.index("--pass-env"):][:2]
+    bench = BenchmarkSettings(server_url="http://127.0.0.1:8000", sandbox_url=f"http://127.0.0.1:{base}",
+                              health_timeout_s=120, start_sandbox=True)
+    with contextlib.ExitStack() as stack:
+        sandbox = services.start_sandbox(stack, bench, argv, tmp_path)
+        port = sandbox.port()
         assert port >= base  # the base, or the next free one
         url = f"http://127.0.0.1:{port}"
-        services.wait_for_health(url + "/health", 120, process, None, "sandbox")
-        env = execute(url, "import os\nprint(os.environ.get('HF_TOKEN'), os.environ.get('PLAIN_SETTING'))")
-        assert env["stdout"] == "None on\n"
-        workers = workers_of(process.pid)
+        sandbox.wait_for_health(url)
+        env = execute(url, "import os\nprint(sorted({'HF_TOKEN', 'AWS_SECRET_ACCESS_KEY'} & set(os.environ)), "
+                           "os.environ.get('PLAIN_SETTING'))")
+        assert env["stdout"] == "[] on\n"
+        if os.geteuid() == 0:  # only root reads the environment of the guard (undumpable)
+            guard_environ = Path(f"/proc/{sandbox.process.pid}/environ").read_bytes()
+            assert b"secret_value_for_the_test" not in guard_environ and b"PLAIN_SETTING=on" in guard_environ
+        workers = workers_of(sandbox.process.pid)
         assert workers
     assert all(not alive(pid) for pid in workers)
 

@@ -33,15 +33,40 @@ After the script's last token comes the EOS token (``finish_reason="stop"``, ``s
 holds k tool outputs, i.e. k occurrences of "```output") resumes the script right after the k-th
 ``</tool_call>``; ``max_tokens`` counts one token per script token.
 
+Speculative decoding (``draft_tokens=K``, what the served configuration drafts per step): the first token of
+a request comes from its prefill, then each step drafts K tokens and accepts the next entry of the script's
+``"accepted_per_step": [a, ...]`` (cycled, each capped at K; default :data:`DEFAULT_ACCEPTED`), producing a+1
+tokens, streamed as ONE chunk as the real servers stream a step (the last step is cut by the end of the
+generation: it accepted what it emitted less one). The server's own metrics count those steps, at ``/metrics``
+in the shape of the server it stands in for (``metrics=``; without it ``/metrics`` is a 404):
+
+* ``"vllm"`` (vLLM 0.33.0 ``vllm/v1/spec_decode/metrics.py`` SpecDecodingProm, ``v1/metrics/loggers.py``):
+  Prometheus text, counters ``vllm:spec_decode_num_drafts_total``, ``..._num_draft_tokens_total``,
+  ``..._num_accepted_tokens_total``, ``..._num_accepted_tokens_per_pos_total{position}`` (only with speculative
+  decoding, as vLLM registers them), ``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``; labels
+  ``model_name``, ``engine="0"``.
+* ``"sglang"`` (SGLang 0.5.23 ``srt/observability/metrics_collector.py`` TokenizerMetricsCollector, served only
+  with ``--enable-metrics``): ``sglang:prompt_tokens_total`` and ``sglang:generation_tokens_total`` (label
+  ``is_streaming``), ``sglang:spec_verify_calls_total`` (one per verify step, incremented per finished request);
+  labels ``model_name``, ``engine_type="unified"``.
+* ``"trtllm"`` (trtllm-serve ``GET /metrics`` = ``get_iteration_stats``): a JSON list of the iteration stats
+  queued since the last call (the call drains them), each ``IterationStats`` as its ``to_json_str`` writes it
+  (cpp/tensorrt_llm/executor/jsonSerialization.cpp), ``specDecodingStats`` {``numDraftTokens``,
+  ``numAcceptedTokens``, ``numRequestsWithDraftTokens``, ``acceptanceLength``, ``iterLatencyMS``,
+  ``draftOverhead``} on drafting iterations, null otherwise. One iteration per step of one request (the stand-in
+  batches nothing). With ``iteration_stats=False`` (the PyTorch backend without ``enable_iter_perf_stats``)
+  nothing is queued: ``[]``.
+
 Run: ``python -m tests.standins.servers.openai_server --port 5000 [--script FILE.json]
-[--tokenizer DIR --max-seq-len N]``; in tests: ``with OpenAIStandinServer(script) as srv: srv.url ...``
-(runs in a thread).
+[--tokenizer DIR --max-seq-len N] [--metrics vllm|sglang|trtllm] [--draft-tokens K]``; in tests:
+``with OpenAIStandinServer(script) as srv: srv.url ...`` (runs in a thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import re
 import threading
@@ -56,6 +81,9 @@ from tests.standins.servers.threaded import ThreadedServer
 STANDIN_LABEL = "TEST STAND-IN (scripted, not a model server)"
 TOOL_END = "</tool_call>"
 OUTPUT_MARK = "```output"
+
+METRICS_STYLES = ("vllm", "sglang", "trtllm")
+DEFAULT_ACCEPTED = (2, 0, 3, 1)  # accepted drafts of successive verify steps (cycled, capped at the draft length)
 
 DEFAULT_TEXT = (
     "TEST STAND-IN output. Let us think step by step about the problem . "
@@ -114,20 +142,139 @@ def length_error(prompt_len: int, max_tokens: Any, max_seq_len: int) -> Dict[str
     return {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": 400}
 
 
+def step_sizes(n_tokens: int, draft_tokens: Optional[int], accepted: List[int]) -> List[int]:
+    """Tokens produced by each step of a generation of ``n_tokens``: the prefill's one, then a+1 per verify step
+    (the last cut to what is left). Without speculative decoding, one per step."""
+    if not draft_tokens:
+        return [1] * n_tokens
+    sizes, left, i = [], n_tokens, 0
+    if left:
+        sizes.append(1)
+        left -= 1
+    while left:
+        size = min(min(accepted[i % len(accepted)], draft_tokens) + 1, left)
+        sizes.append(size)
+        left -= size
+        i += 1
+    return sizes
+
+
+class ServerMetrics:
+    """What the stood-in server counts of its generations, rendered as its ``/metrics`` answers (module docstring)."""
+
+    def __init__(self, style: str, model: str, draft_tokens: Optional[int], iteration_stats: bool = True):
+        if style not in METRICS_STYLES:
+            raise ValueError(f"metrics: {style!r}; allowed: {list(METRICS_STYLES)}")
+        from prometheus_client import CollectorRegistry, Counter
+
+        self.style, self.draft_tokens, self.iteration_stats = style, draft_tokens, iteration_stats
+        self.registry = CollectorRegistry()
+        self.iterations: List[Dict[str, Any]] = []  # trtllm: queued until the next GET /metrics
+        self._iter = 0
+        self._lock = threading.Lock()
+        if style == "vllm":
+            labels = {"model_name": model, "engine": "0"}
+
+            def counter(name: str, doc: str, extra=()):
+                return Counter(name, doc, [*labels, *extra], registry=self.registry)
+
+            self.prompt = counter("vllm:prompt_tokens", "Number of prefill tokens processed.").labels(**labels)
+            self.generation = counter("vllm:generation_tokens",
+                                      "Number of generation tokens processed.").labels(**labels)
+            if draft_tokens:
+                self.drafts = counter("vllm:spec_decode_num_drafts", "Number of spec decoding drafts.").labels(**labels)
+                self.draft_tok = counter("vllm:spec_decode_num_draft_tokens",
+                                         "Number of draft tokens.").labels(**labels)
+                self.accepted = counter("vllm:spec_decode_num_accepted_tokens",
+                                        "Number of accepted tokens.").labels(**labels)
+                per_pos = counter("vllm:spec_decode_num_accepted_tokens_per_pos", "Accepted tokens per draft position.",
+                                  ["position"])
+                self.per_pos = [per_pos.labels(**labels, position=str(j)) for j in range(draft_tokens)]
+        elif style == "sglang":
+            self.labels = {"model_name": model, "engine_type": "unified"}
+            names = [*self.labels, "is_streaming"]
+            self.prompt = Counter("sglang:prompt_tokens_total", "Number of prefill tokens processed.", names,
+                                  registry=self.registry)
+            self.generation = Counter("sglang:generation_tokens_total", "Number of generation tokens processed.",
+                                      names, registry=self.registry)
+            self.verify = Counter("sglang:spec_verify_calls_total",
+                                  "Number of speculative decoding verification calls.", list(self.labels),
+                                  registry=self.registry)
+
+    def observe(self, prompt_tokens: int, sizes: List[int], streaming: bool) -> None:
+        """One finished (or abandoned) request: its prompt and the tokens of each of its steps."""
+        verify = sizes[1:] if self.draft_tokens else []  # the prefill's token is drafted by nobody
+        with self._lock:
+            if self.style == "vllm":
+                self.prompt.inc(prompt_tokens)
+                self.generation.inc(sum(sizes))
+                if self.draft_tokens and verify:
+                    self.drafts.inc(len(verify))
+                    self.draft_tok.inc(len(verify) * self.draft_tokens)
+                    self.accepted.inc(sum(size - 1 for size in verify))
+                    for size in verify:
+                        for j in range(size - 1):
+                            self.per_pos[j].inc()
+            elif self.style == "sglang":
+                stream = {**self.labels, "is_streaming": "true" if streaming else "false"}
+                self.prompt.labels(**stream).inc(prompt_tokens)
+                self.generation.labels(**stream).inc(sum(sizes))
+                if verify:
+                    self.verify.labels(**self.labels).inc(len(verify))
+            elif self.iteration_stats:
+                for i, size in enumerate(sizes):
+                    self.iterations.append(self._iteration(size, drafting=bool(self.draft_tokens) and i > 0))
+
+    def _iteration(self, size: int, drafting: bool) -> Dict[str, Any]:
+        self._iter += 1
+        spec = None
+        if self.draft_tokens is not None:  # a speculating executor fills it every iteration (prefill: zeros)
+            spec = {"numDraftTokens": self.draft_tokens, "numAcceptedTokens": size - 1,
+                    "numRequestsWithDraftTokens": 1, "acceptanceLength": float(size), "iterLatencyMS": 0.0,
+                    "draftOverhead": 0.0}
+            if not drafting:
+                spec.update(numDraftTokens=0, numAcceptedTokens=0, numRequestsWithDraftTokens=0, acceptanceLength=0.0)
+        return {"timestamp": time.strftime("%m-%d-%Y %H:%M:%S"), "iter": self._iter, "iterLatencyMS": 1.0,
+                "newActiveRequestsQueueLatencyMS": 0.0, "numNewActiveRequests": 0, "numActiveRequests": 1,
+                "numQueuedRequests": 0, "numCompletedRequests": 0, "maxNumActiveRequests": 2048,
+                "gpuMemUsage": 0, "cpuMemUsage": 0, "pinnedMemUsage": 0, "kvCacheStats": None,
+                "inflightBatchingStats": None, "specDecodingStats": spec}
+
+    def render(self) -> web.Response:
+        if self.style == "trtllm":
+            with self._lock:
+                drained, self.iterations = self.iterations, []
+            return web.Response(body=compact_json(drained).encode(), content_type="application/json")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        with self._lock:
+            body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 class OpenAIStandinServer(ThreadedServer):
     """TEST STAND-IN OpenAI completions server (aiohttp), usable in-process (thread) or from the CLI.
 
     ``max_seq_len``: the served engine's ``build_config.max_seq_len``; with it, ``tokenizer`` (a dir or a loaded
     tokenizer) counts each prompt's tokens as the real server does, and longer requests are refused.
     ``chunked_prefill``: the LLM API's ``enable_chunked_prefill``, which turns that check off.
+    ``draft_tokens``: speculative decoding's draft length (None: none); ``metrics``: whose ``/metrics`` to answer
+    (:data:`METRICS_STYLES`; None: no such endpoint); ``iteration_stats``: trtllm's stats queue is filled.
     """
 
     thread_name = "openai-standin"
 
     def __init__(self, script: Optional[Dict[str, Any]] = None, host: str = "127.0.0.1", port: int = 0,
                  model: str = "standin-model", tokenizer: Any = None, max_seq_len: Optional[int] = None,
-                 chunked_prefill: bool = False):
+                 chunked_prefill: bool = False, draft_tokens: Optional[int] = None, metrics: Optional[str] = None,
+                 iteration_stats: bool = True):
         script = script or {}
+        if draft_tokens is not None and draft_tokens < 1:
+            raise ValueError(f"draft_tokens: {draft_tokens!r} must be at least 1 (or None: no speculative decoding)")
+        self.draft_tokens = draft_tokens
+        self.accepted_per_step = [int(a) for a in script.get("accepted_per_step") or DEFAULT_ACCEPTED]
+        if any(a < 0 for a in self.accepted_per_step):
+            raise ValueError(f"accepted_per_step: {self.accepted_per_step!r} must be counts (0 or more)")
         self.default = _behaviour(script.get("default"))
         self.seeds = {int(k): _behaviour(v) for k, v in (script.get("seeds") or {}).items()}
         super().__init__(host, port)
@@ -141,6 +288,7 @@ class OpenAIStandinServer(ThreadedServer):
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.chunked_prefill = chunked_prefill
+        self.metrics = ServerMetrics(metrics, model, draft_tokens, iteration_stats) if metrics else None
         self.requests: List[Dict[str, Any]] = []  # one dict per /v1/completions request
         self._lock = threading.Lock()
 
@@ -150,7 +298,19 @@ class OpenAIStandinServer(ThreadedServer):
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self._metrics)
         return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return self.metrics.render()
+
+    def step_sizes(self, n_tokens: int) -> List[int]:
+        return step_sizes(n_tokens, self.draft_tokens, self.accepted_per_step)
+
+    def _observe(self, rec: Dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(rec["prompt_tokens"] or 0, self.step_sizes(rec["emitted_tokens"]), rec["stream"])
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="OK")
@@ -240,11 +400,14 @@ class OpenAIStandinServer(ThreadedServer):
                                  "avg_decoded_tokens_per_iter": 1.0}],
                     "usage": usage() if continuous_usage else None}
 
+        # A step's tokens go out in one chunk: the emitted-token counts at which a step ends.
+        step_ends = set(itertools.accumulate(self.step_sizes(len(tokens))))
         try:
             finish = None
-            acc = ""
+            acc = pending = ""  # the text so far; the part of it not sent yet (this step's)
             for i, tok in enumerate(tokens):
-                await sleep_watching(beh["first_token_delay"] if i == 0 else beh["delay"])
+                if not pending:  # a new step: the model's time for it
+                    await sleep_watching(beh["first_token_delay"] if i == 0 else beh["delay"])
                 if beh["die_after"] is not None and rec["emitted_tokens"] >= int(beh["die_after"]):
                     rec["outcome"] = "died"
                     request.transport.abort()  # simulate the server dying mid-stream
@@ -254,19 +417,23 @@ class OpenAIStandinServer(ThreadedServer):
                 if hit is not None:  # the text up to the stop string, and the end, in one chunk
                     cut, s = hit
                     finish = "stop"
-                    await send(chunk(cut, finish, s))
+                    await send(chunk(pending + cut, finish, s))
                     acc += cut
                     break
                 finish = "length" if rec["emitted_tokens"] >= max_tokens else None
-                await send(chunk(tok, finish))  # the last token's text comes with finish_reason="length"
+                pending += tok
                 acc += tok
                 rec["text"] = acc
+                if finish or rec["emitted_tokens"] in step_ends:  # the last token's text comes with "length"
+                    await send(chunk(pending, finish))
+                    pending = ""
                 if finish:
                     break
-            else:  # script exhausted: the model's EOS token, which detokenizes to nothing
-                await sleep_watching(beh["first_token_delay"] if not tokens else beh["delay"])
+            else:  # script exhausted: the model's EOS token (it detokenizes to nothing), in the step it ends
+                if not pending:
+                    await sleep_watching(beh["first_token_delay"] if not tokens else beh["delay"])
                 finish = "stop"
-                await send(chunk("", finish))
+                await send(chunk(pending, finish))
             rec["text"] = acc
             if include_usage:  # the final usage chunk: a ChatCompletionStreamResponse, even for completions
                 await send({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
@@ -281,6 +448,7 @@ class OpenAIStandinServer(ThreadedServer):
             raise
         finally:
             rec["end"] = time.time()
+            self._observe(rec)  # what it generated counts, even for a client that went away
         return resp
 
     @staticmethod
@@ -316,6 +484,7 @@ class OpenAIStandinServer(ThreadedServer):
             finish = "stop" if len(tokens) < max_tokens else "length"
         rec.update(text=acc, emitted_tokens=min(len(tokens), max_tokens), outcome="completed",
                    finish_reason=finish, end=time.time())
+        self._observe(rec)
         return web.json_response({"id": rec["id"], "object": "text_completion", "model": self.model,
                                   "choices": [{"index": 0, "text": acc, "finish_reason": finish,
                                                "stop_reason": stop_reason}]})
@@ -347,13 +516,19 @@ def main(argv=None) -> None:
     p.add_argument("--tokenizer", help="dir of the tokenizer that counts prompt tokens (with --max-seq-len)")
     p.add_argument("--max-seq-len", type=int, help="refuse requests whose prompt tokens + max_tokens exceed this")
     p.add_argument("--enable-chunked-prefill", action="store_true", help="no max_seq_len check (LLM API option)")
+    p.add_argument("--draft-tokens", type=int, help="speculative decoding: tokens drafted per step")
+    p.add_argument("--metrics", choices=METRICS_STYLES, help="answer /metrics as this server does")
+    p.add_argument("--no-iteration-stats", dest="iteration_stats", action="store_false",
+                   help="trtllm: queue no iteration stats (PyTorch backend without enable_iter_perf_stats)")
     args = p.parse_args(argv)
     script = None
     if args.script:
         with open(args.script, encoding="utf-8") as f:
             script = json.load(f)
     srv = OpenAIStandinServer(script, host=args.host, port=args.port, model=args.model, tokenizer=args.tokenizer,
-                              max_seq_len=args.max_seq_len, chunked_prefill=args.enable_chunked_prefill)
+                              max_seq_len=args.max_seq_len, chunked_prefill=args.enable_chunked_prefill,
+                              draft_tokens=args.draft_tokens, metrics=args.metrics,
+                              iteration_stats=args.iteration_stats)
     print(f"{STANDIN_LABEL} listening on http://{args.host}:{args.port}", flush=True)
     web.run_app(srv.make_app(), host=args.host, port=args.port, access_log=None, print=None)
 

@@ -5,7 +5,9 @@ Each parses the flags the real parser declares (the subset tests/test_command_pa
 flag is refused as the real argparse refuses an unknown one), checks what the real server checks before it loads
 weights (a model directory without config.json, a speculative configuration the real schema refuses, an FP8
 request on a checkpoint quantized otherwise), then serves the scripted OpenAI-compatible TEST STAND-IN server
-(tests/standins/servers/openai_server.py) on --host/--port, named after the model path as the real ones are.
+(tests/standins/servers/openai_server.py) on --host/--port, named after the model path as the real ones are,
+drafting as many tokens per step as the speculative configuration says and answering GET /metrics as the real
+server does (vLLM always, SGLang with --enable-metrics, trtllm-serve with iteration stats: README, "Acceptance").
 Where each fact comes from: tests/standins/README.md, "Serving stacks".
 """
 from __future__ import annotations
@@ -67,7 +69,8 @@ def checkpoint_quantization(config: dict) -> Optional[str]:
     return (config.get("quantization_config") or {}).get("quant_method")
 
 
-def serve(tool: str, host: str, port: int, model: str, max_seq_len: Optional[int]) -> None:
+def serve(tool: str, host: str, port: int, model: str, max_seq_len: Optional[int], draft_tokens: Optional[int],
+          metrics: Optional[str]) -> None:
     from standin_tools import common
     from tests.standins.servers import openai_server
 
@@ -76,6 +79,10 @@ def serve(tool: str, host: str, port: int, model: str, max_seq_len: Optional[int
     argv = ["--host", host, "--port", str(port), "--model", model, "--tokenizer", model]
     if max_seq_len is not None:
         argv += ["--max-seq-len", str(max_seq_len)]
+    if draft_tokens is not None:
+        argv += ["--draft-tokens", str(draft_tokens)]
+    if metrics is not None:
+        argv += ["--metrics", metrics]
     if os.environ.get("STANDIN_SERVE_SCRIPT"):
         argv += ["--script", os.environ["STANDIN_SERVE_SCRIPT"]]
     openai_server.main(argv)
@@ -131,7 +138,9 @@ def vllm_main(argv: List[str]) -> None:
             refuse(tool, f"ValueError: method {spec['method']} needs the draft model (`model`)")
         if spec.get("model"):
             model_config(tool, spec["model"])
-    serve(tool, args.host or "0.0.0.0", args.port, args.model_tag, args.max_model_len)
+    # vLLM serves Prometheus /metrics always; its spec_decode counters exist when it speculates.
+    serve(tool, args.host or "0.0.0.0", args.port, args.model_tag, args.max_model_len,
+          spec["num_speculative_tokens"] if spec else None, "vllm")
 
 
 # ------------------------------------------------------------------------------------------------ sglang
@@ -148,6 +157,7 @@ def sglang_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantization", choices=SGLANG_QUANTIZATION)
     p.add_argument("--kv-cache-dtype", choices=SGLANG_KV_CACHE_DTYPES, default="auto")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--enable-metrics", action="store_true")  # arg_groups/fields/observability.py enable_metrics
     p.add_argument("--served-model-name")
     p.add_argument("--speculative-algorithm")
     p.add_argument("--speculative-draft-model-path", "--speculative-draft-model")
@@ -176,23 +186,29 @@ def sglang_main(argv: List[str]) -> None:
             refuse(tool, f"ValueError: --speculative-algorithm {algorithm} needs --speculative-draft-model-path")
         if args.speculative_draft_model_path:
             model_config(tool, args.speculative_draft_model_path)
-    serve(tool, args.host, args.port, args.model_path, args.context_length)
+    draft_tokens = None
+    if algorithm is not None:  # what its scheduler counts as drafted per verify step (metrics_reporter.py)
+        draft_tokens = (args.speculative_num_draft_tokens - 1 if args.speculative_num_draft_tokens
+                        else args.speculative_num_steps or 1)
+    serve(tool, args.host, args.port, args.model_path, args.context_length, draft_tokens,
+          "sglang" if args.enable_metrics else None)
 
 
 # ------------------------------------------------------------------------------------------------ trtllm-serve
-def trtllm_pytorch_check(model: str, options_file: Optional[str]) -> None:
+def trtllm_pytorch_check(model: str, options_file: Optional[str]) -> Optional[int]:
     """trtllm-serve --backend pytorch: an HF (or ModelOpt) checkpoint, and an options file whose speculative_config
-    the LLM API's pydantic models accept (StrictBaseModel: an unknown key is refused)."""
+    the LLM API's pydantic models accept (StrictBaseModel: an unknown key is refused). Returns the tokens it drafts
+    per step (None: no speculative decoding)."""
     tool = "trtllm-serve"
     model_config(tool, model)
     if not options_file:
-        return
+        return None
     import yaml
 
     options = yaml.safe_load(Path(options_file).read_text()) or {}
     spec = options.get("speculative_config")
     if spec is None:
-        return
+        return None
     kind = spec.get("decoding_type")
     if kind not in TRTLLM_SPEC_KEYS:
         refuse(tool, f"ValueError: Invalid decoding type: {kind}")
@@ -206,3 +222,4 @@ def trtllm_pytorch_check(model: str, options_file: Optional[str]) -> None:
         if not draft:
             refuse(tool, f"ValueError: speculative_model must be specified for {kind}")
         model_config(tool, draft)
+    return spec.get("max_draft_len") or spec.get("num_nextn_predict_layers") or 1

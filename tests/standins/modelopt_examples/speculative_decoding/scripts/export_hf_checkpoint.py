@@ -1,0 +1,12 @@
+"""STAND-IN for NVIDIA Model-Optimizer's examples/speculative_decoding/scripts/export_hf_checkpoint.py (tag 0.46.0;
+tests only). See tests/standins/python/standin_tools/modelopt_eagle3.py and tests/standins/README.md.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "python"))
+
+from standin_tools.modelopt_eagle3 import main_export  # noqa: E402
+
+if __name__ == "__main__":
+    main_export()

@@ -1,0 +1,102 @@
+"""What lets a sweep plan thousands of points (launcher.sweep): each point checked as it is composed and kept only
+as its typed copy and its saved config, both sharing what the point does not change with its composition; the
+saved configs written section by section; the checks of many configurations one at a time."""
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from launcher.launch import VariantChecks, save_config, write_config
+from launcher.schema import CONF_DIR, register_configs
+from launcher.sweep import NAME_KEY, PointComposer
+from launcher.validation import InvalidConfig
+
+POINTS = (["+experiment=fp8_redrafter", "drafter.num_layers=4", "serving.port=7000", "benchmark.concurrency=[1,3]"],
+          ["+experiment=fp8_redrafter", "quantization=fp8_kv", "drafter.learning_rate=0.002"],
+          ["+experiment=fp8_redrafter", "model.tensor_parallel=2", "drafter.num_layers=2"])  # interpolated by others
+
+
+@pytest.fixture(scope="module")
+def composer():
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = compose("config", overrides=["+experiment=fp8_redrafter"], return_hydra_config=True)
+        yield PointComposer(loader, master)
+    GlobalHydra.instance().clear()
+
+
+def test_a_points_copies_are_its_config_converted_whole_and_share_the_rest(composer):
+    points = [composer.compose_point(overrides) for overrides in POINTS]
+    for point in points:
+        OmegaConf.update(point.cfg, NAME_KEY, "renamed", merge=False)  # set after composing, as the sweep names it
+    unresolved = [composer.plain(point, [NAME_KEY], resolve=False) for point in points]
+    assert unresolved == [OmegaConf.to_container(point.cfg, resolve=False) for point in points]
+    assert unresolved[2]["drafter"]["tensor_parallel"] == "${model.tensor_parallel}"  # as written
+    assert [composer.plain(point, [NAME_KEY]) for point in points] == [
+        OmegaConf.to_container(point.cfg, resolve=True) for point in points]
+    assert [composer.typed_copy(point, [NAME_KEY]) for point in points] == [OmegaConf.to_object(point.cfg)
+                                                                           for point in points]
+    # What a point does not change is its composition's, not a copy; what it changes is its own.
+    composition = composer.compositions[points[0].composition]
+    assert unresolved[0]["quantization"] is composition.unresolved["quantization"] is unresolved[2]["quantization"]
+    assert unresolved[0]["drafter"] is not composition.unresolved["drafter"]
+    assert composition.unresolved["drafter"]["num_layers"] != 4 and composition.unresolved["launcher"][
+        "experiment_name"] != "renamed"
+    typed = composer.typed_copy(points[0], [NAME_KEY])
+    assert typed.model is composer.typed_compositions[points[0].composition].model  # nor interpolates
+    assert composer.typed_compositions[points[0].composition].drafter.num_layers != 4
+    # Keys the composition does not have: that point is converted whole by whoever needs it.
+    assert composer.plain(points[0], ["launcher.no_such.key"]) is None
+
+
+def test_a_config_saved_section_by_section_is_the_config_saved_whole(composer, tmp_path):
+    points = [composer.compose_point(overrides) for overrides in POINTS]
+    dumped, configs = {}, []
+    for i, point in enumerate(points):
+        configs.append(composer.plain(point, resolve=False))
+        save_config(tmp_path / f"whole{i}", point.cfg, POINTS[i], resolve=False)
+        write_config(tmp_path / f"parts{i}", configs[-1], POINTS[i], dumped)
+        for name in ("config.yaml", "overrides.yaml"):
+            assert (tmp_path / f"parts{i}" / name).read_text() == (tmp_path / f"whole{i}" / name).read_text()
+    # A section two points share (the first and the last have one composition) was dumped once.
+    shared = [key for key in configs[0] if configs[0][key] is configs[2][key]]
+    assert "quantization" in shared and "drafter" not in shared
+    assert len(dumped) == 3 * len(configs[0]) - len(shared)
+    secret = {"cluster": {"env": {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz0123"}}}
+    write_config(tmp_path / "secret", secret, [], dumped)
+    assert yaml.safe_load((tmp_path / "secret" / "config.yaml").read_text()) == {
+        "cluster": {"env": {"HF_TOKEN": "<redacted>"}}}
+
+
+def test_configurations_checked_one_at_a_time_say_each_problem_once(composer):
+    def cfg(*overrides):
+        return composer.compose_point(list(overrides)).cfg
+
+    checks = VariantChecks()
+    assert checks.add("a", cfg("+experiment=fp8_redrafter", "drafter.draft_len_per_beam=9"), []) is False
+    assert checks.add("b", cfg("+experiment=fp8_redrafter"), []) is True
+    with pytest.raises(InvalidConfig) as raised:
+        checks.raise_errors()
+    assert str(raised.value).splitlines()[1:] == ["  - [a] drafter.draft_len_per_beam=9: longer than the 3 tokens the "
+                                                  "drafter predicts (drafter.predict_n_tokens) (allowed: 1..3)"]
+    # An override no configuration uses is refused once; one that some configuration uses is not.
+    calib = "quantization.calib_size=64"  # BF16 calibrates nothing
+    checks = VariantChecks()
+    for name in ("bf16", "bf16_again"):
+        checks.add(name, cfg("+experiment=bf16", calib), ["+experiment=bf16", calib])
+    with pytest.raises(InvalidConfig) as raised:
+        checks.raise_errors()
+    assert len(str(raised.value).splitlines()) == 2 and "quantization.calib_size='64': this override changes " \
+        "nothing, quantization.calibrate=false" in str(raised.value)
+    checks.add("fp8", cfg("+experiment=fp8", calib), ["+experiment=fp8", calib])
+    checks.raise_errors()
+    # A problem every configuration has is said once, without their names.
+    checks = VariantChecks()
+    for name in ("c", "d"):
+        checks.add(name, cfg("+experiment=fp8_redrafter", "drafter.draft_len_per_beam=9"), [])
+    with pytest.raises(InvalidConfig) as raised:
+        checks.raise_errors()
+    assert str(raised.value).splitlines()[1].startswith("  - drafter.draft_len_per_beam=9: longer")
