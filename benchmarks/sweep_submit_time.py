@@ -2,7 +2,9 @@
 
 Planning: the whole `-m ... launcher.dry_run=true` process (Hydra, composition of every point, one plan,
 every batch script written). Submitting: the same sweep on the project's Slurm test cluster, counting
-sbatch calls through a counting shim; its jobs are cancelled right after. Usage (as root):
+sbatch calls through a counting shim; its jobs are cancelled right after. Each time is printed beside that of a
+bare interpreter doing a fixed amount of work (benchmarks.plan_scale.bare_interpreter), run right after, and their
+ratio: a busy machine slows both alike. Usage (as root):
     python benchmarks/sweep_submit_time.py [--points 32 256] [--no-submit]
 """
 import argparse
@@ -17,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.plan_scale import bare_interpreter  # noqa: E402
 from benchmarks.submit_time import COUNTING_SBATCH  # noqa: E402
 from tests.test_e2e_slurm import cluster_overrides  # noqa: E402
 
@@ -49,7 +52,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             elapsed, out = run(points, Path(root), ["launcher.dry_run=true"], dict(os.environ))
             stages = next(line for line in out.splitlines() if "planned in" in line)
-            print(f"{points:4d} points, plan + {stages.split(': ')[-1]} written (dry run): {elapsed:.2f} s  [{stages}]")
+            bare = bare_interpreter()
+            print(f"{points:4d} points, plan + {stages.split(': ')[-1]} written (dry run): {elapsed:.2f} s  [{stages}]; "
+                  f"bare interpreter {bare:.2f} s, ratio {elapsed / bare:.1f}x", flush=True)
         if args.no_submit:
             continue
         with tempfile.TemporaryDirectory() as root:
@@ -63,7 +68,9 @@ def main() -> None:
             name = next((Path(root) / "sweeps").iterdir()).joinpath("experiment.txt").read_text().split()[0]
             state = json.loads((Path(root) / "experiments" / name / "state.json").read_text())
             subprocess.run(["scancel", *{str(r["job_id"]) for r in state["stages"].values()}], check=False)
-            print(f"{points:4d} points, plan + submit on Slurm: {elapsed:.2f} s, {calls} sbatch calls")
+            bare = bare_interpreter()
+            print(f"{points:4d} points, plan + submit on Slurm: {elapsed:.2f} s, {calls} sbatch calls; "
+                  f"bare interpreter {bare:.2f} s, ratio {elapsed / bare:.1f}x", flush=True)
 
 
 if __name__ == "__main__":

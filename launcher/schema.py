@@ -395,6 +395,11 @@ class DrafterConfig:
     num_train_epochs: int = ranged(1, 1, 1000)
     per_device_train_batch_size: int = ranged(1, 1, 4096)
     gradient_accumulation_steps: int = ranged(4, 1, 4096)
+    # Samples per optimizer step, which the learning rate, warm-up and cosine schedule are tuned to (the seed's:
+    # 2 GPUs x 1 x accumulation 4). The trainer's is num_gpus x per_device_train_batch_size x
+    # gradient_accumulation_steps (HF Trainer); validation refuses any other product, so that more GPUs
+    # (shorter training, same GPU-hours) never change the optimisation unnoticed. Hashed through those three.
+    global_batch_size: int = ranged(8, 1, 1_000_000, unit="samples")
     # `steps` makes training resumable after a requeue (checkpoint-* every save_steps)
     save_strategy: SaveStrategy = SaveStrategy.no
     save_steps: int = ranged(500, 1, 1_000_000_000, unit="steps")

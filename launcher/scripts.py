@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from launcher import commands, serving_commands
 from launcher.contract import (ACCOUNTING, ACCOUNTING_FIELDS, MANIFEST, SANDBOX_EXIT_ENV, SANDBOX_PORT_FILE_ENV,
-                               SERVER_EXIT_ENV, SERVER_LAUNCH_FILE_ENV, SERVER_LOG_ENV, WANDB_SUBDIR, BenchmarkSettings, GpuRequirement, StageResources, StageSpec,
-                               experiment_dir, gate_settings)
+                               SERVER_EXIT_ENV, SERVER_LAUNCH_FILE_ENV, SERVER_LOG_ENV, WANDB_SUBDIR,
+                               BenchmarkSettings, GpuRequirement, StageResources, StageSpec, experiment_dir,
+                               gate_settings)
 from launcher.dispatch.storage import ATTEMPT_START, SANDBOX_ENDED, SANDBOX_STOP, ExperimentDir
 from launcher.plan import Plan, Stage
 from launcher.validation import (FP8_MIN_CC, REDRAFTER_MIN_CC, compute_capability, forbidden_character,

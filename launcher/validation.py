@@ -600,11 +600,31 @@ def _drafter_errors(cfg: DictConfig) -> List[ConfigError]:
     if d.num_gpus > available or d.num_gpus < 1:
         errors.append(ConfigError("drafter.num_gpus", d.num_gpus, f"cluster {c.name} offers {available} GPUs",
                                   f"1..{available}"))
+    errors += _drafter_batch_errors(d)
     if d.engine_gemm_plugin == GemmPlugin.fp8 and q.qformat != QFormat.fp8:
         errors.append(ConfigError("drafter.engine_gemm_plugin", "fp8", f"needs an FP8 checkpoint, "
                                   f"quantization.qformat is {q.qformat}", "auto, or leave unset"))
     return errors + _length_errors("drafter.engine_max_input_len", d.engine_max_input_len,
                                    "drafter.engine_max_seq_len", d.engine_max_seq_len)
+
+
+def _drafter_batch_errors(d: DictConfig) -> List[ConfigError]:
+    """The trainer's samples per optimizer step (HF Trainer: processes x per-device batch x accumulation) must be
+    drafter.global_batch_size: more GPUs shorten training only with the accumulation that keeps it."""
+    per_step = d.num_gpus * d.per_device_train_batch_size
+    if per_step * d.gradient_accumulation_steps == d.global_batch_size:
+        return []
+    problem = (f"drafter.num_gpus={d.num_gpus} x drafter.per_device_train_batch_size={d.per_device_train_batch_size}"
+               f" x {d.gradient_accumulation_steps} = {per_step * d.gradient_accumulation_steps} samples per optimizer "
+               f"step, not drafter.global_batch_size={d.global_batch_size}, which the learning rate and its "
+               "schedule are tuned to")
+    if d.global_batch_size % per_step == 0:
+        allowed = (f"{d.global_batch_size // per_step} (= {d.global_batch_size} / ({d.num_gpus} x "
+                   f"{d.per_device_train_batch_size})), or a new drafter.global_batch_size to change the optimisation")
+    else:
+        allowed = (f"a drafter.num_gpus x drafter.per_device_train_batch_size dividing {d.global_batch_size} "
+                   f"({_divisors(d.global_batch_size)}) and the accumulation that makes up the rest")
+    return [ConfigError("drafter.gradient_accumulation_steps", d.gradient_accumulation_steps, problem, allowed)]
 
 
 def _benchmark_errors(cfg: DictConfig) -> List[ConfigError]:

@@ -214,3 +214,20 @@ def test_llama2_fp16_and_fp8_kv():
     _, build = parse_command(_command(fp8, "build_engine", "build"))
     assert (build["--max_input_len"], build["--max_seq_len"]) == (2048, 2560)
     assert fp8.stages["benchmark"].resources.gpus == 1
+
+
+def test_drafter_training_on_a_whole_node_keeps_the_seeds_optimisation():
+    """8 GPUs with accumulation 1 train on the seed's 8 samples per optimizer step (2 GPUs x 1 x 4): the seed's
+    command but for those two flags, a quarter of its time limit for the same GPU-hours."""
+    seed = plan_for("+experiment=fp8_redrafter")
+    node = plan_for("cluster=example_slurm", "~cluster.time_limits.train_drafter", "+experiment=fp8_redrafter",
+                    "drafter.num_gpus=8", "drafter.gradient_accumulation_steps=1")
+    seed_words, seed_flags = parse_command(_command(seed, "train_drafter"))
+    words, flags = parse_command(_command(node, "train_drafter"))
+    paths = {"--llm_name_or_path", "--dataset", "--output_dir", "--logging_dir"}  # another cluster's storage
+    assert words == seed_words and set(flags) == set(seed_flags)
+    assert {flag: value for flag, value in flags.items() if flag not in paths and seed_flags[flag] != value} == {
+        "--nproc_per_node": 8, "--gradient_accumulation_steps": 1}
+    train = node.stages["train_drafter"].resources
+    assert (train.gpus, train.time_min) == (8, 90)  # 8 GPU-hours / 8 GPUs x 1.5 margin
+    assert seed.stages["train_drafter"].resources.time_min == 360

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from jobs import server_launch
-from launcher import serving_commands
 from launcher.contract import SERVER_LAUNCH_FILE_ENV
 from launcher.dispatch.storage import code_snapshot_dir
 from launcher.scripts import ExperimentDir, render_script

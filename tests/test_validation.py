@@ -242,3 +242,21 @@ def test_typos_and_wrong_types_fail_at_compose_time(override, words):
     with pytest.raises(ConfigCompositionException) as raised:
         compose_config("+experiment=fp8", override)
     assert words in str(raised.value) + str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize("override,allowed,samples", [
+    # More GPUs alone would train on 32 samples per step instead of the seed's 8: another optimisation.
+    ("drafter.num_gpus=8", "allowed: 1 (= 8 / (8 x 1)), or a new drafter.global_batch_size", 32),
+    ("drafter.num_gpus=3", "dividing 8 (1, 2, 4, 8)", 12),
+    ("drafter.per_device_train_batch_size=2", "allowed: 2 (= 8 / (2 x 2))", 16),
+])
+def test_drafter_training_keeps_its_global_batch(override, allowed, samples):
+    """drafter.num_gpus x per_device_train_batch_size x gradient_accumulation_steps (HF Trainer's samples per
+    optimizer step) must be drafter.global_batch_size; a new global batch is a choice made by name."""
+    node = ("cluster=example_slurm", "+experiment=fp8_redrafter", override)
+    with pytest.raises(InvalidConfig) as raised:
+        plan_for(*node)
+    assert [e.key for e in raised.value.errors] == ["drafter.gradient_accumulation_steps"]
+    assert allowed in str(raised.value) and f"= {samples} samples per optimizer step, not drafter.global_batch_size=8" \
+        in str(raised.value)
+    plan_for(*node, f"drafter.global_batch_size={samples}")

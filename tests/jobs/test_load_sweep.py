@@ -300,7 +300,7 @@ def test_prometheus_samples_read_as_prometheus_client_reads_them():
         for sample in family.samples:
             theirs[sample.name] = theirs.get(sample.name, 0.0) + sample.value
     assert ls.prometheus_samples(text) == theirs
-    assert theirs["vllm:spec_decode_num_drafts_total"] == 5  # steps of 4, 0, 2, 1 (capped at 4) and 3 accepted
+    assert theirs["vllm:spec_decode_num_drafts_total"] == 5  # five drafting steps, accepting 4, 0, 2, 1 and 3
     assert theirs["vllm:spec_decode_num_accepted_tokens_total"] == 10
     assert theirs["vllm:generation_tokens_total"] == 17 and theirs["vllm:prompt_tokens_total"] == 10
 
