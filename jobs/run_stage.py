@@ -22,7 +22,7 @@ from jobs import artifacts, drafter_metrics, gpu_check, services, smoke_run, tri
 from jobs.process import StageFailed, StageStopped, log, process_group, run_command, stopped_by, tool_failure
 from launcher.contract import MANIFEST, REPORT_INCOMPLETE, ContractError, Manifest, StageSpec
 
-RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter")
+RESUMABLE_KINDS = ("download_model", "download_dataset", "train_drafter", "train_eagle3")
 # Any other kind starts afresh at every requeue: if its time limit is what signals it, every attempt ends the
 # same way (submitit requeues a checkpointable job on each signal). It is requeued this many times (after a
 # preemption or a node failure), then fails naming the time limit to raise.

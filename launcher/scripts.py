@@ -300,7 +300,10 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
             lines.append(f"export {name}={shlex.quote(str(logs / stem))}.$SLURM_JOB_ID")
         lines.append(f'rm -f "${SANDBOX_PORT_FILE_ENV}" "${SANDBOX_EXIT_ENV}"  # a requeued job starts afresh')
         lines.append(f"sandbox_log={shlex.quote(str(logs / 'sandbox'))}.$SLURM_JOB_ID.log")
-        srun = ["srun", "--overlap", "--ntasks=1", *sandbox_pyxis_flags(cfg, code_dir), *sandbox_argv(stage, code_dir)]
+        # One task on the first node, also in a job of several nodes (srun would warn, then do that).
+        one_node = ["--nodes=1"] if stage.resources.nodes > 1 else []
+        srun = ["srun", "--overlap", *one_node, "--ntasks=1", *sandbox_pyxis_flags(cfg, code_dir),
+                *sandbox_argv(stage, code_dir)]
         lines += [
             "(",
             "  set +e",

@@ -40,7 +40,7 @@ def test_the_script_starts_the_server_over_every_node_and_the_stage_on_the_first
     assert server_step.endswith('--timeout 1800 >> "$LAUNCHER_SERVER_LOG" 2>&1 &')
     assert "srun \\\n  --unbuffered \\\n  --nodes=1 \\\n  --ntasks=1 \\\n" in script
     assert "LAUNCHER_SERVER_LAUNCH_FILE" in re.search(r"--container-env=(\S+)", script)[1]
-    assert "trap 'stop_server; stop_sandbox' EXIT" in script
+    assert "trap 'stop_server; stop_sandbox' EXIT" in script and "  srun --overlap --nodes=1 --ntasks=1 " in script
     # What every rank runs, written by the job once the port is chosen: shown in the script's header.
     assert re.search(r"#   server: trtllm-llmapi-launch trtllm-serve serve .* --tp_size 4 .*--gpus_per_node 2", script)
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
@@ -150,6 +150,8 @@ def test_a_benchmark_whose_server_spans_two_nodes_runs_end_to_end(slurm_cluster,
     assert results["summary"]["num_finished"] >= 1, results["summary"]
     job_log = Path(st["stages"]["benchmark"]["log"]).read_text()
     assert "launcher: stopping the server step" in job_log  # the script stopped it once the stage had ended
+    sandbox_log = (tmp_path / "experiments" / "bf16" / "logs" / f"sandbox.{bench}.log").read_text()
+    assert "srun: Warning" not in sandbox_log, sandbox_log
 
 
 @pytest.mark.slurm

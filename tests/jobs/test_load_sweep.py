@@ -254,11 +254,11 @@ def complete(url, stream=False, max_tokens=40):
         return answer.read()
 
 
-@pytest.mark.parametrize("style", ["vllm", "sglang", "trtllm"])
+@pytest.mark.parametrize("style", ["sglang", "trtllm"])  # vLLM's counters go the way of SGLang's (differenced)
 def test_acceptance_per_point_is_the_servers_own_count(tmp_path, tok, style):
     """Real AIPerf against a stand-in drafting 3 tokens per step: each point's acceptance is what the server's
-    /metrics counted over that point alone (vLLM's and SGLang's counters differenced, trtllm-serve's iteration
-    stats drained), not the request made before the sweep."""
+    /metrics counted over that point alone (SGLang's counters differenced, trtllm-serve's iteration stats
+    drained and polled), not the request made before the sweep."""
     prompt_file = ls.write_prompt_file(["What is two plus two?"], str(tmp_path / "prompts.jsonl"), "completions",
                                        tok, output_tokens=40)
     with OpenAIStandinServer(SPEC_SCRIPT, tokenizer=tok, draft_tokens=3, metrics=style) as srv:
@@ -353,19 +353,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("stack, args, options, style, draft_tokens", [
+# One streamed request of the 12-token script: the prefill's token, then 5 drafting steps accepting the script's
+# 2, 0, 3, 1 (capped at the draft length K), the last cut short. vLLM, K=4: 6 of 20 drafted tokens accepted;
+# trtllm, K=2: 6 of 10; SGLang: 12 tokens in 5 verify calls.
+@pytest.mark.parametrize("stack, args, options, style, draft_tokens, length, rate", [
     ("vllm", ["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 3}'],
-     None, "vllm", 4),
+     None, "vllm", 4, 1 + 6 / 5, 6 / 20),
     ("sglang", ["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", "5", "--enable-metrics"],
-     None, "sglang", None),
-    ("sglang", ["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", "5"], None, None, None),
+     None, "sglang", None, 12 / 5, None),
+    ("sglang", ["--speculative-algorithm", "NGRAM", "--speculative-num-draft-tokens", "5"], None, None, None, None,
+     None),
     ("trtllm_pytorch", [], {"speculative_config": {"decoding_type": "NGram", "max_draft_len": 2,
                                                    "max_matching_ngram_size": 2}, "enable_iter_perf_stats": True},
-     "trtllm", 2),
+     "trtllm", 2, 1 + 6 / 5, 6 / 10),
 ])
-def test_each_serving_standin_answers_metrics_as_its_server(tmp_path, stack, args, options, style, draft_tokens):
+def test_each_serving_standin_answers_metrics_as_its_server(tmp_path, stack, args, options, style, draft_tokens,
+                                                            length, rate):
     """The stand-in servers as the launcher starts them: each drafts what its speculative configuration says
-    and answers /metrics where and as its real server does (SGLang: only with --enable-metrics)."""
+    and answers /metrics where and as its real server does (SGLang: only with --enable-metrics); the probe
+    turns what it counted into each server's own acceptance length and rate."""
     import os
     import shutil
     import subprocess
@@ -412,3 +418,5 @@ def test_each_serving_standin_answers_metrics_as_its_server(tmp_path, stack, arg
     assert counts.drafts == 5 and len(chunks) == 1 + 5 + 1  # the prefill's token, 5 drafting steps, EOS
     if draft_tokens:
         assert counts.draft_tokens == draft_tokens * counts.drafts
+    assert counts.acceptance_length() == pytest.approx(length)
+    assert counts.acceptance_rate() == (None if rate is None else pytest.approx(rate))
