@@ -4,8 +4,8 @@ against the same stages run one after another (the tutorial's way: one 2-GPU mac
 The GPU tools are the test stand-ins, sleeping durations scaled from a cost model of the real pipeline on
 2x H100 (hours below, SCALE seconds per hour). The launcher's run: makespan from first start to last end
 in Slurm's accounting, GPU-hours = allocated GPUs x elapsed per job. The sequential run: the same campaign on
-`cluster=local` with the tutorial's drafter training (2 GPUs, accumulation 4), one stage at a time; its
-GPU-hours hold the tutorial's 2 GPUs for the whole wall time. Both are scaled back to hours.
+`cluster=local` (its 2 GPUs: drafter training as the seed runs it, 2 GPUs x accumulation 4), one stage at a
+time; its GPU-hours hold the tutorial's 2 GPUs for the whole wall time. Both are scaled back to hours.
 
 Three ratios, launcher / one after another, against issue 10's goals:
 - measured: the two runs as they ran;
@@ -54,7 +54,6 @@ KIND_TOOLS = {"download_model": "hf", "download_dataset": "hf", "quantize": "hf_
               "build_engine": "trtllm-build", "build_drafter_engine": "trtllm-build",
               "convert_drafter": "redrafter_convert_checkpoint"}
 TUTORIAL_GPUS = 2
-TUTORIAL_DRAFTER = ("drafter.num_gpus=2", "drafter.gradient_accumulation_steps=4")  # the seed's, whatever the campaign
 GLOBAL_BATCH = 8  # the seed's: 2 GPUs x 1 x accumulation 4
 GOALS = {"makespan": 0.5, "GPU-hours": 0.7}  # issue 10: launcher / one after another, at most
 
@@ -125,27 +124,28 @@ def partition_gpus(partition: str) -> int:
 
 
 def one_after_another(root: Path, overrides: list) -> dict:
-    """The tutorial's way: cluster=local on its 2 GPUs, drafter training as the seed runs it."""
+    """The tutorial's way: cluster=local on its 2 GPUs."""
     local = [o for o in cluster_overrides(root) if not o.startswith("cluster")] + [
         "cluster=local", f"cluster.storage_root={root}", f"cluster.python={sys.executable}",
         f"cluster.trtllm_examples_dir={STANDINS / 'trtllm_examples'}"]
     start = time.perf_counter()
-    state = launch(root, [*local, *overrides, *TUTORIAL_DRAFTER], TUTORIAL_GPUS)
+    state = launch(root, [*local, *overrides], TUTORIAL_GPUS)
     return {"wall": time.perf_counter() - start, "work": work_seconds(state)}
 
 
-def critical_chain(jobs: dict) -> list:
-    """From the job that ended last back to the first: each job's predecessor is the one that ended last before
-    it started (sacct's times are whole seconds)."""
-    name = max(jobs, key=lambda n: jobs[n][1])
-    chain = [name]
-    while True:
-        start = jobs[name][0]
-        before = [n for n in jobs if n not in chain and jobs[n][1] <= start]
-        if not before:
-            return chain[::-1]
-        name = max(before, key=lambda n: jobs[n][1])
-        chain.append(name)
+def critical_chain(jobs: dict, stages: dict) -> list:
+    """From the job that ended last back to one without inputs: each job's predecessor is its input that ended
+    last or, for a job holding GPUs, a GPU job that ended after that input and before it started (it waited for
+    the GPUs that job freed)."""
+    end = lambda n: jobs[n][1]  # noqa: E731
+    chain = [max(jobs, key=end)]
+    while stages[chain[-1]].deps:
+        name = chain[-1]
+        start, gpus = jobs[name][0], jobs[name][3]
+        waited_on = max(stages[name].deps, key=end)
+        freed = [n for n in jobs if gpus and jobs[n][3] and end(waited_on) < end(n) <= start]
+        chain.append(max(freed, key=end) if freed else waited_on)
+    return chain[::-1]
 
 
 def scheduled_makespan(stages: dict, hours: dict, capacity: int) -> float:
@@ -184,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     SCALE = args.scale
     subprocess.run(["bash", str(REPO / "tests/cluster/slurm_cluster.sh"), "start"], check=True, capture_output=True)
-    drafter = ([f"drafter.num_gpus={args.drafter_gpus}",
+    drafter = (["drafter.whole_node=false", f"drafter.num_gpus={args.drafter_gpus}",
                 f"drafter.gradient_accumulation_steps={GLOBAL_BATCH // args.drafter_gpus}"]
                if args.drafter_gpus else [])
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
@@ -201,7 +201,7 @@ def main() -> None:
     for name, (start, end, elapsed, n) in sorted(jobs.items(), key=lambda j: j[1][0]):
         print(f"  {name:30} {hours((start - first).total_seconds()):11.2f} {hours((end - first).total_seconds()):9.2f}"
               f" {n:4d} {hours(elapsed * n):9.2f} {elapsed - work[name]:10.1f}")
-    chain = critical_chain(jobs)
+    chain = critical_chain(jobs, stages)
     chain_work = sum(work[n] for n in chain)
     makespan = (last - first).total_seconds()
     print(f"  the chain that ends last: {' -> '.join(chain)}; its start-up and waits "

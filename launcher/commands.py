@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import PurePosixPath
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -129,10 +129,23 @@ def drafter_output_dir(cfg: DictConfig, output_dir: str, model_dir: str) -> str:
     return f"{output_dir}_redrafter_{name}_n_{d.predict_n_tokens}_lr_{d.learning_rate}_layers_{d.num_layers}"
 
 
+def drafter_data_parallel(cfg: DictConfig) -> Tuple[int, int]:
+    """Drafter training's (GPUs, gradient accumulation steps): drafter.num_gpus and its accumulation, or with
+    drafter.whole_node the most GPUs of one node that divide the global batch's per-device batches, and the
+    accumulation that keeps drafter.global_batch_size (HF Trainer: GPUs x per-device batch x accumulation)."""
+    d = cfg.drafter
+    if not d.whole_node:
+        return d.num_gpus, d.gradient_accumulation_steps
+    batches = d.global_batch_size // d.per_device_train_batch_size  # validation: it divides
+    gpus = max(n for n in range(1, cfg.cluster.gpus_per_node + 1) if batches % n == 0)
+    return gpus, batches // gpus
+
+
 def train_drafter_command(cfg: DictConfig, model_dir: str, dataset_dir: str, output_dir: str) -> List[str]:
     d = cfg.drafter
+    gpus, accumulation = drafter_data_parallel(cfg)
     return [
-        "torchrun", f"--nproc_per_node={d.num_gpus}", "-m", "nemo_skills.training.train_redrafter",
+        "torchrun", f"--nproc_per_node={gpus}", "-m", "nemo_skills.training.train_redrafter",
         "--llm_name_or_path", model_dir,
         "--dataset", dataset_dir,
         "--dataset_split", d.dataset_split,
@@ -140,7 +153,7 @@ def train_drafter_command(cfg: DictConfig, model_dir: str, dataset_dir: str, out
         "--output_dir", output_dir,
         "--num_train_epochs", str(d.num_train_epochs),
         "--per_device_train_batch_size", str(d.per_device_train_batch_size),
-        "--gradient_accumulation_steps", str(d.gradient_accumulation_steps),
+        "--gradient_accumulation_steps", str(accumulation),
         "--save_strategy", d.save_strategy,
         "--learning_rate", str(d.learning_rate),
         "--weight_decay", str(d.weight_decay),

@@ -137,14 +137,15 @@ TRAIN_DRAFTER_MIN_LIMIT_MIN = 60
 
 
 def _drafter_gpus(cfg: DictConfig) -> int:
-    """The data-parallel trainer's processes (torchrun --nproc_per_node): the user's choice, not sized here."""
-    return cfg.drafter.num_gpus
+    """The data-parallel trainer's processes (torchrun --nproc_per_node): drafter.num_gpus, or a node's worth with
+    drafter.whole_node."""
+    return commands.drafter_data_parallel(cfg)[0]
 
 
 def train_drafter_time_limit_min(cfg: DictConfig, gpus: Optional[int] = None) -> int:
-    """Its time limit on drafter.num_gpus, or on `gpus` (what another choice would give: launcher.preview)."""
+    """Its time limit on its GPUs, or on `gpus` (what another choice would give: launcher.preview)."""
     d = cfg.drafter
-    work = TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * d.dataset_nrows * d.num_train_epochs / (gpus or d.num_gpus)
+    work = TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * d.dataset_nrows * d.num_train_epochs / (gpus or _drafter_gpus(cfg))
     return max(TRAIN_DRAFTER_MIN_LIMIT_MIN, math.ceil(work * TRAIN_DRAFTER_MARGIN))
 
 
@@ -246,6 +247,15 @@ QUANTIZE_CALIBRATION_KEYS = ("calib_size", "calib_batch_size", "calib_max_seq_le
 TRAIN_DRAFTER_KEYS = ("dataset_split", "dataset_nrows", "num_gpus", "num_train_epochs", "per_device_train_batch_size",
                       "gradient_accumulation_steps", "save_strategy", "learning_rate", "weight_decay", "warmup_ratio",
                       "lr_scheduler_type", "bf16", "tf32", "model_max_length", "predict_n_tokens", "num_layers", "rnn")
+
+
+def _train_drafter_values(ctx: StageContext) -> dict:
+    """Its keys as it trains: the GPUs and accumulation drafter.whole_node derives hash as if set by hand (same
+    training, same artifact)."""
+    gpus, accumulation = commands.drafter_data_parallel(ctx.cfg)
+    return {**_keys(ctx.cfg.drafter, TRAIN_DRAFTER_KEYS), "num_gpus": gpus, "gradient_accumulation_steps": accumulation}
+
+
 CONVERT_DRAFTER_KEYS = ("dtype", "tensor_parallel", "num_beams", "draft_len_per_beam", "greedy_search")
 DRAFTER_ENGINE_KEYS = ("engine_max_batch_size", "engine_max_input_len", "engine_max_seq_len", "engine_max_num_tokens",
                        "engine_kv_cache_type", "num_beams")
@@ -536,7 +546,7 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("train_drafter", 480, needed=_drafts, gpus=_drafter_gpus, gpus_run_drafter=True, drafter_gate=True,
               naive_gpus=_drafter_gpus, derived_time_limit=train_drafter_time_limit_min, naive_time_limit_min=480,
               inputs=(MODEL, Input("dataset", ("download_dataset",), lambda cfg: cfg.drafter.dataset)),
-              output=_drafter_output, values=lambda ctx: _keys(ctx.cfg.drafter, TRAIN_DRAFTER_KEYS),
+              output=_drafter_output, values=_train_drafter_values,
               commands=lambda ctx, out: {"train": commands.train_drafter_command(
                   ctx.cfg, ctx.input("model"), ctx.input("dataset"), f"{out}/redrafter_output")}),
     StageKind("convert_drafter", 30, needed=_drafts, gpus=_one_gpu, gpus_run_drafter=True, drafter_gate=True,

@@ -59,7 +59,7 @@ def _interpolated(node: Any, at: Place = ()) -> Iterator[Place]:
 
 class Point(NamedTuple):
     cfg: DictConfig
-    composition: Tuple[str, ...]  # its config-group choices: the key of PointComposer.compositions
+    composition: Tuple[str, ...]  # its group choices and shared overrides: the key of PointComposer.compositions
     keys: List[str]  # the keys its plain overrides set
 
 
@@ -84,6 +84,7 @@ class PointComposer:
         self.parsed: Dict[str, Override] = {}  # {override: as Hydra parses it}: points share most of theirs
         self.compositions: Dict[Tuple[str, ...], Composition] = {}
         self.points: List[Point] = []  # those `compose` composed
+        self.shared: set = set()  # plain overrides applied to the compositions (`share`)
         # Each composition typed (OmegaConf.to_object), made on first use; None: it does not convert alone.
         self.typed_compositions: Dict[Tuple[str, ...], Optional[Config]] = {}
 
@@ -93,27 +94,43 @@ class PointComposer:
         self.points.append(point)
         return point.cfg
 
+    def share(self, points: Sequence[Sequence[str]]) -> None:
+        """Apply the plain overrides that every one of `points` has to the compositions, once, rather than to each
+        point (a sweep's cluster settings: a score of keys): those whose key no other plain override of a point
+        sets, nor a key within it or one it is within, so that the order they are applied in changes nothing."""
+        plain = {line: self._plain(line) for overrides in points for line in overrides}
+        common = [line for line in points[0] if plain[line] and all(line in overrides for overrides in points)]
+        others = {plain[line].key_or_group for line in plain if plain[line] and line not in common}
+        self.shared = {line for line in common if not any(_overlap(plain[line].key_or_group, key) for key in others)}
+
+    def _plain(self, line: str) -> Optional[Override]:
+        """The override `line` as Hydra parses it when it sets a plain key (not a group, not added or deleted)."""
+        if line not in self.parsed:
+            self.parsed[line], = self.parser.parse_overrides([line])
+        o = self.parsed[line]
+        return None if o.key_or_group in STRUCTURAL_KEYS or o.is_add() or o.is_delete() or o.is_force_add() else o
+
     def compose_point(self, overrides: Sequence[str]) -> Point:
         """A point's config, not kept here."""
-        for line in overrides:
-            if line not in self.parsed:
-                self.parsed[line], = self.parser.parse_overrides([line])
-        parsed = [self.parsed[line] for line in overrides]
-        plain = [o for o in parsed if o.key_or_group not in STRUCTURAL_KEYS and not (o.is_add() or o.is_delete()
-                                                                                     or o.is_force_add())]
-        structural = tuple(o.input_line for o in parsed if o not in plain)
-        if structural not in self.compositions:
-            composed = self.loader.load_sweep_config(self.master, list(structural))
+        plain = [o for o in map(self._plain, overrides) if o is not None and o.input_line not in self.shared]
+        own = {o.input_line for o in plain}
+        composition = tuple(line for line in overrides if line not in own)
+        if composition not in self.compositions:
+            composed = self.loader.load_sweep_config(self.master, [line for line in composition if line not in
+                                                                   self.shared])
             with open_dict(composed):
                 del composed["hydra"]  # the launcher's points need none of it, and copies get cheaper
+            for line in composition:
+                if line in self.shared:
+                    OmegaConf.update(composed, self.parsed[line].key_or_group, self.parsed[line].value(), merge=False)
             unresolved = OmegaConf.to_container(composed, resolve=False)
-            self.compositions[structural] = Composition(pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL),
-                                                        OmegaConf.to_container(composed, resolve=True), unresolved,
-                                                        list(_interpolated(unresolved)))
-        cfg = pickle.loads(self.compositions[structural].pickled)
+            self.compositions[composition] = Composition(pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL),
+                                                         OmegaConf.to_container(composed, resolve=True), unresolved,
+                                                         list(_interpolated(unresolved)))
+        cfg = pickle.loads(self.compositions[composition].pickled)
         for override in plain:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
-        return Point(cfg, structural, [o.key_or_group for o in plain])
+        return Point(cfg, composition, [o.key_or_group for o in plain])
 
     def known(self, changed: Sequence[str] = ()) -> Dict[int, Tuple[DictConfig, dict]]:
         """{id(config): (config, its plain resolved copy)} of every point composed, for
@@ -156,6 +173,11 @@ class PointComposer:
         """Where a point may differ from its composition: the keys it set, `changed`, every interpolation."""
         return ([tuple(key.split(".")) for key in [*point.keys, *changed]]
                 + self.compositions[point.composition].interpolations)
+
+
+def _overlap(key: str, other: str) -> bool:
+    """Whether setting one of these dotted keys sets the other, or a part of it."""
+    return key == other or key.startswith(other + ".") or other.startswith(key + ".")
 
 
 def _with_values(copy: Any, cfg: DictConfig, places: Sequence[Place], typed: bool, resolve: bool = True) -> Any:
@@ -223,6 +245,7 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
     points = [list(o) for o in job_overrides]
     common = [o for o in points[0] if all(o in p for p in points)]
     composer = PointComposer(config_loader, master)
+    composer.share(points)
     checks = VariantChecks()
     typed: Dict[str, Optional[Config]] = {}  # every variant as the plan reads it; None: it did not pass
     returns: List[JobReturn] = []

@@ -217,17 +217,22 @@ def test_llama2_fp16_and_fp8_kv():
 
 
 def test_drafter_training_on_a_whole_node_keeps_the_seeds_optimisation():
-    """8 GPUs with accumulation 1 train on the seed's 8 samples per optimizer step (2 GPUs x 1 x 4): the seed's
-    command but for those two flags, a quarter of its time limit for the same GPU-hours."""
+    """drafter.whole_node on 8-GPU nodes: 8 GPUs with accumulation 1, the seed's 8 samples per optimizer step
+    (2 GPUs x 1 x 4), as set by hand; the seed's command but for those two flags, a quarter of its time limit for
+    the same GPU-hours. On the local cluster's 2 GPUs it is the seed's own stage, fingerprint and all."""
     seed = plan_for("+experiment=fp8_redrafter")
-    node = plan_for("cluster=example_slurm", "~cluster.time_limits.train_drafter", "+experiment=fp8_redrafter",
-                    "drafter.num_gpus=8", "drafter.gradient_accumulation_steps=1")
+    node = ("cluster=example_slurm", "~cluster.time_limits.train_drafter", "+experiment=fp8_redrafter")
+    whole, by_hand = (plan_for(*node, *overrides) for overrides in (
+        ("drafter.whole_node=true",), ("drafter.num_gpus=8", "drafter.gradient_accumulation_steps=1")))
     seed_words, seed_flags = parse_command(_command(seed, "train_drafter"))
-    words, flags = parse_command(_command(node, "train_drafter"))
+    words, flags = parse_command(_command(whole, "train_drafter"))
     paths = {"--llm_name_or_path", "--dataset", "--output_dir", "--logging_dir"}  # another cluster's storage
     assert words == seed_words and set(flags) == set(seed_flags)
     assert {flag: value for flag, value in flags.items() if flag not in paths and seed_flags[flag] != value} == {
         "--nproc_per_node": 8, "--gradient_accumulation_steps": 1}
-    train = node.stages["train_drafter"].resources
+    assert _command(whole, "train_drafter") == _command(by_hand, "train_drafter")
+    train = whole.stages["train_drafter"].resources
     assert (train.gpus, train.time_min) == (8, 90)  # 8 GPU-hours / 8 GPUs x 1.5 margin
     assert seed.stages["train_drafter"].resources.time_min == 360
+    local = plan_for("+experiment=fp8_redrafter", "drafter.whole_node=true").stages["train_drafter"]
+    assert local.fingerprint == seed.stages["train_drafter"].fingerprint and local.resources.gpus == 2

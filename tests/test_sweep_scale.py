@@ -100,3 +100,30 @@ def test_configurations_checked_one_at_a_time_say_each_problem_once(composer):
     with pytest.raises(InvalidConfig) as raised:
         checks.raise_errors()
     assert str(raised.value).splitlines()[1].startswith("  - drafter.draft_len_per_beam=9: longer")
+
+
+def test_overrides_every_point_has_are_applied_once_to_the_composition():
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = compose("config", overrides=["+experiment=fp8_redrafter"], return_hydra_config=True)
+        composer = PointComposer(loader, master)
+        points = [["+experiment=fp8_redrafter", "serving.port=7000", f"drafter.num_layers={n}",
+                   "model.tensor_parallel=2"] for n in (1, 2)]
+        composer.share(points)
+        assert composer.shared == {"serving.port=7000", "model.tensor_parallel=2"}
+        composed = [composer.compose_point(overrides) for overrides in points]
+        assert len(composer.compositions) == 1 and [p.keys for p in composed] == [["drafter.num_layers"]] * 2
+        for overrides, point in zip(points, composed):
+            whole = compose("config", overrides=overrides)
+            assert OmegaConf.to_container(point.cfg, resolve=False) == OmegaConf.to_container(whole, resolve=False)
+            assert composer.plain(point) == OmegaConf.to_container(whole, resolve=True)
+        # One a point also sets within, or around: applied to each point in command-line order, as Hydra does.
+        around = [["+experiment=fp8_redrafter", "drafter.num_layers=1", f"drafter={d}"] for d in ("none", "redrafter")]
+        within = [["benchmark.concurrency=[1,2]", f"benchmark.concurrency.0={n}"] for n in (3, 4)]
+        composer.share(around)
+        assert composer.shared == {"drafter.num_layers=1"}  # a group choice is composed before any key is set
+        composer.share(within)
+        assert composer.shared == set()
+    GlobalHydra.instance().clear()
