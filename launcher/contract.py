@@ -58,7 +58,17 @@ SANDBOX_PORT_ENV = "LAUNCHER_SANDBOX_PORT"
 SANDBOX_PORT_FILE_ENV = "LAUNCHER_SANDBOX_PORT_FILE"
 GRPC_PORT_ENV = "LAUNCHER_TRITON_GRPC_PORT"  # Triton's gRPC port
 METRICS_PORT_ENV = "LAUNCHER_TRITON_METRICS_PORT"  # Triton's metrics port
-PLACEHOLDERS = (SERVER_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, GRPC_PORT_ENV, METRICS_PORT_ENV)
+# A server whose nodes join each other themselves (vLLM, SGLang: launcher.serving_commands.node_args): each task of
+# its step (jobs.server_launch) fills in its node's rank (SLURM_NODEID), and the head's host and rendezvous port,
+# which the benchmark job on the first node, the head's, writes into the launch file with the command.
+NODE_RANK_ENV = "LAUNCHER_NODE_RANK"
+SERVER_HEAD_ENV = "LAUNCHER_SERVER_HEAD"
+SERVER_DIST_PORT_ENV = "LAUNCHER_SERVER_DIST_PORT"
+# Where the job starts looking for the rendezvous port (+ SLURM_JOB_ID % PORT_SPREAD, as for the others):
+# torch.distributed's customary MASTER_PORT, away from the servers' HTTP ports.
+SERVER_DIST_BASE_PORT = 29500
+PLACEHOLDERS = (SERVER_PORT_ENV, SANDBOX_PORT_ENV, SANDBOX_PORT_FILE_ENV, GRPC_PORT_ENV, METRICS_PORT_ENV,
+                NODE_RANK_ENV, SERVER_HEAD_ENV, SERVER_DIST_PORT_ENV)
 # The file where the batch script writes the sandbox step's exit code when it ends: a sandbox that cannot
 # start (a wrong image, a port taken meanwhile) fails the benchmark at once instead of after the health timeout.
 SANDBOX_EXIT_ENV = "LAUNCHER_SANDBOX_EXIT"

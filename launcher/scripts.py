@@ -6,6 +6,7 @@ On Slurm a stage's script is the text sbatch receives: dispatch hands it to subm
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shlex
@@ -341,8 +342,13 @@ def server_step_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
     logs = ExperimentDir(plan.storage_root, plan.experiment).root / "logs"
     waiter = [*python_command(cfg, stage_image(stage)), "-u", "-m", "jobs.server_launch",
               "--timeout", f"{cfg.serving.health_timeout_s:g}"]
+    joins = serving_commands.node_args(cfg)  # vLLM, SGLang: what each node adds to the command to find the others
+    if joins["all"]:
+        waiter += ["--node-args", json.dumps(joins["all"])]
+    if joins["workers"]:
+        waiter += ["--worker-args", json.dumps(joins["workers"])]
     # Its own --cpus-per-task: srun would take the job's (SRUN_CPUS_PER_TASK, sbatch's), meant for one task per node.
-    cpus = f"--cpus-per-task={max(1, stage.resources.cpus_per_task // cfg.cluster.gpus_per_node)}"
+    cpus = f"--cpus-per-task={max(1, stage.resources.cpus_per_task // serving_commands.tasks_per_node(cfg))}"
     srun = [*serving_commands.server_step_srun(cfg), cpus, *pyxis_flags(plan, stage, code_dir), *waiter]
     lines = [f"# the LLM server spans {serving_commands.nodes(cfg)} nodes: a step of its own over all of them, in the "
              "stage's image; its tasks",

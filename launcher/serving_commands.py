@@ -8,8 +8,10 @@ or schema declares: tests/standins/README.md ("Serving stacks") says where each 
   (JSON, which YAML reads) written by the job from `server_options` (jobs.server_options) with the LLM API's
   `speculative_config`; across nodes `trtllm-llmapi-launch trtllm-serve ...` on every rank of a step of its own
   (`srun --mpi=pmix`, launcher.scripts), started by the job through a launch file (jobs.server_launch).
-* vllm: `vllm serve CHECKPOINT ... --speculative-config JSON`.
-* sglang: `python -m sglang.launch_server --model-path CHECKPOINT ... --speculative-algorithm ...`.
+* vllm: `vllm serve CHECKPOINT ... --speculative-config JSON`; across nodes one task per node (`node_args`),
+  `--nnodes N --node-rank R --master-addr HEAD --master-port P`, and `--headless` on the nodes after the first.
+* sglang: `python -m sglang.launch_server --model-path CHECKPOINT ... --speculative-algorithm ...`; across nodes
+  one task per node, `--nnodes N --node-rank R --dist-init-addr HEAD:P`.
 
 FP8 is the ModelOpt export of stage quantize_modelopt (NVIDIA Model-Optimizer's hf_ptq.py on our calibration
 data), which every stack reads from its config.json `quantization_config`; vLLM and SGLang can instead quantize
@@ -24,7 +26,7 @@ from typing import Dict, List, Optional
 from omegaconf import DictConfig
 
 from launcher.commands import config_values
-from launcher.contract import SERVER_PORT_ENV, placeholder
+from launcher.contract import NODE_RANK_ENV, SERVER_DIST_PORT_ENV, SERVER_HEAD_ENV, SERVER_PORT_ENV, placeholder
 
 TRTLLM = "trtllm"  # the pinned engine path: launcher.commands.serve_command
 CHECKPOINT_STACKS = ("trtllm_pytorch", "vllm", "sglang")
@@ -207,18 +209,46 @@ def _multi_node(cfg: DictConfig, argv: List[str]) -> List[str]:
 
 
 def spans_nodes(cfg: DictConfig) -> bool:
-    """The server runs as a step of its own over several nodes (validation refuses it for vLLM and SGLang)."""
-    return stack(cfg) == "trtllm_pytorch" and nodes(cfg) > 1
+    """The server runs as a step of its own over several nodes."""
+    return loads_checkpoint(cfg) and nodes(cfg) > 1
+
+
+def tasks_per_node(cfg: DictConfig) -> int:
+    """Tasks of the server's step on each node: trtllm-llmapi-launch's MPI ranks are one per GPU; vLLM and SGLang
+    start one process per node that starts its node's GPU workers itself."""
+    return cfg.cluster.gpus_per_node if stack(cfg) == "trtllm_pytorch" else 1
 
 
 def server_step_srun(cfg: DictConfig) -> List[str]:
-    """The srun of a server that spans nodes: one MPI rank (PMIx, which trtllm-llmapi-launch's ranks use) per
-    GPU, at most gpus_per_node on a node; --overlap beside the stage's own step on the first node. A rank that
-    fails ends the step (--kill-on-bad-exit): the others would wait for it in MPI until the job's time limit,
-    and the job sees the step end at once."""
-    ranks = cfg.model.tensor_parallel * cfg.model.pipeline_parallel
-    return ["srun", "--overlap", "--mpi=pmix", "--kill-on-bad-exit=1", f"--nodes={nodes(cfg)}", f"--ntasks={ranks}",
-            f"--ntasks-per-node={cfg.cluster.gpus_per_node}"]
+    """The srun of a server that spans nodes, --overlap beside the stage's own step on the first node.
+    trtllm_pytorch: one MPI rank (PMIx, which trtllm-llmapi-launch's ranks use) per GPU, at most gpus_per_node on
+    a node; vLLM, SGLang: one task per node, no MPI (they meet over TCP at the head: node_args). A task that
+    fails ends the step (--kill-on-bad-exit): the others would wait for it until the job's time limit, and the
+    job sees the step end at once."""
+    n = nodes(cfg)
+    if stack(cfg) == "trtllm_pytorch":
+        ranks = cfg.model.tensor_parallel * cfg.model.pipeline_parallel
+        return ["srun", "--overlap", "--mpi=pmix", "--kill-on-bad-exit=1", f"--nodes={n}", f"--ntasks={ranks}",
+                f"--ntasks-per-node={tasks_per_node(cfg)}"]
+    return ["srun", "--overlap", "--kill-on-bad-exit=1", f"--nodes={n}", f"--ntasks={n}",
+            f"--ntasks-per-node={tasks_per_node(cfg)}"]
+
+
+def node_args(cfg: DictConfig) -> Dict[str, List[str]]:
+    """What each task of the server's step adds to the server's command (jobs.server_launch), its placeholders
+    filled in there: `all` on every node, `workers` on the nodes after the first. Empty for trtllm_pytorch, whose
+    MPI ranks know their places. vLLM 0.33.0 (engine/arg_utils.py, entrypoints/cli/serve.py): every node names
+    the head's torch.distributed address, the others run `--headless` (no API server: serve.py run_headless);
+    SGLang 0.5.23 (server_args.py, entrypoints/engine.py): every node names the head's --dist-init-addr, the
+    others run their schedulers only. tests/standins/README.md ("Across nodes") says where each was read."""
+    head, port, rank = placeholder(SERVER_HEAD_ENV), placeholder(SERVER_DIST_PORT_ENV), placeholder(NODE_RANK_ENV)
+    name, n = stack(cfg), str(nodes(cfg))
+    if name == "vllm":
+        return {"all": ["--nnodes", n, "--node-rank", rank, "--master-addr", head, "--master-port", port],
+                "workers": ["--headless"]}
+    if name == "sglang":
+        return {"all": ["--nnodes", n, "--node-rank", rank, "--dist-init-addr", f"{head}:{port}"], "workers": []}
+    return {"all": [], "workers": []}
 
 
 def trtllm_pytorch_serve_command(cfg: DictConfig, checkpoint: str, tokenizer: str, out_dir: str) -> List[str]:
@@ -287,7 +317,8 @@ def sglang_serve_command(cfg: DictConfig, checkpoint: str, draft_dir: Optional[s
         argv.append("--trust-remote-code")
     if speculates(cfg):
         argv += ["--speculative-algorithm", SGLANG_ALGORITHM[d.method],
-                 "--speculative-num-draft-tokens", str(d.max_draft_len + 1)]
+                 "--speculative-num-draft-tokens", str(d.max_draft_len + 1),
+                 "--enable-metrics"]  # /metrics: its spec_verify_calls counter gives the load sweep's acceptance
         if d.method != "ngram":  # a chain of max_draft_len steps, one token each
             argv += ["--speculative-num-steps", str(d.max_draft_len), "--speculative-eagle-topk", "1"]
         if draft_dir:

@@ -776,7 +776,7 @@ def _container_errors(c: DictConfig, needed_containers: Tuple[str, ...]) -> List
 def _serving_stack_errors(cfg: DictConfig) -> List[ConfigError]:
     """What each serving stack serves (README "Serving stacks"): the pinned engine path ReDrafter and no other
     drafter; the checkpoint-loading stacks their own speculative methods and FP8 sources, and more GPUs than a
-    node has only on trtllm_pytorch (srun --mpi=pmix ... trtllm-llmapi-launch)."""
+    node has in the layouts each stack splits over its nodes (_node_layout_errors)."""
     from launcher import serving_commands as sc
 
     s, d, m, q, c = cfg.serving, cfg.drafter, cfg.model, cfg.quantization, cfg.cluster
@@ -818,13 +818,33 @@ def _serving_stack_errors(cfg: DictConfig) -> List[ConfigError]:
     if q.qformat == "fp8" and s.fp8_weights not in sc.SUPPORTED_FP8_WEIGHTS[stack]:
         errors.append(ConfigError("serving.fp8_weights", s.fp8_weights, f"serving={s.name} has no online FP8 "
                                   "quantization of BF16 weights", ", ".join(sc.SUPPORTED_FP8_WEIGHTS[stack])))
-    if sc.nodes(cfg) > 1 and stack != "trtllm_pytorch":
-        errors.append(ConfigError("model.tensor_parallel", m.tensor_parallel, f"tensor x pipeline parallel "
-                                  f"{m.tensor_parallel}x{m.pipeline_parallel} spans {sc.nodes(cfg)} nodes of "
-                                  f"{c.gpus_per_node} GPUs; multi-node serving is built for serving=trtllm_pytorch "
-                                  f"only, not yet for serving={s.name}",
-                                  f"tp*pp <= {c.gpus_per_node}, or serving=trtllm_pytorch"))
+    errors += _node_layout_errors(cfg)
     return errors
+
+
+def _node_layout_errors(cfg: DictConfig) -> List[ConfigError]:
+    """A server over N nodes that places its ranks itself must split them evenly (launcher.serving_commands
+    node_args). vLLM 0.33.0 (engine/arg_utils.py create_engine_config) asserts world_size % nnodes == 0; SGLang
+    0.5.23 (entrypoints/engine.py _calculate_rank_ranges) starts max(pp//N, 1) pipeline x tp//max(N//pp, 1)
+    tensor ranks on each node, and a world those do not make up never completes its torch.distributed group."""
+    from launcher import serving_commands as sc
+
+    m, c, n = cfg.model, cfg.cluster, sc.nodes(cfg)
+    tp, pp = m.tensor_parallel, m.pipeline_parallel
+    if n == 1 or sc.stack(cfg) not in ("vllm", "sglang"):
+        return []
+    layout = f"tensor x pipeline parallel {tp}x{pp} over {n} nodes of {c.gpus_per_node} GPUs"
+    if sc.stack(cfg) == "vllm" and tp * pp % n:
+        return [ConfigError("model.tensor_parallel", tp, f"{layout}: vLLM needs tp*pp divisible by its nodes "
+                            "(--nnodes)", f"tp*pp a multiple of {n}, or a cluster.gpus_per_node that changes the "
+                            "number of nodes")]
+    per_node = max(pp // n, 1) * (tp // max(n // pp, 1))
+    if sc.stack(cfg) == "sglang" and per_node * n != tp * pp:
+        return [ConfigError("model.tensor_parallel", tp, f"{layout}: SGLang would start {per_node} ranks on each "
+                            f"node, {per_node * n} in all, not the {tp * pp} of its world", "a layout SGLang splits "
+                            "evenly: pp a multiple of the nodes, or the nodes a multiple of pp and tp a multiple "
+                            "of nodes/pp")]
+    return []
 
 
 # The checks that relate keys to each other, in the order their errors are listed; each returns all it finds.

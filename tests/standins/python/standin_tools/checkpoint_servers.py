@@ -107,8 +107,8 @@ def vllm_parser() -> argparse.ArgumentParser:
     p.add_argument("--speculative-config", "-sc", type=json.loads)
     p.add_argument("--nnodes", "-n", type=int, default=1)
     p.add_argument("--node-rank", "-r", type=int, default=0)
-    p.add_argument("--master-addr")
-    p.add_argument("--master-port", type=int)
+    p.add_argument("--master-addr", default="127.0.0.1")  # ParallelConfig.master_addr
+    p.add_argument("--master-port", type=int, default=29501)  # ParallelConfig.master_port
     p.add_argument("--headless", action="store_true")
     return p
 
@@ -138,9 +138,44 @@ def vllm_main(argv: List[str]) -> None:
             refuse(tool, f"ValueError: method {spec['method']} needs the draft model (`model`)")
         if spec.get("model"):
             model_config(tool, spec["model"])
+    if vllm_joins_nodes(args):
+        return
     # vLLM serves Prometheus /metrics always; its spec_decode counters exist when it speculates.
     serve(tool, args.host or "0.0.0.0", args.port, args.model_tag, args.max_model_len,
           spec["num_speculative_tokens"] if spec else None, "vllm")
+
+
+def vllm_joins_nodes(args: argparse.Namespace) -> bool:
+    """Across nodes (engine/arg_utils.py create_engine_config, entrypoints/cli/serve.py run_headless): True when
+    this process served as a node after the first (it returns only when that ends); the head goes on to serve
+    once every node has joined."""
+    from standin_tools import node_rendezvous
+
+    tool, world = "vllm", args.tensor_parallel_size * args.pipeline_parallel_size
+    if args.nnodes > 1:
+        if world % args.nnodes:
+            refuse(tool, f"AssertionError: world_size={world} must be divisible by nnodes={args.nnodes}.")
+        if args.node_rank >= args.nnodes:
+            refuse(tool, f"AssertionError: node_rank={args.node_rank} must be less than nnodes={args.nnodes}.")
+    if args.node_rank > 0 and not args.headless:  # an API server's engine core on a follower node
+        refuse(tool, "AssertionError: collective_rpc should not be called on follower node")
+    if args.headless and args.node_rank == 0:  # engines without an API server, waiting for one's handshake
+        node_rendezvous.say(tool, "Launching 1 data parallel engine(s) in headless mode: no API server here")
+        node_rendezvous.wait_until_killed()
+    if args.nnodes == 1:
+        return False
+    if args.node_rank == 0:
+        HEAD_CONNECTIONS.extend(node_rendezvous.head_waits_for_nodes(tool, args.master_port, args.nnodes))
+        return False
+    node_rendezvous.say(tool, "Launching vLLM (v0.33.0) headless multiproc executor, with head node address "
+                              f"{args.master_addr}:{args.master_port} for torch.distributed process group.")
+    conn = node_rendezvous.node_joins_head(tool, args.master_addr, args.master_port, args.node_rank)
+    node_rendezvous.serve_until_head_ends(tool, conn)
+    return True
+
+
+# The head's connections to the other nodes, open while it serves: they end when it does.
+HEAD_CONNECTIONS: list = []
 
 
 # ------------------------------------------------------------------------------------------------ sglang
@@ -186,12 +221,42 @@ def sglang_main(argv: List[str]) -> None:
             refuse(tool, f"ValueError: --speculative-algorithm {algorithm} needs --speculative-draft-model-path")
         if args.speculative_draft_model_path:
             model_config(tool, args.speculative_draft_model_path)
+    if sglang_joins_nodes(args):
+        return
     draft_tokens = None
     if algorithm is not None:  # what its scheduler counts as drafted per verify step (metrics_reporter.py)
         draft_tokens = (args.speculative_num_draft_tokens - 1 if args.speculative_num_draft_tokens
                         else args.speculative_num_steps or 1)
     serve(tool, args.host, args.port, args.model_path, args.context_length, draft_tokens,
           "sglang" if args.enable_metrics else None)
+
+
+def sglang_joins_nodes(args: argparse.Namespace) -> bool:
+    """Across nodes (entrypoints/engine.py _calculate_rank_ranges, _launch_subprocesses): True when this process
+    served as a node of rank >= 1 (schedulers and a dummy health check server only; it returns only when that
+    ends); the head goes on to serve once every node has joined."""
+    from standin_tools import node_rendezvous
+
+    tool, n = "sglang.launch_server", args.nnodes
+    if n == 1:
+        return False
+    if args.node_rank >= n:
+        refuse(tool, f"node_rank={args.node_rank} is not below nnodes={n} (UNVERIFIED wording: the real one waits)")
+    if not args.dist_init_addr:
+        refuse(tool, "nnodes > 1 without --dist-init-addr: each node would wait at its own 127.0.0.1 (UNVERIFIED "
+                     "wording: the real one waits)")
+    per_node = max(args.pp_size // n, 1) * (args.tp_size // max(n // args.pp_size, 1))
+    if per_node * n != args.tp_size * args.pp_size:
+        refuse(tool, f"{n} nodes of {per_node} ranks do not make up tp_size x pp_size = {args.tp_size * args.pp_size}"
+                     " (UNVERIFIED wording: the real world never completes)")
+    host, _, port = args.dist_init_addr.rpartition(":")
+    if args.node_rank == 0:
+        HEAD_CONNECTIONS.extend(node_rendezvous.head_waits_for_nodes(tool, int(port), n))
+        return False
+    conn = node_rendezvous.node_joins_head(tool, host, int(port), args.node_rank)
+    node_rendezvous.dummy_health_server(tool, args.host, args.port, host)
+    node_rendezvous.serve_until_head_ends(tool, conn)
+    return True
 
 
 # ------------------------------------------------------------------------------------------------ trtllm-serve
