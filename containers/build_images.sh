@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the stage, sandbox, Triton and checkpoint-serving (trtllm_pytorch, vllm, sglang) images and import them with enroot into .sqsh files on shared storage,
+# Build the stage, sandbox, Triton, checkpoint-serving (trtllm_pytorch, vllm, sglang) and Model-Optimizer images and import them with enroot into .sqsh files on shared storage,
 # where the cluster config's `containers` map points (pyxis then never pulls at job start).
 #   containers/build_images.sh /lustre/fsw/my_account/images
 # Needs docker (or podman via DOCKER=podman) and enroot on the machine that builds.
@@ -14,6 +14,8 @@ declare -A serving_version=(
     [trtllm_pytorch]=$(sed -n 's/^ARG TRTLLM_VERSION=//p' "$here/trtllm_pytorch.Dockerfile")
     [vllm]=$(sed -n 's/^ARG VLLM_VERSION=//p' "$here/vllm.Dockerfile")
     [sglang]=$(sed -n 's/^ARG SGLANG_VERSION=//p' "$here/sglang.Dockerfile"))
+# quantize_modelopt and EAGLE-3 training: Model-Optimizer, pinned, on the trtllm_pytorch base.
+modelopt_version=$(sed -n 's/^ARG MODELOPT_VERSION=//p' "$here/modelopt.Dockerfile")
 mkdir -p "$dest"
 
 "$docker" build -f "$here/trtllm.Dockerfile" -t "launcher-trtllm:$trtllm_version" "$repo"
@@ -29,6 +31,7 @@ DOCKER_BUILDKIT=1 "$docker" build -f dockerfile/Dockerfile.triton.trt_llm_backen
 for stack in trtllm_pytorch vllm sglang; do
     "$docker" build -f "$here/$stack.Dockerfile" -t "launcher-$stack:${serving_version[$stack]}" "$repo"
 done
+"$docker" build -f "$here/modelopt.Dockerfile" -t "launcher-modelopt:$modelopt_version" "$repo"
 
 enroot import -o "$dest/launcher-trtllm-$trtllm_version.sqsh" "dockerd://launcher-trtllm:$trtllm_version"
 enroot import -o "$dest/launcher-sandbox.sqsh" "dockerd://launcher-sandbox:latest"
@@ -39,6 +42,8 @@ for stack in trtllm_pytorch vllm sglang; do
     enroot import -o "$dest/$image" "dockerd://launcher-$stack:${serving_version[$stack]}"
     serving+=", $stack: $dest/$image"
 done
+enroot import -o "$dest/launcher-modelopt-$modelopt_version.sqsh" "dockerd://launcher-modelopt:$modelopt_version"
 echo "set in conf/cluster/<yours>.yaml:"
-echo "  containers: {trtllm: $dest/launcher-trtllm-$trtllm_version.sqsh, sandbox: $dest/launcher-sandbox.sqsh, triton: $dest/launcher-triton-$trtllm_version.sqsh$serving}"
+echo "  containers: {trtllm: $dest/launcher-trtllm-$trtllm_version.sqsh, sandbox: $dest/launcher-sandbox.sqsh, triton: $dest/launcher-triton-$trtllm_version.sqsh$serving, modelopt: $dest/launcher-modelopt-$modelopt_version.sqsh}"
 echo "  triton_backend_dir: /app"
+echo "  modelopt_examples_dir: /opt/Model-Optimizer/examples"

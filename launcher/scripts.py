@@ -356,6 +356,9 @@ def server_step_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
              "chosen the port,",
              f"# then run it; its output goes to ${SERVER_LOG_ENV}, its exit code to ${SERVER_EXIT_ENV} (the job "
              "fails at once on it)."]
+    if joins["all"]:
+        lines.append("# One task per node, which adds --node-args to the command (and --worker-args after the first "
+                     "node): its rank, the head's (the job's) host and rendezvous port.")
     for name, stem in ((SERVER_LAUNCH_FILE_ENV, "server-launch"), (SERVER_EXIT_ENV, "server-exit")):
         lines.append(f"export {name}={shlex.quote(str(logs / stem))}.$SLURM_JOB_ID")
     lines.append(f"export {SERVER_LOG_ENV}={shlex.quote(str(logs / 'server'))}.$SLURM_JOB_ID.log")

@@ -431,8 +431,10 @@ def _modelopt_values(ctx: StageContext) -> dict:
             "examples": ctx.cfg.cluster.modelopt_examples_dir, **_keys(q, QUANTIZE_CALIBRATION_KEYS)}
 
 
-def _trtllm_pytorch(cfg: DictConfig) -> Tuple[str, ...]:
-    return ("trtllm_pytorch",)
+def _modelopt(cfg: DictConfig) -> Tuple[str, ...]:
+    """Model-Optimizer 0.46.0's image (containers/modelopt.Dockerfile): its examples need transformers 5, which
+    the TensorRT-LLM serving image's own modelopt 0.37 and transformers 4.57 are not."""
+    return ("modelopt",)
 
 
 EAGLE3_CONVERSATIONS_FILE = "train.jsonl"  # in an eagle3_conversations artifact
@@ -515,7 +517,7 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
                   ctx.cfg, ctx.input("model"), ctx.input("calibration"), out)}),
     # Checkpoint-loading stacks (launcher.serving_commands): a ModelOpt FP8 export, a draft model or EAGLE-3 head.
     StageKind("quantize_modelopt", 120, needed=serving_commands.quantizes_with_modelopt, gpus=_weights_gpus,
-              gpus_run_fp8=True, containers=_trtllm_pytorch,
+              gpus_run_fp8=True, containers=_modelopt,
               inputs=(MODEL, Input("calibration", ("calibration_data",))), values=_modelopt_values,
               commands=lambda ctx, out: {"quantize": serving_commands.quantize_modelopt_command(
                   ctx.cfg, ctx.input("model"), ctx.input("calibration"), out)}),
@@ -523,14 +525,14 @@ KINDS: Dict[str, StageKind] = {kind.name: kind for kind in (
               commands=_draft_model_download, values=lambda ctx: {"hf_id": ctx.cfg.drafter.draft_model,
                                                                   "revision": ctx.cfg.drafter.draft_model_revision}),
     # drafter.train_eagle3: the head trained with NVIDIA Model-Optimizer's EAGLE-3 recipe instead of downloaded.
-    StageKind("eagle3_conversations", 30, needed=serving_commands.trains_eagle3, containers=_trtllm_pytorch,
+    StageKind("eagle3_conversations", 30, needed=serving_commands.trains_eagle3, containers=_modelopt,
               output=_conversations_file,
               inputs=(Input("dataset", ("download_dataset",), lambda cfg: cfg.drafter.eagle3_dataset),),
               values=lambda ctx: {**_keys(ctx.cfg.drafter, EAGLE3_DATA_KEYS), "python": ctx.cfg.cluster.python},
               commands=lambda ctx, out: {"conversations": serving_commands.eagle3_conversations_command(
                   ctx.cfg, ctx.input("dataset"), _conversations_file(ctx, out))}),
     StageKind("train_eagle3", 480, needed=serving_commands.trains_eagle3, gpus=_eagle3_gpus,
-              containers=_trtllm_pytorch, naive_gpus=_eagle3_gpus, derived_time_limit=train_eagle3_time_limit_min,
+              containers=_modelopt, naive_gpus=_eagle3_gpus, derived_time_limit=train_eagle3_time_limit_min,
               naive_time_limit_min=480, output=_eagle3_head_dir,
               inputs=(MODEL, Input("conversations", ("eagle3_conversations",))),
               values=lambda ctx: {**_keys(ctx.cfg.drafter, TRAIN_EAGLE3_KEYS),

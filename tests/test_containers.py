@@ -45,8 +45,16 @@ def pip_requirements(dockerfile: Path) -> dict:
     for line in text.splitlines():
         if not line.startswith("RUN "):
             continue
-        for command in re.split(r"&&|;", line[4:]):
-            words = shlex.split(command)
+        lexer = shlex.shlex(line[4:], posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        commands, words = [], []
+        for token in lexer:  # split on ; && || outside quotes; a leading VAR=value is the command's environment
+            if set(token) <= set(";&|"):
+                commands.append(words)
+                words = []
+            elif not (not words and re.match(r"\w+=", token)):
+                words.append(token)
+        for words in [*commands, words]:
             if words[:2] != ["pip", "install"]:
                 continue
             for word in words[2:]:
@@ -138,13 +146,14 @@ def test_the_example_cluster_names_the_images_build_images_writes(tmp_path):
     images = example["containers"]
     named = {key: Path(image).name for key, image in images.items()}
     # every image the example names is one the script writes: the serving stacks' too (AIPerf is added to them)
-    assert set(named.values()) == written and set(named) == {"trtllm", "sandbox", "triton", *SERVING_IMAGES}, \
-        (named, written)
+    assert set(named.values()) == written and \
+        set(named) == {"trtllm", "sandbox", "triton", "modelopt", *SERVING_IMAGES}, (named, written)
     for key, name in named.items():
         assert f"{key}: {dest}/{name}" in done.stdout, (key, done.stdout)
     built = [line for line in calls.read_text().splitlines() if line.startswith("docker build")]
-    for stack in SERVING_IMAGES:
+    for stack in (*SERVING_IMAGES, "modelopt"):
         assert any(f"-f {CONTAINERS}/{stack}.Dockerfile " in line for line in built), (stack, built)
+    assert f"modelopt_examples_dir: {example['modelopt_examples_dir']}" in done.stdout
     # and its comment names the script that exists
     comments = re.findall(r"containers/\S+\.sh", (REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
     assert comments and all((REPO / c).is_file() for c in comments), comments
@@ -209,3 +218,57 @@ def test_every_serving_image_has_aiperf_where_the_load_sweep_looks(stack):
     assert f'"aiperf=={load_sweep.AIPERF_VERSION}"' in pyproject
     # jobs.load_sweep runs $AIPERF_BIN, and the launcher does not override it
     assert load_sweep.build_parser().get_default("aiperf") == os.environ.get("AIPERF_BIN", "aiperf")
+
+
+# Model-Optimizer's image (quantize_modelopt, eagle3_conversations, train_eagle3): what its 0.46.0 examples need,
+# read from NVIDIA/Model-Optimizer at tag 0.46.0 (examples/hf_ptq/requirements.txt,
+# examples/speculative_decoding/requirements.txt), at the versions the recipe ran with on an H200.
+MODELOPT_VERSION = "0.46.0"
+MODELOPT_EXAMPLE_REQUIREMENTS = {  # distribution: (the example's requirement, the pin that meets it)
+    "transformers": (">=5.0,<5.13", "5.12.0"), "accelerate": (">=1.12.0", "1.15.0"), "peft": ("==0.18.1", "0.18.1"),
+    "compressed-tensors": ("", "0.20.1"), "fire": ("", "0.7.1"), "transformers-stream-generator": ("", "0.0.5"),
+    "zstandard": ("", "0.25.0"),
+}
+
+
+def test_the_modelopt_image_pins_model_optimizer_its_examples_and_their_requirements():
+    from packaging.specifiers import SpecifierSet
+
+    dockerfile = CONTAINERS / "modelopt.Dockerfile"
+    text = dockerfile.read_text()
+    args = dockerfile_args(text)
+    # the serving image's base, one image to pull, at the release tag the trtllm_pytorch image checks
+    assert base_image(dockerfile) == base_image(CONTAINERS / "trtllm_pytorch.Dockerfile")
+    assert args["TRTLLM_VERSION"] == dockerfile_args((CONTAINERS / "trtllm_pytorch.Dockerfile").read_text())[
+        "TRTLLM_VERSION"]
+    assert args["MODELOPT_VERSION"] == MODELOPT_VERSION
+    installed = pip_requirements(dockerfile)
+    assert installed["nvidia-modelopt"] == f"nvidia-modelopt[hf]=={MODELOPT_VERSION}"
+    for dist, (wanted, pin) in MODELOPT_EXAMPLE_REQUIREMENTS.items():
+        assert installed.get(dist, "").lower().replace("_", "-") == f"{dist}=={pin}", (dist, installed.get(dist))
+        assert pin in SpecifierSet(wanted), (dist, wanted, pin)
+    for requirement in installed.values():  # nothing floats
+        assert "==" in requirement, f"not pinned: {requirement}"
+    joined = re.sub(r"\\\n", " ", text)
+    assert re.search(r'^RUN PIP_CONSTRAINT="" pip install ', joined, re.M), "the image's constraint file pins modelopt 0.37"
+    # the examples at the same tag, where cluster.modelopt_examples_dir points by default and in the example cluster
+    assert re.search(r'git clone --depth 1 --branch "\$\{MODELOPT_VERSION\}" .*'
+                     r"https://github\.com/NVIDIA/Model-Optimizer\.git /opt/Model-Optimizer ", joined)
+    assert "git sparse-checkout set examples" in joined
+    example = yaml.safe_load((REPO / "conf" / "cluster" / "example_slurm.yaml").read_text())
+    from launcher.schema import ClusterConfig
+    assert example["modelopt_examples_dir"] == ClusterConfig.modelopt_examples_dir == "/opt/Model-Optimizer/examples"
+    # the build fails unless modelopt is the pinned one, and the tensorrt_llm base is the pinned release
+    assert re.search(r"import modelopt, modelopt\.recipe; assert modelopt\.__version__ == '\$\{MODELOPT_VERSION\}'",
+                     joined)
+    assert re.search(r"v = version\('tensorrt_llm'\);\s+assert v == '\$\{TRTLLM_VERSION\}'", joined)
+    for arg in ("TRTLLM_VERSION", "MODELOPT_VERSION"):
+        assert re.search(rf"^ARG {arg}$", text.split("FROM", 1)[1], re.M) or \
+            re.search(rf"^ARG {arg}=", text.split("FROM", 1)[1], re.M), f"{arg} must be visible after FROM"
+
+
+def test_the_model_optimizer_stages_run_in_the_modelopt_image():
+    from launcher.stages import KINDS
+
+    for kind in ("quantize_modelopt", "eagle3_conversations", "train_eagle3"):
+        assert KINDS[kind].containers(None) == ("modelopt",), kind

@@ -5,6 +5,7 @@ the stand-ins' refusals, and the real thing on the test cluster's two nodes (par
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -51,14 +52,51 @@ def test_a_server_within_one_node_has_no_step_of_its_own(tmp_path):
     assert "jobs.server_launch" not in script and "--mpi=pmix" not in script and "  --ntasks=1 \\\n" not in script
 
 
-def test_vllm_across_nodes_is_refused_naming_the_key(tmp_path):
+def _on_stack(name):
+    return tuple(f"serving={name}" if o.startswith("serving=") else o for o in TWO_NODES)
+
+
+@pytest.mark.parametrize("name, node_args, worker_args", [
+    ("vllm", '\'["--nnodes", "2", "--node-rank", "${LAUNCHER_NODE_RANK}", "--master-addr", "${LAUNCHER_SERVER_HEAD}", '
+             '"--master-port", "${LAUNCHER_SERVER_DIST_PORT}"]\'', ' --worker-args \'["--headless"]\''),
+    ("sglang", '\'["--nnodes", "2", "--node-rank", "${LAUNCHER_NODE_RANK}", "--dist-init-addr", '
+               '"${LAUNCHER_SERVER_HEAD}:${LAUNCHER_SERVER_DIST_PORT}"]\'', ""),
+])
+def test_vllm_and_sglang_run_one_task_per_node_that_finds_the_head(tmp_path, name, node_args, worker_args):
+    stage, script = _script(tmp_path, *_on_stack(name))
+    assert (stage.resources.nodes, stage.resources.gpus_per_node) == (2, 2)
+    (server_step,) = [line for line in script.splitlines() if "jobs.server_launch" in line and "srun" in line]
+    assert server_step.lstrip().startswith("srun --overlap --kill-on-bad-exit=1 --nodes=2 --ntasks=2 "
+                                           "--ntasks-per-node=1 --cpus-per-task=")
+    assert "--mpi" not in server_step and "trtllm-llmapi-launch" not in script
+    assert server_step.endswith(f"--timeout 1800 --node-args {node_args}{worker_args} "
+                                '>> "$LAUNCHER_SERVER_LOG" 2>&1 &'), server_step
+    # The command the job writes has no node of its own: each task adds its node's words.
+    assert re.search(r"#   server: (vllm serve|\S+ -m sglang.launch_server) .*--port '\$\{LAUNCHER_SERVER_PORT\}'",
+                     script)
+    assert "--nnodes" not in re.search(r"#   server: .*", script)[0]
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+@pytest.mark.parametrize("name, tp, pp, gpus, problem", [
+    ("vllm", 1, 3, 2, "tensor x pipeline parallel 1x3 over 2 nodes of 2 GPUs: vLLM needs tp*pp divisible by its nodes"),
+    ("sglang", 2, 3, 4, "SGLang would start 2 ranks on each node, 4 in all, not the 6 of its world"),
+])
+def test_a_layout_the_stack_cannot_split_over_its_nodes_is_refused_naming_the_key(name, tp, pp, gpus, problem):
     from launcher.validation import InvalidConfig
 
     with pytest.raises(InvalidConfig) as raised:
-        plan_for("cluster=example_slurm", "serving=vllm", "+experiment=bf16", "cluster.gpus_per_node=2",
-                 "model.tensor_parallel=4")
+        plan_for("cluster=example_slurm", f"serving={name}", "+experiment=bf16", f"cluster.gpus_per_node={gpus}",
+                 f"model.tensor_parallel={tp}", f"model.pipeline_parallel={pp}")
     (error,) = [e for e in raised.value.errors if e.key == "model.tensor_parallel"]
-    assert "spans 2 nodes" in str(error) and "serving=trtllm_pytorch" in error.allowed
+    assert problem in str(error), error
+
+
+def test_layouts_that_split_evenly_are_served_across_nodes():
+    for name in ("vllm", "sglang"):
+        stage = plan_for("cluster=example_slurm", f"serving={name}", "+experiment=bf16", "cluster.gpus_per_node=4",
+                         "model.tensor_parallel=2", "model.pipeline_parallel=4").stages["benchmark"]
+        assert stage.resources.nodes == 2
 
 
 def _waiter(launch_file, timeout, env=None):
@@ -77,6 +115,30 @@ def test_each_task_runs_what_the_job_writes_and_gives_up_without_it(tmp_path):
     assert waiting.returncode == 0 and out == "rank 3\n", err
     late = _waiter(tmp_path / "never", 0.5)
     assert late.returncode == 1 and "wrote no server command" in late.stderr and "within 0.5 s" in late.stderr
+
+
+def test_each_node_adds_its_rank_and_the_heads_address_and_only_workers_add_worker_args(tmp_path):
+    launch_file = tmp_path / "server-launch.1"
+    server_launch.write(launch_file, [sys.executable, "-c", "import sys; print(sys.argv[1:])"])
+    launch = json.loads(launch_file.read_text())
+    assert launch["head"] == socket.gethostname() and launch["dist_port"] >= 29500
+    node = ["--node-args", '["--node-rank", "${LAUNCHER_NODE_RANK}", "--at", '
+                           '"${LAUNCHER_SERVER_HEAD}:${LAUNCHER_SERVER_DIST_PORT}"]',
+            "--worker-args", '["--headless"]']
+    head = f"{launch['head']}:{launch['dist_port']}"
+    for node_id, extra in (("0", []), ("1", ["--headless"])):
+        ran = subprocess.run([sys.executable, "-m", "jobs.server_launch", "--timeout", "5", *node],
+                             env={**os.environ, SERVER_LAUNCH_FILE_ENV: str(launch_file), "SLURM_NODEID": node_id},
+                             capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0 and ran.stdout == f"{['--node-rank', node_id, '--at', head, *extra]}\n", ran.stderr
+    unknown = subprocess.run([sys.executable, "-m", "jobs.server_launch", "--timeout", "5", "--node-args",
+                              '["${LAUNCHER_NODE}"]'], env={**os.environ, SERVER_LAUNCH_FILE_ENV: str(launch_file),
+                                                           "SLURM_NODEID": "0"}, capture_output=True, text=True)
+    assert unknown.returncode == 1 and "${LAUNCHER_NODE} in the command word" in unknown.stderr
+    no_node = subprocess.run([sys.executable, "-m", "jobs.server_launch", "--timeout", "5", *node],
+                             env={**{k: v for k, v in os.environ.items() if k != "SLURM_NODEID"},
+                                  SERVER_LAUNCH_FILE_ENV: str(launch_file)}, capture_output=True, text=True)
+    assert no_node.returncode == 1 and "SLURM_NODEID is None, not a node number" in no_node.stderr
 
 
 def _launch(argv, env):
@@ -106,17 +168,93 @@ def test_trtllm_serve_standin_refuses_ranks_it_does_not_see(tmp_path):
     assert few_gpus.returncode == 1 and "Only 1 GPUs are available, but 4 are required." in few_gpus.stderr
 
 
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _checkpoint(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"]}))
+    return str(tmp_path / "model")
+
+
+def _vllm(model, *flags):
+    return [str(STANDINS / "bin" / "vllm"), "serve", model, "--host", "127.0.0.1", "-tp", "2", *flags]
+
+
+def _sglang(model, *flags):
+    return [sys.executable, "-m", "sglang.launch_server", "--model-path", model, "--tp-size", "2", *flags]
+
+
+def _standin_env():
+    return {**os.environ, "PYTHONPATH": str(STANDINS / "python")}
+
+
+def test_the_vllm_and_sglang_standins_refuse_what_cannot_join(tmp_path):
+    model = _checkpoint(tmp_path)
+    refusals = [
+        (_vllm(model, "--nnodes", "2", "--node-rank", "1"), "collective_rpc should not be called on follower node"),
+        (_vllm(model, "-tp", "3", "--nnodes", "2"), "world_size=3 must be divisible by nnodes=2."),
+        (_vllm(model, "--nnodes", "2", "--node-rank", "2", "--headless"), "node_rank=2 must be less than nnodes=2."),
+        (_sglang(model, "--nnodes", "2", "--node-rank", "1"), "nnodes > 1 without --dist-init-addr"),
+        (_sglang(model, "--pp-size", "3", "--nnodes", "2", "--dist-init-addr", "h:1"),
+         "2 nodes of 2 ranks do not make up tp_size x pp_size = 6"),
+    ]
+    for argv, message in refusals:
+        ran = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=_standin_env())
+        assert ran.returncode == 1 and message in ran.stderr, (argv, ran.stderr)
+
+
+def _read_until(stream, text):
+    seen = []
+    for line in stream:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"{text!r} never came: {''.join(seen)}")
+
+
+@pytest.mark.parametrize("command, join", [
+    (_vllm, lambda head, port: ["--master-addr", head, "--master-port", str(port)]),
+    (_sglang, lambda head, port: ["--dist-init-addr", f"{head}:{port}"]),
+])
+def test_the_head_serves_only_once_the_other_node_joined_and_that_node_ends_with_it(tmp_path, command, join):
+    model, http, dist = _checkpoint(tmp_path), _free_port(), _free_port()
+    flags = ["--port", str(http), "--nnodes", "2", *join(socket.gethostname(), dist)]
+    head = subprocess.Popen(command(model, *flags, "--node-rank", "0"), env=_standin_env(), text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = None
+    try:
+        _read_until(head.stderr, "waiting on port")
+        with pytest.raises(OSError):  # no HTTP before the world is complete
+            socket.create_connection(("127.0.0.1", http), timeout=5).close()
+        worker_flags = ["--headless"] if command is _vllm else []
+        worker = subprocess.Popen(command(model, *flags, "--node-rank", "1", *worker_flags), env=_standin_env(),
+                                  text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        shown = _read_until(head.stderr, "the world is complete")
+        assert "node 1 joined from" in shown
+    finally:
+        head.kill()
+        head.wait(timeout=60)
+    out = worker.communicate(timeout=60)[1]
+    assert worker.returncode == 1 and "the head closed the rendezvous" in out, out
+    if command is _sglang:  # its dummy health check server would take the head's port on this shared machine
+        assert "no dummy health check server: the head" in out, out
+
+
 # ------------------------------------------------------------------------------- on the test cluster's 2 nodes
 def _env(**extra):
     return {**os.environ, "PATH": f"{STANDINS / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(STANDINS / "python"),
             "WANDB_MODE": "disabled", **extra}
 
 
-def _launch_on_two_nodes(root, env):
+def _launch_on_two_nodes(root, env, two_nodes=TWO_NODES):
     """TWO_NODES on the test cluster's partition `multi` (localhost and node2), as tests/test_e2e_slurm.py runs."""
     overrides = [o for o in cluster_overrides(root) if o != "quantization.calib_size=16"]
     overrides = [o.replace("cluster.partition=debug", "cluster.partition=multi") for o in overrides]
-    launched = subprocess.run([sys.executable, "-m", "launcher", *TWO_NODES, *overrides], cwd=root, env=env,
+    launched = subprocess.run([sys.executable, "-m", "launcher", *two_nodes, *overrides], cwd=root, env=env,
                               capture_output=True, text=True, timeout=180)
     assert launched.returncode == 0, launched.stdout + launched.stderr
     return state(root, "bf16")
@@ -166,3 +304,27 @@ def test_a_server_rank_that_fails_fails_the_benchmark_through_the_steps_exit_fil
     assert re.search(r"LLM server exited with code \d+ before it was healthy; last lines of \S+/logs/server\."
                      + bench + r"\.log", job_log), job_log
     assert "trtllm-serve: failing at start (STANDIN_FAIL)" in job_log
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("name, worker_says", [
+    ("vllm", "Launching vLLM (v0.33.0) headless multiproc executor, with head node address {head}:"),
+    ("sglang", "sglang.launch_server: node 1 joined the head at {head}:"),
+])
+def test_a_vllm_or_sglang_server_over_two_nodes_runs_a_benchmark_end_to_end(slurm_cluster, tmp_path, name,
+                                                                             worker_says):
+    """One task per node: the head (node 0, the job's) serves once node 1 has joined it at the job's host."""
+    st = _launch_on_two_nodes(tmp_path, _env(), _on_stack(name))
+    ids = job_ids(st)
+    bench = ids["benchmark"]
+    rows = {r["JobID"]: r for r in slurm_cluster.wait_all_done(ids.values(), timeout=400)}
+    assert all(r["State"] == "COMPLETED" for r in rows.values()), rows
+    assert "gres/gpu=4" in rows[bench]["AllocTRES"] and "node=2" in rows[bench]["AllocTRES"], rows[bench]
+    log = (tmp_path / "experiments" / "bf16" / "logs" / f"server.{bench}.log").read_text()
+    assert "node 0 of 2: waiting on port" in log and "node 1 joined from" in log, log
+    assert "all 2 nodes joined: the world is complete" in log, log
+    assert worker_says.format(head=socket.gethostname()) in log, log
+    assert "task 0 on localhost runs the server" in log and "task 1 on node2 runs the server" in log, log
+    results = json.loads((Path(st["stages"]["benchmark"]["artifact"]) / "results.json").read_text())
+    assert results["summary"]["num_finished"] >= 1, results["summary"]
+    assert "launcher: stopping the server step" in Path(st["stages"]["benchmark"]["log"]).read_text()

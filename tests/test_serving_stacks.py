@@ -106,8 +106,8 @@ def test_the_pinned_recipe_keeps_its_serving_fingerprint():
     (("serving=vllm", "+experiment=int8_wo"), "quantization.qformat", "INT8 weight-only"),
     (("serving=vllm", "serving.kv_cache_free_gpu_memory_fraction=0.5"), "serving.kv_cache_free_gpu_memory_fraction",
      "changes nothing"),
-    (("serving=vllm", "cluster=example_slurm", "model.tensor_parallel=16", "model.num_attention_heads=32",
-      "model.num_kv_heads=8"), "model.tensor_parallel", "not yet for serving=vllm"),
+    (("serving=vllm", "cluster=example_slurm", "cluster.gpus_per_node=2", "model.tensor_parallel=1",
+      "model.pipeline_parallel=3"), "model.tensor_parallel", "vLLM needs tp*pp divisible by its nodes"),
 ])
 def test_validation_names_the_key_and_what_is_allowed(overrides, key, says):
     with pytest.raises(InvalidConfig) as raised:
@@ -124,6 +124,18 @@ def test_trtllm_pytorch_spans_nodes_under_srun_pmix():
     assert serving_commands.server_step_srun(stage.cfg)[:3] == ["srun", "--overlap", "--mpi=pmix"]
     assert (stage.resources.nodes, stage.resources.gpus_per_node) == (2, 8)
     assert argv[argv.index("--gpus_per_node") + 1] == "8"
+
+
+@pytest.mark.parametrize("stack", ["vllm", "sglang"])
+def test_vllm_and_sglang_span_nodes_with_one_task_per_node(stack):
+    argv, stage = server_argv(f"serving={stack}", "cluster=example_slurm", "model.tensor_parallel=16",
+                              "model.num_attention_heads=32", "model.num_kv_heads=8")
+    # The job's command is the single-node one: each node's task adds --nnodes, its rank and the head's address.
+    assert "--nnodes" not in argv and "trtllm-llmapi-launch" not in argv
+    assert serving_commands.server_step_srun(stage.cfg) == ["srun", "--overlap", "--kill-on-bad-exit=1", "--nodes=2",
+                                                            "--ntasks=2", "--ntasks-per-node=1"]
+    assert serving_commands.node_args(stage.cfg)["all"][:4] == ["--nnodes", "2", "--node-rank", "${LAUNCHER_NODE_RANK}"]
+    assert (stage.resources.nodes, stage.resources.gpus_per_node) == (2, 8)
 
 
 # ------------------------------------------------------------------------------------------ the stand-ins refuse
