@@ -178,15 +178,13 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=SCALE, help="seconds of sleep per hour of the cost model: "
                         "larger values make per-job start-up (seconds on a loaded machine) matter less")
     parser.add_argument("--drafter-gpus", type=int, choices=[n for n in range(1, 9) if GLOBAL_BATCH % n == 0],
-                        help="drafter.num_gpus of the launcher's run, with the accumulation that keeps the seed's "
-                             "global batch; the campaign's own choice unless given")
+                        help="the launcher's drafter training on this many GPUs (drafter.scale_out_gpus: the "
+                             "accumulation keeps the seed's global batch); the campaign's own choice unless given")
     parser.add_argument("overrides", nargs="*", help="more config overrides for both runs")
     args = parser.parse_args()
     SCALE = args.scale
     subprocess.run(["bash", str(REPO / "tests/cluster/slurm_cluster.sh"), "start"], check=True, capture_output=True)
-    drafter = (["drafter.whole_node=false", f"drafter.num_gpus={args.drafter_gpus}",
-                f"drafter.gradient_accumulation_steps={GLOBAL_BATCH // args.drafter_gpus}"]
-               if args.drafter_gpus else [])
+    drafter = [f"drafter.scale_out_gpus={args.drafter_gpus}"] if args.drafter_gpus else []
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         overrides = [*args.overrides, *drafter]
         plan = plan_for(*cluster_overrides(Path(a)), f"+experiment={EXPERIMENT}", *overrides)

@@ -131,13 +131,14 @@ def drafter_output_dir(cfg: DictConfig, output_dir: str, model_dir: str) -> str:
 
 def drafter_data_parallel(cfg: DictConfig) -> Tuple[int, int]:
     """Drafter training's (GPUs, gradient accumulation steps): drafter.num_gpus and its accumulation, or with
-    drafter.whole_node the most GPUs of one node that divide the global batch's per-device batches, and the
-    accumulation that keeps drafter.global_batch_size (HF Trainer: GPUs x per-device batch x accumulation)."""
+    drafter.scale_out_gpus the most GPUs of one node, up to it, that divide the global batch's per-device
+    batches, and the accumulation that keeps drafter.global_batch_size (HF Trainer: GPUs x per-device batch x
+    accumulation)."""
     d = cfg.drafter
-    if not d.whole_node:
+    if d.scale_out_gpus is None:
         return d.num_gpus, d.gradient_accumulation_steps
     batches = d.global_batch_size // d.per_device_train_batch_size  # validation: it divides
-    gpus = max(n for n in range(1, cfg.cluster.gpus_per_node + 1) if batches % n == 0)
+    gpus = max(n for n in range(1, min(d.scale_out_gpus, cfg.cluster.gpus_per_node) + 1) if batches % n == 0)
     return gpus, batches // gpus
 
 

@@ -351,9 +351,9 @@ class DrafterConfig:
         UsedWhen("method", (SpeculativeMethod.ngram,), keys=("max_matching_ngram_size",),
                  why="only n-gram (prompt lookup) drafting matches n-grams", remedy="drafter=ngram"),
         UsedWhen("save_strategy", (SaveStrategy.steps,), keys=("save_steps",), why="no checkpoint every N steps"),
-        UsedWhen("whole_node", (False,), keys=("num_gpus", "gradient_accumulation_steps"),
-                 why="drafter.whole_node=true sizes training to a node, keeping drafter.global_batch_size",
-                 remedy="drafter.whole_node=false"),
+        UsedWhen("scale_out_gpus", (None,), keys=("num_gpus", "gradient_accumulation_steps"),
+                 why="drafter.scale_out_gpus sizes training to the node, keeping drafter.global_batch_size",
+                 remedy="drafter.scale_out_gpus=null"),
         UsedWhen("save_strategy", (SaveStrategy.steps, SaveStrategy.epoch), keys=("save_total_limit",),
                  why="the trainer saves no checkpoints"),
     )
@@ -403,11 +403,11 @@ class DrafterConfig:
     # gradient_accumulation_steps (HF Trainer); validation refuses any other product, so that more GPUs
     # (shorter training, same GPU-hours) never change the optimisation unnoticed. Hashed through those three.
     global_batch_size: int = ranged(8, 1, 1_000_000, unit="samples")
-    # true: train on as many GPUs of one node (cluster.gpus_per_node) as divide global_batch_size /
-    # per_device_train_batch_size, with the accumulation that keeps global_batch_size (launcher.commands.
-    # drafter_data_parallel): the same steps and schedule in less time for the same GPU-hours, on any cluster
-    # (the seed's 2 GPUs x accumulation 4 where a node has 2 or 3). num_gpus and gradient_accumulation_steps unused.
-    whole_node: bool = False
+    # Set: train on up to this many GPUs of one node (never more than cluster.gpus_per_node), the most that divide
+    # global_batch_size / per_device_train_batch_size, with the accumulation that keeps global_batch_size
+    # (launcher.commands.drafter_data_parallel): the same steps and schedule in less time for the same GPU-hours,
+    # on any cluster (the seed's 2 GPUs x accumulation 4 on a 2-GPU node). num_gpus and the accumulation unused.
+    scale_out_gpus: Optional[int] = ranged(None, 1, MAX_GPUS)
     # `steps` makes training resumable after a requeue (checkpoint-* every save_steps)
     save_strategy: SaveStrategy = SaveStrategy.no
     save_steps: int = ranged(500, 1, 1_000_000_000, unit="steps")

@@ -305,33 +305,45 @@ def setup_lines(plan: Plan, stage: Stage, code_dir: Path, accounting_ids: Sequen
         one_node = ["--nodes=1"] if stage.resources.nodes > 1 else []
         srun = ["srun", "--overlap", *one_node, "--ntasks=1", *sandbox_pyxis_flags(cfg, code_dir),
                 *sandbox_argv(stage, code_dir)]
-        lines += [
-            "(",
-            "  set +e",
-            "  srun_pid=",
-            '  trap \'kill "$srun_pid" 2>/dev/null; wait "$srun_pid" 2>/dev/null; exit 0\' TERM  # stopped below',
-            f'  {shlex.join(srun)} > "${SANDBOX_PORT_FILE_ENV}" 2> "$sandbox_log" &',
-            "  srun_pid=$!",
-            '  wait "$srun_pid"',
-            "  code=$?",
-            f'  echo "{SANDBOX_ENDED} with exit code $code; its output:"',
-            '  cat "$sandbox_log"',
-            f'  echo "$code" > "${SANDBOX_EXIT_ENV}"',
-            ") &",
-            "sandbox_step=$!",
-            "# When the stage's step ends, this script stops the sandbox itself: left to Slurm at the job's end, its",
-            "# `*** STEP ... CANCELLED ***` and `srun: error: ... Terminated` would end a successful stage's log.",
-            "stop_sandbox() {",
-            '  kill -0 "$sandbox_step" 2>/dev/null || return 0',
-            f'  echo "{SANDBOX_STOP} (its output: $sandbox_log)"',
-            '  kill "$sandbox_step" 2>/dev/null || return 0',
-            '  for _ in $(seq 50); do kill -0 "$sandbox_step" 2>/dev/null || return 0; sleep 0.2; done',
-            "}",
-            "trap stop_sandbox EXIT",
-        ]
+        lines += background_step_lines("sandbox", f'{shlex.join(srun)} > "${SANDBOX_PORT_FILE_ENV}" 2> "$sandbox_log"',
+                                       [f'echo "{SANDBOX_ENDED} with exit code $code; its output:"',
+                                        'cat "$sandbox_log"'],
+                                       SANDBOX_EXIT_ENV, f'{SANDBOX_STOP} (its output: $sandbox_log)')
     if starts_server_step(stage):
         lines += server_step_lines(plan, stage, code_dir)
+    stops = [f"stop_{step}" for step, started in (("server", starts_server_step(stage)),
+                                                  ("sandbox", starts_sandbox_step(stage))) if started]
+    if stops:
+        lines.append(f"trap '{'; '.join(stops)}' EXIT")
     return lines
+
+
+def background_step_lines(step: str, srun_line: str, ended: List[str], exit_env: str, stop_message: str) -> List[str]:
+    """A step the batch script runs beside the stage's (the sandbox; a server over several nodes): a background
+    subshell that, when the step ends by itself, says so (`ended`) and writes its exit code to $`exit_env` for
+    the job to see; and `stop_<step>`, which the script's EXIT trap calls when the stage's step ends: left to
+    Slurm at the job's end, its `*** STEP ... CANCELLED ***` and `srun: error: ... Terminated` would end a
+    successful stage's log."""
+    return [
+        "(",
+        "  set +e",
+        "  srun_pid=",
+        '  trap \'kill "$srun_pid" 2>/dev/null; wait "$srun_pid" 2>/dev/null; exit 0\' TERM  # stopped below',
+        f"  {srun_line} &",
+        "  srun_pid=$!",
+        '  wait "$srun_pid"',
+        "  code=$?",
+        *(f"  {line}" for line in ended),
+        f'  echo "$code" > "${exit_env}"',
+        ") &",
+        f"{step}_step=$!",
+        f"stop_{step}() {{",
+        f'  kill -0 "${step}_step" 2>/dev/null || return 0',
+        f'  echo "{stop_message}"',
+        f'  kill "${step}_step" 2>/dev/null || return 0',
+        f'  for _ in $(seq 50); do kill -0 "${step}_step" 2>/dev/null || return 0; sleep 0.2; done',
+        "}",
+    ]
 
 
 def server_step_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
@@ -362,29 +374,11 @@ def server_step_lines(plan: Plan, stage: Stage, code_dir: Path) -> List[str]:
     for name, stem in ((SERVER_LAUNCH_FILE_ENV, "server-launch"), (SERVER_EXIT_ENV, "server-exit")):
         lines.append(f"export {name}={shlex.quote(str(logs / stem))}.$SLURM_JOB_ID")
     lines.append(f"export {SERVER_LOG_ENV}={shlex.quote(str(logs / 'server'))}.$SLURM_JOB_ID.log")
-    lines += [
-        f'rm -f "${SERVER_LAUNCH_FILE_ENV}" "${SERVER_EXIT_ENV}"  # a requeued job starts afresh',
-        "(",
-        "  set +e",
-        "  srun_pid=",
-        '  trap \'kill "$srun_pid" 2>/dev/null; wait "$srun_pid" 2>/dev/null; exit 0\' TERM  # stopped below',
-        f'  {shlex.join(srun)} >> "${SERVER_LOG_ENV}" 2>&1 &',
-        "  srun_pid=$!",
-        '  wait "$srun_pid"',
-        "  code=$?",
-        f'  echo "launcher: the server step ended with exit code $code (its output: ${SERVER_LOG_ENV})"',
-        f'  echo "$code" > "${SERVER_EXIT_ENV}"',
-        ") &",
-        "server_step=$!",
-        "stop_server() {",
-        '  kill -0 "$server_step" 2>/dev/null || return 0',
-        f'  echo "launcher: stopping the server step (its output: ${SERVER_LOG_ENV})"',
-        '  kill "$server_step" 2>/dev/null || return 0',
-        '  for _ in $(seq 50); do kill -0 "$server_step" 2>/dev/null || return 0; sleep 0.2; done',
-        "}",
-        f"trap '{'stop_server; stop_sandbox' if starts_sandbox_step(stage) else 'stop_server'}' EXIT",
-    ]
-    return lines
+    lines.append(f'rm -f "${SERVER_LAUNCH_FILE_ENV}" "${SERVER_EXIT_ENV}"  # a requeued job starts afresh')
+    return lines + background_step_lines(
+        "server", f'{shlex.join(srun)} >> "${SERVER_LOG_ENV}" 2>&1',
+        [f'echo "launcher: the server step ended with exit code $code (its output: ${SERVER_LOG_ENV})"'],
+        SERVER_EXIT_ENV, f"launcher: stopping the server step (its output: ${SERVER_LOG_ENV})")
 
 
 # What the job submitit starts (`python -m submitit.core._submit`) needs of the script beside its command: this

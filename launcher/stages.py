@@ -137,8 +137,8 @@ TRAIN_DRAFTER_MIN_LIMIT_MIN = 60
 
 
 def _drafter_gpus(cfg: DictConfig) -> int:
-    """The data-parallel trainer's processes (torchrun --nproc_per_node): drafter.num_gpus, or a node's worth with
-    drafter.whole_node."""
+    """The data-parallel trainer's processes (torchrun --nproc_per_node): drafter.num_gpus, or sized to the node
+    by drafter.scale_out_gpus."""
     return commands.drafter_data_parallel(cfg)[0]
 
 
@@ -250,8 +250,8 @@ TRAIN_DRAFTER_KEYS = ("dataset_split", "dataset_nrows", "num_gpus", "num_train_e
 
 
 def _train_drafter_values(ctx: StageContext) -> dict:
-    """Its keys as it trains: the GPUs and accumulation drafter.whole_node derives hash as if set by hand (same
-    training, same artifact)."""
+    """Its keys as it trains: the GPUs and accumulation drafter.scale_out_gpus derives hash as if set by hand
+    (same training, same artifact)."""
     gpus, accumulation = commands.drafter_data_parallel(ctx.cfg)
     return {**_keys(ctx.cfg.drafter, TRAIN_DRAFTER_KEYS), "num_gpus": gpus, "gradient_accumulation_steps": accumulation}
 

@@ -597,7 +597,7 @@ def _drafter_errors(cfg: DictConfig) -> List[ConfigError]:
     if d.tensor_parallel != tp:
         errors.append(ConfigError("drafter.tensor_parallel", d.tensor_parallel, "must equal the base checkpoint's "
                                   f"tensor parallel size (model.tensor_parallel={tp})", str(tp)))
-    if not d.whole_node and (d.num_gpus > available or d.num_gpus < 1):
+    if d.scale_out_gpus is None and (d.num_gpus > available or d.num_gpus < 1):
         errors.append(ConfigError("drafter.num_gpus", d.num_gpus, f"cluster {c.name} offers {available} GPUs",
                                   f"1..{available}"))
     errors += _drafter_batch_errors(d)
@@ -611,11 +611,11 @@ def _drafter_errors(cfg: DictConfig) -> List[ConfigError]:
 def _drafter_batch_errors(d: DictConfig) -> List[ConfigError]:
     """The trainer's samples per optimizer step (HF Trainer: processes x per-device batch x accumulation) must be
     drafter.global_batch_size: more GPUs shorten training only with the accumulation that keeps it."""
-    if d.whole_node:  # GPUs and accumulation derived from the global batch's per-device batches
+    if d.scale_out_gpus is not None:  # GPUs and accumulation derived from the global batch's per-device batches
         if d.global_batch_size % d.per_device_train_batch_size == 0:
             return []
         return [ConfigError("drafter.per_device_train_batch_size", d.per_device_train_batch_size, "does not divide "
-                            f"drafter.global_batch_size={d.global_batch_size}, which drafter.whole_node keeps",
+                            f"drafter.global_batch_size={d.global_batch_size}, which drafter.scale_out_gpus keeps",
                             _divisors(d.global_batch_size))]
     per_step = d.num_gpus * d.per_device_train_batch_size
     if per_step * d.gradient_accumulation_steps == d.global_batch_size:

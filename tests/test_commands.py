@@ -216,23 +216,30 @@ def test_llama2_fp16_and_fp8_kv():
     assert fp8.stages["benchmark"].resources.gpus == 1
 
 
-def test_drafter_training_on_a_whole_node_keeps_the_seeds_optimisation():
-    """drafter.whole_node on 8-GPU nodes: 8 GPUs with accumulation 1, the seed's 8 samples per optimizer step
-    (2 GPUs x 1 x 4), as set by hand; the seed's command but for those two flags, a quarter of its time limit for
-    the same GPU-hours. On the local cluster's 2 GPUs it is the seed's own stage, fingerprint and all."""
+@pytest.mark.parametrize("scale_out,gpus,accumulation,time_min", [
+    (8, 8, 1, 90), (4, 4, 2, 180), (16, 8, 1, 90),  # at most a node's 8 GPUs
+    (3, 2, 4, 360),  # 3 does not divide the 8 per-device batches of a step: the most that do
+])
+def test_drafter_training_scaled_out_keeps_the_seeds_optimisation(scale_out, gpus, accumulation, time_min):
+    """drafter.scale_out_gpus on 8-GPU nodes: the seed's 8 samples per optimizer step (2 GPUs x 1 x 4) on more
+    GPUs, as if set by hand: the seed's command but for those two flags, the time limit of the same GPU-hours."""
     seed = plan_for("+experiment=fp8_redrafter")
     node = ("cluster=example_slurm", "~cluster.time_limits.train_drafter", "+experiment=fp8_redrafter")
-    whole, by_hand = (plan_for(*node, *overrides) for overrides in (
-        ("drafter.whole_node=true",), ("drafter.num_gpus=8", "drafter.gradient_accumulation_steps=1")))
+    scaled, by_hand = (plan_for(*node, *overrides) for overrides in (
+        (f"drafter.scale_out_gpus={scale_out}",),
+        (f"drafter.num_gpus={gpus}", f"drafter.gradient_accumulation_steps={accumulation}")))
     seed_words, seed_flags = parse_command(_command(seed, "train_drafter"))
-    words, flags = parse_command(_command(whole, "train_drafter"))
+    words, flags = parse_command(_command(scaled, "train_drafter"))
     paths = {"--llm_name_or_path", "--dataset", "--output_dir", "--logging_dir"}  # another cluster's storage
     assert words == seed_words and set(flags) == set(seed_flags)
-    assert {flag: value for flag, value in flags.items() if flag not in paths and seed_flags[flag] != value} == {
-        "--nproc_per_node": 8, "--gradient_accumulation_steps": 1}
-    assert _command(whole, "train_drafter") == _command(by_hand, "train_drafter")
-    train = whole.stages["train_drafter"].resources
-    assert (train.gpus, train.time_min) == (8, 90)  # 8 GPU-hours / 8 GPUs x 1.5 margin
-    assert seed.stages["train_drafter"].resources.time_min == 360
-    local = plan_for("+experiment=fp8_redrafter", "drafter.whole_node=true").stages["train_drafter"]
-    assert local.fingerprint == seed.stages["train_drafter"].fingerprint and local.resources.gpus == 2
+    assert {flag: value for flag, value in flags.items() if flag not in paths and seed_flags[flag] != value} == (
+        {"--nproc_per_node": gpus, "--gradient_accumulation_steps": accumulation} if gpus != 2 else {})
+    assert scaled.stages["train_drafter"].fingerprint == by_hand.stages["train_drafter"].fingerprint
+    train = scaled.stages["train_drafter"].resources
+    assert (train.gpus, train.time_min) == (gpus, time_min)  # 8 GPU-hours / GPUs x 1.5 margin
+
+
+def test_drafter_training_scaled_out_on_two_gpus_is_the_seeds():
+    seed = plan_for("+experiment=fp8_redrafter").stages["train_drafter"]
+    local = plan_for("+experiment=fp8_redrafter", "drafter.scale_out_gpus=8").stages["train_drafter"]
+    assert local.fingerprint == seed.fingerprint and local.resources.gpus == 2 and local.commands == seed.commands

@@ -262,12 +262,12 @@ def test_drafter_training_keeps_its_global_batch(override, allowed, samples):
     plan_for(*node, f"drafter.global_batch_size={samples}")
 
 
-def test_whole_node_drafter_training_needs_a_global_batch_of_whole_per_device_batches():
+def test_scaled_out_drafter_training_needs_a_global_batch_of_whole_per_device_batches():
     with pytest.raises(InvalidConfig) as raised:
-        plan_for("+experiment=fp8_redrafter", "drafter.whole_node=true", "drafter.per_device_train_batch_size=3")
+        plan_for("+experiment=fp8_redrafter", "drafter.scale_out_gpus=8", "drafter.per_device_train_batch_size=3")
     assert [str(e) for e in raised.value.errors] == [
         "drafter.per_device_train_batch_size=3: does not divide drafter.global_batch_size=8, which "
-        "drafter.whole_node keeps (allowed: 1, 2, 4, 8)"]
+        "drafter.scale_out_gpus keeps (allowed: 1, 2, 4, 8)"]
     with pytest.raises(InvalidConfig) as raised:  # sized to the node: a GPU count given with it changes nothing
-        plan_for("+experiment=fp8_redrafter", "drafter.whole_node=true", "drafter.num_gpus=1")
+        plan_for("+experiment=fp8_redrafter", "drafter.scale_out_gpus=8", "drafter.num_gpus=1")
     assert [e.key for e in raised.value.errors] == ["drafter.num_gpus"]
