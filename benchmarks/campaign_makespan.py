@@ -14,7 +14,9 @@ Three ratios, launcher / one after another, against issue 10's goals:
   scheduler's wait between the end of the job it waited on and its own start, is start-up, which takes seconds
   whatever the stage while the real tools take hours (at --scale 30 a 15 s start-up is half a modelled hour).
   The launcher's makespan keeps the chain that ends last: from the last job back, each job's predecessor is
-  the one that ended last before it started (what it waited on: an input, or the GPUs it freed);
+  its input that ended last, or a GPU job that ended after that input and before it started (it freed the
+  GPUs it waited for). The stand-ins' own job-side work stays in (a benchmark's server and client, the smoke
+  runs, the calibration data: seconds here, nothing in the cost model);
 - cost model: the modelled hours alone, the launcher's jobs scheduled in plan order on the partition's GPUs
   (each job as soon as its inputs are done and its GPUs are free).
 Usage (as root): python benchmarks/campaign_makespan.py [--scale S] [--drafter-gpus N] [override ...]

@@ -5,8 +5,10 @@
 # nvidia-modelopt ~=0.37, transformers 4.57 and datasets 3.1.0; the 0.46.0 examples need modelopt.recipe and
 # speculative_decoding/requirements.txt's transformers>=5.0,<5.13, accelerate>=1.12, peft==0.18.1. TensorRT-LLM
 # itself does not run on transformers 5 here: this image only quantizes and trains, it serves nothing.
-# Versions: the ones the recipe ran with on an H200 (tests/standins/README.md, "EAGLE-3 training" and "Serving
-# stacks": hf_ptq.py with the launcher's argv, EAGLE-3 train + export).
+# Versions: modelopt, transformers, tokenizers, accelerate, peft, datasets and huggingface-hub are the ones both
+# examples ran with on an H200 (tests/standins/README.md, "EAGLE-3 training" and "Serving stacks": hf_ptq.py with
+# the launcher's argv, EAGLE-3 train + export); hf_ptq's other requirements (unpinned there, not imported on the
+# FP8 Llama path) at their PyPI releases of this writing.
 ARG TRTLLM_VERSION=1.2.1
 FROM nvcr.io/nvidia/tensorrt-llm/release:${TRTLLM_VERSION}
 ARG TRTLLM_VERSION

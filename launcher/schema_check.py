@@ -175,9 +175,16 @@ def _check_value(key: str, value: Any, tp: Any, meta: dict, errors: List[ConfigE
             errors.append(ConfigError(key, _shown(key, value), f"not {form.what}", form.allowed))
 
 
+@functools.lru_cache(maxsize=None)
+def _parse_override(line: str):
+    """One override line parsed, once: a sweep's points repeat most of theirs (the cluster's settings)."""
+    override, = OverridesParser.create().parse_overrides([line])
+    return override
+
+
 def _parsed(overrides: Sequence[str]):
     """The overrides that set or delete keys of ours (not group choices, not Hydra's own), each with its key."""
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    for override in map(_parse_override, overrides):
         key = override.key_or_group
         if "/" in key or override.package is not None or key.split(".")[0] == "hydra" or key in GROUP_NAMES:
             continue

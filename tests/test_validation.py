@@ -271,3 +271,15 @@ def test_scaled_out_drafter_training_needs_a_global_batch_of_whole_per_device_ba
     with pytest.raises(InvalidConfig) as raised:  # sized to the node: a GPU count given with it changes nothing
         plan_for("+experiment=fp8_redrafter", "drafter.scale_out_gpus=8", "drafter.num_gpus=1")
     assert [e.key for e in raised.value.errors] == ["drafter.num_gpus"]
+
+
+def test_the_forbidden_characters_are_exactly_the_unicode_categories_cc_zl_zp_cs():
+    import unicodedata
+
+    from launcher.validation import forbidden_character
+
+    for code in range(0x110000):
+        char = chr(code)
+        expected = unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs")
+        assert (forbidden_character(f"a{char}b") is not None) == expected, hex(code)
+    assert forbidden_character("ok\x1bno") == "\\x1b" and forbidden_character("fine") is None
