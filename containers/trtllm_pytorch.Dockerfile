@@ -1,4 +1,4 @@
-# serving=trtllm_pytorch (and quantize_modelopt, which runs in the same image): TensorRT-LLM's NGC release image,
+# serving=trtllm_pytorch: TensorRT-LLM's NGC release image,
 # pinned, plus AIPerf (benchmark=load_sweep) in a venv of its own. Tag: nvcr.io/nvidia/tensorrt-llm/release:1.2.1
 # is in public use (digest sha256:33cd085b772947bd22b7273886539331420404e5d2a4a039945241945ff927b9 as one user
 # recorded it); not checked against the NGC catalog itself. The first RUN fails the build unless the image's

@@ -607,8 +607,8 @@ class ClusterConfig:
     python: str = formed("python", Form(r"/[^\x00-\x20\x7f]*|[\w.+-]+", "a command on the PATH (python3) or "
                                                                         "an absolute path", "a command"))
     trtllm_examples_dir: str = formed("/opt/TensorRT-LLM/examples", ABSOLUTE_PATH)
-    # NVIDIA Model-Optimizer's examples/ (tag 0.46.0) as the trtllm_pytorch container sees it: quantize_modelopt runs
-    # its hf_ptq/hf_ptq.py (the release image ships the modelopt package, not its examples: mount a checkout).
+    # NVIDIA Model-Optimizer's examples/ (tag 0.46.0) as the modelopt container sees it (containers/modelopt.Dockerfile
+    # clones them there): quantize_modelopt runs hf_ptq/hf_ptq.py, train_eagle3 speculative_decoding/.
     modelopt_examples_dir: str = formed("/opt/Model-Optimizer/examples", ABSOLUTE_PATH)
     # The triton image's copy of the backend's all_models/ and tools/ (tensorrtllm_backend's Dockerfile: /app).
     triton_backend_dir: str = formed("/app", ABSOLUTE_PATH)

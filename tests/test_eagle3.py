@@ -92,7 +92,7 @@ def test_plan_trains_the_head_instead_of_downloading_one_and_serves_it():
     assert "download_draft_model" not in kinds
     assert kinds.index("eagle3_conversations") < kinds.index("train_eagle3") < kinds.index("benchmark")
     train, bench = kind(plan, "train_eagle3"), kind(plan, "benchmark")
-    assert train.containers == ("trtllm_pytorch",) and train.resources.gpus_per_node == 1
+    assert train.containers == ("modelopt",) and train.resources.gpus_per_node == 1
     assert list(train.commands) == ["train", "export"]
     head = f"{train.artifact}/{serving_commands.EAGLE3_HEAD_DIR}"
     server = bench.commands["server"]
