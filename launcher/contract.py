@@ -12,11 +12,13 @@ where neither Hydra nor jinja2 is installed.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar, Dict, List, Optional
 
 # --------------------------------------------------------------------------------------------------
@@ -163,20 +165,97 @@ def _parse_document(cls, data, where: str):
         raise ContractError(f"{where}: {error}") from None
 
 
+# Values dataclasses.asdict copies with copy.deepcopy only to get the same object back: a sweep writes thousands
+# of specs, and asdict's per-value deepcopy was most of the time spent writing each.
+_ATOMIC = frozenset({str, int, float, bool, type(None)})
+
+
+def _as_plain(value):
+    """dataclasses.asdict's copy of `value` (Python 3.11's _asdict_inner, dict_factory=dict), the atomic values
+    kept as they are."""
+    if type(value) in _ATOMIC:
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return type(value)(*[_as_plain(v) for v in value])
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_plain(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((_as_plain(k), _as_plain(v)) for k, v in value.items())
+    return copy.deepcopy(value)
+
+
+def _json_float(value: float) -> str:
+    """A float as the json module writes it (allow_nan)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _json_key(key) -> str:
+    """A dict key as the json module turns it into a string (skipkeys=False)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, float):
+        return _json_float(key)
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _indented_into(value, parts: List[str], newline: str) -> None:
+    if isinstance(value, str):
+        parts.append(encode_basestring_ascii(value))
+    elif value is None or value is True or value is False:
+        parts.append("null" if value is None else "true" if value else "false")
+    elif isinstance(value, int):
+        parts.append(int.__repr__(value))
+    elif isinstance(value, float):
+        parts.append(_json_float(value))
+    elif isinstance(value, (list, tuple, dict)):
+        if not value:
+            parts.append("{}" if isinstance(value, dict) else "[]")
+            return
+        inner, separator = newline + "  ", "{" if isinstance(value, dict) else "["
+        for item in (value.items() if isinstance(value, dict) else value):
+            parts.append(separator + inner)
+            separator = ","
+            if isinstance(value, dict):
+                parts.append(encode_basestring_ascii(_json_key(item[0])) + ": ")
+                item = item[1]
+            _indented_into(item, parts, inner)
+        parts.append(newline + ("}" if isinstance(value, dict) else "]"))
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def indented_json(data) -> str:
+    """json.dumps(data, indent=2), the same text: with an indent the json module uses its pure-Python encoder, a
+    generator per value; this appends the same pieces, strings escaped by the same C function."""
+    parts: List[str] = []
+    _indented_into(data, parts, "\n")
+    return "".join(parts)
+
+
 class Document:
     """A dataclass that crosses the boundary as a JSON file."""
 
     WHAT: ClassVar[str]  # how an error names it
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return _as_plain(self)
 
     @classmethod
     def from_json(cls, data, where: Optional[str] = None):
         return _parse_document(cls, data, where or cls.WHAT)
 
     def write(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2))
+        Path(path).write_text(indented_json(self.to_json()))
 
     @classmethod
     def read(cls, path):

@@ -31,7 +31,7 @@ def compose_variants(cfg: DictConfig, overrides: List[str], prefix: str = "") ->
     bad_names = name_errors(cfg)
     if bad_names:
         raise InvalidConfig(bad_names)
-    base = [o for o in overrides if not EXPERIMENT_OVERRIDE.match(o)]
+    base = [*cfg.launcher.campaign_overrides, *(o for o in overrides if not EXPERIMENT_OVERRIDE.match(o))]
     return {prefix + name: compose("config", overrides=[*base, f"+experiment={name}"])
             for name in cfg.launcher.campaign}
 

@@ -213,15 +213,19 @@ def print_requests(plan: Plan, console: Console) -> None:
 
 
 def drafter_gpus_choice(cfg) -> str:
-    """What twice drafter.num_gpus would change: the data-parallel trainer splits the same GPU-hours
-    (launcher.stages.train_drafter_time_limit_min), so its time, and the critical path through it, halve."""
+    """What twice the drafter's GPUs would change: the data-parallel trainer splits the same GPU-hours
+    (launcher.stages.train_drafter_time_limit_min), so its time, and the critical path through it, halve;
+    drafter.scale_out_gpus keeps the global batch (launcher.commands.drafter_data_parallel)."""
+    from launcher.commands import drafter_data_parallel
     from launcher.scripts import format_time_limit
     from launcher.stages import train_drafter_time_limit_min
 
-    gpus = cfg.drafter.num_gpus
-    return (f"drafter.num_gpus={gpus} (your choice) needs {format_time_limit(train_drafter_time_limit_min(cfg))}; "
+    gpus, accumulation = drafter_data_parallel(cfg)
+    chosen = (f"drafter.scale_out_gpus={cfg.drafter.scale_out_gpus}: {gpus} GPUs x accumulation {accumulation}"
+              if cfg.drafter.scale_out_gpus is not None else f"drafter.num_gpus={gpus} (your choice)")
+    return (f"{chosen} needs {format_time_limit(train_drafter_time_limit_min(cfg))}; "
             f"{2 * gpus} would need {format_time_limit(train_drafter_time_limit_min(cfg, 2 * gpus))} "
-            f"for the same GPU-hours")
+            f"for the same GPU-hours (drafter.scale_out_gpus={2 * gpus} keeps the global batch)")
 
 
 def sizing_savings(plan: Plan) -> List[Tuple[str, str, float, float]]:

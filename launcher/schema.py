@@ -635,6 +635,9 @@ class LauncherConfig:
     wandb_project: str = "launcher"
     # A campaign: each entry names an experiment composed with the same overrides; empty for one.
     campaign: List[str] = field(default_factory=list)
+    # Every entry of a campaign is composed with these before the user's overrides: the campaign's own settings
+    # (its file's keys other than these reach none of its entries, each composed as `+experiment=<entry>`).
+    campaign_overrides: List[str] = field(default_factory=list)
     # Experiments a sweep (`-m`) of this experiment is compared against in its report, run once.
     baselines: List[str] = field(default_factory=list)
     # Instead of its benchmark, the configuration's server (and sandbox) is brought up and kept for serve_minutes,

@@ -24,6 +24,7 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import Container, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf._impl import _resolve_container_value  # OmegaConf.resolve's step for one key (omegaconf 2.3)
 
 from launcher.launch import (EXPERIMENT_OVERRIDE, DumpedSections, VariantChecks, compose_variants, dry_run,
                              start_writing, write_config)
@@ -169,6 +170,21 @@ class PointComposer:
             return None
         return _with_values(composition, point.cfg, self._changed_places(point, changed), typed=True)
 
+    def resolve(self, point: Point, changed: Sequence[str] = ()) -> None:
+        """OmegaConf.resolve(point.cfg), done only where the point can hold an interpolation (`_changed_places`):
+        the rest of its composition has none, and resolving the whole config walks its ~200 nodes (~15 ms). Where
+        a place is not there (an override replaced what led to it), the whole config is resolved."""
+        cfg = point.cfg
+        try:
+            parents = [(_node_at(cfg, place[:-1]), place[-1]) for place in self._changed_places(point, changed)]
+            if any(parent._get_node(key) is None for parent, key in parents):
+                raise KeyError("a place that is not there")
+        except (KeyError, IndexError, TypeError, AttributeError, OmegaConfBaseException):
+            OmegaConf.resolve(cfg)
+            return
+        for parent, key in parents:
+            _resolve_container_value(parent, key)
+
     def _changed_places(self, point: Point, changed: Sequence[str]) -> List[Place]:
         """Where a point may differ from its composition: the keys it set, `changed`, every interpolation."""
         return ([tuple(key.split(".")) for key in [*point.keys, *changed]]
@@ -190,6 +206,16 @@ def _with_values(copy: Any, cfg: DictConfig, places: Sequence[Place], typed: boo
     except (KeyError, IndexError, TypeError, AttributeError, OmegaConfBaseException):
         return None
     return copy
+
+
+def _node_at(cfg: DictConfig, place: Place) -> Container:
+    """The container at `place` in `cfg`, not resolving an interpolation on the way; KeyError where none is."""
+    node: Any = cfg
+    for part in place:
+        node = node._get_node(part)
+    if not isinstance(node, Container):
+        raise KeyError(place)
+    return node
 
 
 def _value_at(cfg: DictConfig, place: Place, typed: bool, resolve: bool) -> Any:
@@ -283,7 +309,7 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
                       else unresolved))
         # Saved as written: now every `${...}` is resolved once, where the checks and the copies would resolve
         # each again at every read (about 1 ms each).
-        OmegaConf.resolve(cfg)
+        composer.resolve(point, changed=[NAME_KEY])
         returns.append(JobReturn(overrides=overrides, cfg=None, working_dir=str(sweep_dir / entry),
                                  task_name="launcher", status=JobStatus.COMPLETED, _return_value=name))
         if failed or campaign_invalid:

@@ -52,6 +52,18 @@ def test_a_points_copies_are_its_config_converted_whole_and_share_the_rest(compo
     assert composer.plain(points[0], ["launcher.no_such.key"]) is None
 
 
+@pytest.mark.parametrize("changed", [[NAME_KEY], ["launcher.no_such.key"]])  # the second: resolved whole
+def test_a_point_resolved_where_it_interpolates_is_its_config_resolved_whole(composer, changed):
+    points = [*POINTS, ["+experiment=fp8_redrafter", "drafter.tensor_parallel=${model.pipeline_parallel}"]]
+    for overrides in points:
+        point, whole = composer.compose_point(overrides), composer.compose_point(overrides).cfg
+        OmegaConf.resolve(whole)
+        assert "${" in str(OmegaConf.to_container(point.cfg, resolve=False))
+        composer.resolve(point, changed)
+        assert OmegaConf.to_container(point.cfg, resolve=False) == OmegaConf.to_container(whole, resolve=False)
+        assert "${" not in str(OmegaConf.to_container(point.cfg, resolve=False))
+
+
 def test_a_config_saved_section_by_section_is_the_config_saved_whole(composer, tmp_path):
     points = [composer.compose_point(overrides) for overrides in POINTS]
     dumped, configs = {}, []
