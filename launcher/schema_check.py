@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from launcher.schema import GROUPS, Choice, Config, Form, Range, UsedWhen
-from launcher.validation import REDACTED, ConfigError, plain_config, secret_value
+from launcher.validation import REDACTED, ConfigError, by_section, plain_config, secret_value
 
 # Command-line words that choose options of config groups, or address Hydra's own config: not keys of ours.
 GROUP_NAMES = (*GROUPS, "experiment")
@@ -114,9 +114,13 @@ def _leaves(value: Any, key: str) -> Iterator[Tuple[str, Any]]:
 
 def config_errors(cfg: DictConfig) -> List[ConfigError]:
     """Unknown keys, required keys without a value, and every value outside its field's Range or Form."""
-    errors: List[ConfigError] = []
     data = dict(plain_config(cfg))  # a shallow copy: a sweep point's plain config is shared (validation)
     data.pop("hydra", None)  # Hydra's own node, when a config is composed with it: Hydra checks it
+    return by_section(_config_node_errors, data)
+
+
+def _config_node_errors(data: dict) -> List[ConfigError]:
+    errors: List[ConfigError] = []
     _check_node(data, Config, "", errors)
     return errors
 

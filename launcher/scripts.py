@@ -472,12 +472,13 @@ def write_stage_files(plan: Plan, stage: Stage, exp: ExperimentDir, dependency: 
     still names `exp`'s paths); return the script's path. `array`: as render_script's. `script_text`: the
     script render_script gave for the whole array, rendered once for all its elements."""
     out = into or exp
-    for path in (out.spec(stage.name), out.script(stage.name), out.log(stage.name)):
-        path.parent.mkdir(parents=True, exist_ok=True)  # logs/: the sandbox step's log, cluster=local's
+    spec, script = out.spec(stage.name), out.script(stage.name)
+    folders = [spec.parent, script.parent, out.log(stage.name).parent]  # logs/: the sandbox step's, cluster=local's
     if stage.cfg.cluster.executor == "slurm":  # the job's log: Slurm fails a job whose --output directory is missing
-        submitit_folder(out).mkdir(parents=True, exist_ok=True)
-    stage_spec(plan, stage).write(out.spec(stage.name))
-    script = out.script(stage.name)
+        folders.append(submitit_folder(out))
+    for folder in dict.fromkeys(folders):
+        folder.mkdir(parents=True, exist_ok=True)
+    stage_spec(plan, stage).write(spec)
     script.write_text(script_text if script_text is not None
                       else render_script(plan, stage, exp, dependency, code_dir, accounting_ids, array))
     return script

@@ -6,14 +6,19 @@ cheap for thousands of points: Hydra composes once per distinct set of config-gr
 `key=value` overrides are applied to a copy of that composition, where the structured config still checks
 every key and type; the per-key checks read a plain copy made from the composition's (PointComposer.plain),
 and the plan a typed copy made from the composition's likewise (PointComposer.typed_copy). A point's config is
-dropped once it is checked: the plan keeps its typed copy, which shares all it does not change.
+dropped once it is checked: the plan keeps its typed copy, which shares all it does not change. A point's
+interpolations are resolved where it has them (PointComposer.resolve), each text parsed once for the whole sweep
+(interpolations_parsed_once), and the checks of a top-level section alone run once per section the points share
+(launcher.validation.by_section).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 import re
 import time
+from contextlib import contextmanager
 from copy import copy as shallow_copy
 from dataclasses import is_dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Collection, Dict, Iterator, List, NamedTu
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
+import omegaconf.base
 from omegaconf import Container, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from omegaconf._impl import _resolve_container_value  # OmegaConf.resolve's step for one key (omegaconf 2.3)
@@ -32,8 +38,8 @@ from launcher.plan import build_plan, typed_config
 from launcher.preview import exit_invalid, make_console
 from launcher.schema import GROUPS
 from launcher.errors import config_error_from, restore_environment
-from launcher.validation import (NAME_FORM, NAME_MAX, ConfigError, InvalidConfig, known_containers, name_errors,
-                                 name_problem)
+from launcher.validation import (NAME_FORM, NAME_MAX, ConfigError, InvalidConfig, SharedSections, known_containers,
+                                 name_errors, name_problem, shared_sections)
 
 if TYPE_CHECKING:
     from launcher.schema import Config
@@ -88,6 +94,9 @@ class PointComposer:
         self.shared: set = set()  # plain overrides applied to the compositions (`share`)
         # Each composition typed (OmegaConf.to_object), made on first use; None: it does not convert alone.
         self.typed_compositions: Dict[Tuple[str, ...], Optional[Config]] = {}
+        # The compositions' resolved top-level sections, which the points' plain copies share where they do not
+        # change them: the checks of a section alone check each once (launcher.validation.by_section).
+        self.sections = SharedSections()
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         """A point's config, kept for `known` and `typed`."""
@@ -128,6 +137,7 @@ class PointComposer:
             self.compositions[composition] = Composition(pickle.dumps(composed, protocol=pickle.HIGHEST_PROTOCOL),
                                                          OmegaConf.to_container(composed, resolve=True), unresolved,
                                                          list(_interpolated(unresolved)))
+            self.sections.add(self.compositions[composition].resolved.values())
         cfg = pickle.loads(self.compositions[composition].pickled)
         for override in plain:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
@@ -199,10 +209,13 @@ def _overlap(key: str, other: str) -> bool:
 def _with_values(copy: Any, cfg: DictConfig, places: Sequence[Place], typed: bool, resolve: bool = True) -> Any:
     """`copy` (a plain copy of `cfg`'s composition, or its typed copy: the schema's dataclasses, their dict and
     list fields plain) with the value of `cfg` at each of `places`, converted alike; what leads to them is copied,
-    the rest shared (read, never changed). None where a place is not there in both."""
+    the rest shared (read, never changed). A place whose value is already there (an interpolation that resolves
+    as in the composition) is left shared. None where a place is not there in both."""
     try:
         for place in places:
-            copy = _replaced(copy, place, _value_at(cfg, place, typed, resolve))
+            value = _value_at(cfg, place, typed, resolve)
+            if not _same_at(copy, place, value):
+                copy = _replaced(copy, place, value)
     except (KeyError, IndexError, TypeError, AttributeError, OmegaConfBaseException):
         return None
     return copy
@@ -225,6 +238,27 @@ def _value_at(cfg: DictConfig, place: Place, typed: bool, resolve: bool) -> Any:
     if isinstance(node, Container):
         return OmegaConf.to_object(node) if typed else OmegaConf.to_container(node, resolve=resolve)
     return node if resolve else node._value()
+
+
+def _same_at(copy: Any, place: Place, value: Any) -> bool:
+    """Whether a plain or typed copy holds `value` at `place` already: equal, and of the same types all the way
+    down (1, 1.0 and True are equal, a copy keeps each as it is); a dataclass is never taken for the same."""
+    try:
+        for part in place:
+            copy = getattr(copy, part) if is_dataclass(copy) else copy[part]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return False
+    return _same(copy, value)
+
+
+def _same(value: Any, other: Any) -> bool:
+    if type(value) is not type(other) or is_dataclass(value):
+        return False
+    if isinstance(value, dict):
+        return list(value) == list(other) and all(_same(v, other[k]) for k, v in value.items())
+    if isinstance(value, list):
+        return len(value) == len(other) and all(_same(v, o) for v, o in zip(value, other))
+    return value == other
 
 
 def _replaced(copy: Any, place: Place, value: Any) -> Any:
@@ -260,6 +294,21 @@ def point_name(base: str, varying: Sequence[str], taken: Collection[str] = ()) -
     return name
 
 
+@contextmanager
+def interpolations_parsed_once() -> Iterator[None]:
+    """Within it, OmegaConf parses each interpolation's text once: it parses the text with its ANTLR grammar at
+    every resolution (omegaconf 2.3: omegaconf.base's `parse`, about 1 ms a text, three texts a point), and a
+    sweep's points hold the same few texts. The resolution only reads a parse tree (GrammarVisitor), whose
+    tokens keep their own text."""
+    parse = omegaconf.base.parse
+    omegaconf.base.parse = functools.lru_cache(maxsize=None)(parse)
+    try:
+        yield
+    finally:
+        omegaconf.base.parse = parse
+
+
+@interpolations_parsed_once()
 def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequence[str]],
                  initial_job_idx: int) -> List[JobReturn]:
     """Compose, check and plan every point, and the experiment's baselines, then preview or submit the one plan.
@@ -283,7 +332,8 @@ def launch_sweep(master: DictConfig, config_loader, job_overrides: Sequence[Sequ
 
     def check(name: str, variant: DictConfig, overrides: List[str], point: Optional[Point]) -> None:
         known = composer.plain(point, changed=[NAME_KEY]) if point else None
-        with known_containers({id(variant): (variant, known)} if known is not None else {}):
+        with known_containers({id(variant): (variant, known)} if known is not None else {}), \
+                shared_sections(composer.sections):
             passed = checks.add(name, variant, overrides)
         typed[name] = None if not passed else (
             (composer.typed_copy(point, changed=[NAME_KEY]) if point else None) or typed_config(variant))

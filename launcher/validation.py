@@ -15,7 +15,7 @@ import shutil
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -157,6 +157,11 @@ def _secret_errors(cfg: DictConfig, container: dict) -> List[ConfigError]:
                 errors.append(ConfigError(f"cluster.{field}[{i}]", "<redacted>" if "=" in str(entry) else entry,
                                           "environment variables pass by name only; the value is read from your "
                                           "shell when jobs start", "a variable name such as HF_TOKEN"))
+    return errors + by_section(_secret_value_errors, container)
+
+
+def _secret_value_errors(container: dict) -> List[ConfigError]:
+    errors = []
     for key, value in _walk(container):
         # cluster.env and serving.sandbox.env: variables, checked by _env_errors and _sandbox_errors; the
         # variable lists just above
@@ -504,6 +509,49 @@ def known_containers(pairs: Dict[int, Tuple[DictConfig, dict]]) -> Iterator[None
         KNOWN_CONTAINERS.reset(token)
 
 
+class SharedSections:
+    """Top-level sections (plain, resolved) that configs being validated share by identity: a sweep's points share
+    their composition's unchanged sections (launcher.sweep). The checks that read a section alone (by_section)
+    check each of them once, not once per point."""
+
+    def __init__(self) -> None:
+        self.sections: Dict[int, Any] = {}  # {id: section}, each kept here, so that no other takes its id
+        self.errors: Dict[Tuple[str, str, int], List[ConfigError]] = {}  # {(check, key, id): its errors}
+
+    def add(self, sections: Iterable[Any]) -> None:
+        self.sections.update((id(section), section) for section in sections)
+
+
+SHARED_SECTIONS: ContextVar[Optional[SharedSections]] = ContextVar("shared_sections", default=None)
+
+
+@contextmanager
+def shared_sections(shared: SharedSections) -> Iterator[None]:
+    token = SHARED_SECTIONS.set(shared)
+    try:
+        yield
+    finally:
+        SHARED_SECTIONS.reset(token)
+
+
+def by_section(check: Callable[[dict], List[ConfigError]], container: dict) -> List[ConfigError]:
+    """check(container) for a check whose errors on each top-level section depend on that section alone: made
+    section by section, in order, a shared section's errors (SHARED_SECTIONS) those of its first check."""
+    shared = SHARED_SECTIONS.get()
+    if shared is None:
+        return check(container)
+    errors: List[ConfigError] = []
+    for key, section in container.items():
+        if shared.sections.get(id(section)) is not section:
+            errors += check({key: section})
+            continue
+        memo = (check.__qualname__, key, id(section))
+        if memo not in shared.errors:
+            shared.errors[memo] = check({key: section})
+        errors += shared.errors[memo]
+    return errors
+
+
 def plain_config(cfg: DictConfig) -> dict:
     """`cfg` as plain containers, every interpolation resolved: the known copy (known_containers), else converted."""
     config, container = KNOWN_CONTAINERS.get().get(id(cfg), (None, None))
@@ -516,7 +564,7 @@ def _key_errors(cfg: DictConfig) -> List[ConfigError]:
     from launcher.schema_check import config_errors
 
     container = plain_config(cfg)
-    return _one_per_key(_text_errors(container) + _secret_errors(cfg, container) + _env_errors(cfg.cluster)
+    return _one_per_key(by_section(_text_errors, container) + _secret_errors(cfg, container) + _env_errors(cfg.cluster)
                         + _time_limit_errors(cfg.cluster) + config_errors(cfg))
 
 

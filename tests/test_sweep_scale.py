@@ -1,6 +1,7 @@
 """What lets a sweep plan thousands of points (launcher.sweep): each point checked as it is composed and kept only
 as its typed copy and its saved config, both sharing what the point does not change with its composition; the
 saved configs written section by section; the checks of many configurations one at a time."""
+import omegaconf.base
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
@@ -9,7 +10,7 @@ from omegaconf import OmegaConf
 
 from launcher.launch import VariantChecks, save_config, write_config
 from launcher.schema import CONF_DIR, register_configs
-from launcher.sweep import NAME_KEY, PointComposer
+from launcher.sweep import NAME_KEY, PointComposer, interpolations_parsed_once
 from launcher.validation import InvalidConfig
 
 POINTS = (["+experiment=fp8_redrafter", "drafter.num_layers=4", "serving.port=7000", "benchmark.concurrency=[1,3]"],
@@ -43,6 +44,9 @@ def test_a_points_copies_are_its_config_converted_whole_and_share_the_rest(compo
     composition = composer.compositions[points[0].composition]
     assert unresolved[0]["quantization"] is composition.unresolved["quantization"] is unresolved[2]["quantization"]
     assert unresolved[0]["drafter"] is not composition.unresolved["drafter"]
+    # An interpolation that resolves as in the composition (cluster.storage_root) leaves its section shared.
+    assert composer.plain(points[0], [NAME_KEY])["cluster"] is composition.resolved["cluster"]
+    assert composer.plain(points[2], [NAME_KEY])["drafter"]["tensor_parallel"] == 2
     assert composition.unresolved["drafter"]["num_layers"] != 4 and composition.unresolved["launcher"][
         "experiment_name"] != "renamed"
     typed = composer.typed_copy(points[0], [NAME_KEY])
@@ -62,6 +66,23 @@ def test_a_point_resolved_where_it_interpolates_is_its_config_resolved_whole(com
         composer.resolve(point, changed)
         assert OmegaConf.to_container(point.cfg, resolve=False) == OmegaConf.to_container(whole, resolve=False)
         assert "${" not in str(OmegaConf.to_container(point.cfg, resolve=False))
+
+
+def test_interpolations_parsed_once_resolve_as_parsed_each_time(composer):
+    original = omegaconf.base.parse
+    points = [[*overrides, "model.tensor_parallel=4"] for overrides in POINTS]
+    wholes = []
+    for overrides in points:
+        wholes.append(composer.compose_point(overrides).cfg)
+        OmegaConf.resolve(wholes[-1])
+    with interpolations_parsed_once():
+        assert omegaconf.base.parse is not original
+        for overrides, whole in zip(points, wholes):
+            cfg = composer.compose_point(overrides).cfg
+            OmegaConf.resolve(cfg)
+            assert OmegaConf.to_container(cfg) == OmegaConf.to_container(whole)
+        assert omegaconf.base.parse.cache_info().hits >= 2 * len(points)  # three texts a point, parsed once each
+    assert omegaconf.base.parse is original
 
 
 def test_a_config_saved_section_by_section_is_the_config_saved_whole(composer, tmp_path):
