@@ -88,7 +88,8 @@ def test_placeholders_are_filled_in_from_the_fixed_list():
     ("${HF_TOKEN}", r"\$\{HF_TOKEN\} in the command word '\$\{HF_TOKEN\}' is no placeholder the job fills in "
                     r"\(allowed: \$\{LAUNCHER_SERVER_PORT\}, \$\{LAUNCHER_SANDBOX_PORT\}, "
                     r"\$\{LAUNCHER_SANDBOX_PORT_FILE\}, \$\{LAUNCHER_TRITON_GRPC_PORT\}, "
-                    r"\$\{LAUNCHER_TRITON_METRICS_PORT\}\)"),
+                    r"\$\{LAUNCHER_TRITON_METRICS_PORT\}, \$\{LAUNCHER_NODE_RANK\}, \$\{LAUNCHER_SERVER_HEAD\}, "
+                    r"\$\{LAUNCHER_SERVER_DIST_PORT\}\)"),
     ("--port=${LAUNCHER_SANDBOX_PORT}", r"\$\{LAUNCHER_SANDBOX_PORT\} in the command word "
                                         r"'--port=\$\{LAUNCHER_SANDBOX_PORT\}' has no value in this stage "
                                         r"\(known here: LAUNCHER_SERVER_PORT\)"),
