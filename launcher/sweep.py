@@ -90,19 +90,12 @@ class PointComposer:
         self.parser = OverridesParser.create()
         self.parsed: Dict[str, Override] = {}  # {override: as Hydra parses it}: points share most of theirs
         self.compositions: Dict[Tuple[str, ...], Composition] = {}
-        self.points: List[Point] = []  # those `compose` composed
         self.shared: set = set()  # plain overrides applied to the compositions (`share`)
         # Each composition typed (OmegaConf.to_object), made on first use; None: it does not convert alone.
         self.typed_compositions: Dict[Tuple[str, ...], Optional[Config]] = {}
         # The compositions' resolved top-level sections, which the points' plain copies share where they do not
         # change them: the checks of a section alone check each once (launcher.validation.by_section).
         self.sections = SharedSections()
-
-    def compose(self, overrides: Sequence[str]) -> DictConfig:
-        """A point's config, kept for `known` and `typed`."""
-        point = self.compose_point(overrides)
-        self.points.append(point)
-        return point.cfg
 
     def share(self, points: Sequence[Sequence[str]]) -> None:
         """Apply the plain overrides that every one of `points` has to the compositions, once, rather than to each
@@ -121,7 +114,7 @@ class PointComposer:
         return None if o.key_or_group in STRUCTURAL_KEYS or o.is_add() or o.is_delete() or o.is_force_add() else o
 
     def compose_point(self, overrides: Sequence[str]) -> Point:
-        """A point's config, not kept here."""
+        """A point's config, with what its copies need (`plain`, `typed_copy`, `resolve`); not kept here."""
         plain = [o for o in map(self._plain, overrides) if o is not None and o.input_line not in self.shared]
         own = {o.input_line for o in plain}
         composition = tuple(line for line in overrides if line not in own)
@@ -142,17 +135,6 @@ class PointComposer:
         for override in plain:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
         return Point(cfg, composition, [o.key_or_group for o in plain])
-
-    def known(self, changed: Sequence[str] = ()) -> Dict[int, Tuple[DictConfig, dict]]:
-        """{id(config): (config, its plain resolved copy)} of every point composed, for
-        launcher.validation.known_containers; `changed`: keys set on every point after it was composed."""
-        copies = ((point.cfg, self.plain(point, changed)) for point in self.points)
-        return {id(cfg): (cfg, copy) for cfg, copy in copies if copy is not None}
-
-    def typed(self, changed: Sequence[str] = ()) -> Dict[int, Config]:
-        """{id(config): its typed copy (`typed_copy`)} of every point composed, those that have one."""
-        copies = ((point.cfg, self.typed_copy(point, changed)) for point in self.points)
-        return {id(cfg): copy for cfg, copy in copies if copy is not None}
 
     def plain(self, point: Point, changed: Sequence[str] = (), resolve: bool = True) -> Optional[dict]:
         """The point's config as plain containers (OmegaConf.to_container), resolved or not, or None where a

@@ -140,17 +140,18 @@ def test_cheap_composition_equals_hydras(tmp_path):
                   ["+experiment=fp8_redrafter", "quantization=fp8_kv", "drafter.learning_rate=0.002"],
                   # drafter.tensor_parallel interpolates it
                   ["+experiment=fp8_redrafter", "model.tensor_parallel=2", "serving.port=7001"])
-        cheap = [composer.compose(overrides) for overrides in points]
+        composed = [composer.compose_point(overrides) for overrides in points]
+        cheap = [point.cfg for point in composed]
         for overrides, point in zip(points, cheap):
             full = compose("config", overrides=overrides)
             assert OmegaConf.to_container(point, resolve=True) == OmegaConf.to_container(full, resolve=True)
         assert len(composer.compositions) == 2
         # The plain copies the per-key checks read (launcher.validation.known_containers) are the points' own.
-        known = composer.known()
-        assert [known[id(point)][1] for point in cheap] == [OmegaConf.to_container(p, resolve=True) for p in cheap]
-        assert known[id(cheap[2])][1]["drafter"]["tensor_parallel"] == 2
+        known = [composer.plain(point) for point in composed]
+        assert known == [OmegaConf.to_container(p, resolve=True) for p in cheap]
+        assert known[2]["drafter"]["tensor_parallel"] == 2
         with pytest.raises(Exception, match="num_layers"):
-            composer.compose(["+experiment=fp8_redrafter", "drafter.num_layers=many"])
+            composer.compose_point(["+experiment=fp8_redrafter", "drafter.num_layers=many"])
 
 
 def test_a_campaign_swept_plans_every_variant_of_every_point_once(tmp_path):

@@ -31,14 +31,15 @@ def test_a_points_typed_copy_is_its_config_converted_whole():
                    "launcher.dry_run=true"],
                   # drafter.tensor_parallel interpolates it
                   ["+experiment=fp8_redrafter", "model.tensor_parallel=2", "launcher.dry_run=true"])
-        cheap = [composer.compose(overrides) for overrides in points]
-        typed = composer.typed()
-        assert [typed[id(point)] for point in cheap] == [OmegaConf.to_object(point) for point in cheap]
-        assert all(isinstance(typed[id(point)], Config) for point in cheap)
-        assert typed[id(cheap[2])].drafter.tensor_parallel == 2
-        assert typed[id(cheap[0])].benchmark.concurrency == [1, 3]
+        composed = [composer.compose_point(overrides) for overrides in points]
+        cheap = [point.cfg for point in composed]
+        typed = [composer.typed_copy(point) for point in composed]
+        assert typed == [OmegaConf.to_object(point) for point in cheap]
+        assert all(isinstance(copy, Config) for copy in typed)
+        assert typed[2].drafter.tensor_parallel == 2
+        assert typed[0].benchmark.concurrency == [1, 3]
         # The plan of a typed config is the plan of its DictConfig: every fingerprint, path, command and value.
         dict_plan = build_plan("typed", {"a": cheap[1], "b": cheap[2]})
-        typed_plan = build_plan("typed", {"a": typed[id(cheap[1])], "b": typed[id(cheap[2])]})
+        typed_plan = build_plan("typed", {"a": typed[1], "b": typed[2]})
         assert _stage_lines(typed_plan) == _stage_lines(dict_plan)
         assert all(is_dataclass(stage.cfg) for stage in dict_plan.stages.values())
