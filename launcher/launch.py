@@ -47,29 +47,17 @@ class VariantChecks:
         # error of each key, and the keys some configuration uses.
         self.unused: Dict[str, ConfigError] = {}
         self.used: set = set()
-        self.applied_keys: Dict[str, Optional[str]] = {}  # {override: the key it applies, None}: points share most
-
-    def applied_key(self, override: str) -> Optional[str]:
-        """The key of ours that `override` sets, as unused_override_errors counts it: neither a deletion nor the
-        clearing of a key (nor a group choice, nor Hydra's own)."""
-        from launcher.schema_check import _parsed
-
-        if override not in self.applied_keys:
-            self.applied_keys[override] = next(
-                (key for parsed, key, _ in _parsed([override]) if not parsed.is_delete()
-                 and (parsed.is_sweep_override() or parsed.value() not in (None, "", [], {}))), None)
-        return self.applied_keys[override]
 
     def add(self, name: str, variant: DictConfig, overrides: Sequence[str] = ()) -> bool:
         """Validate one configuration (the environment too, unless this is a dry run); `overrides`: the
         command-line overrides it was composed with. Whether it passed its own checks."""
-        from launcher.schema_check import unused_override_errors
+        from launcher.schema_check import applied_settings, unused_override_errors
 
         self.count += 1
         unused = {e.key: e for e in unused_override_errors({name: variant}, {name: overrides})}
         for key, error in unused.items():
             self.unused.setdefault(key, error)
-        self.used.update(key for key in map(self.applied_key, overrides) if key and key not in unused)
+        self.used.update(key for key, _ in applied_settings(overrides) if key not in unused)
         try:
             validate(variant, submitting=not variant.launcher.dry_run)
         except InvalidConfig as invalid:

@@ -256,17 +256,22 @@ def _word(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def applied_settings(overrides: Sequence[str]) -> Iterator[Tuple[str, str]]:
+    """(key, value as written) of each override that sets a key of ours to something: removing or clearing an
+    unused key (`cluster.mounts=[]` where there are no containers) expects nothing of it, no mistake."""
+    for override, key, value in _parsed(overrides):
+        if not (override.is_delete() or (not override.is_sweep_override()
+                                         and override.value() in (None, "", [], {}))):
+            yield key, value
+
+
 def unused_override_errors(variants: Dict[str, DictConfig], applied: Dict[str, Sequence[str]]) -> List[ConfigError]:
     """Overrides of keys that no variant they were applied to uses (`applied`: variant -> its overrides): a
     campaign's or a sweep's override counts when one of its configurations uses it."""
     unused: Dict[str, Tuple[str, Any, Tuple[str, Any, UsedWhen]]] = {}
     used = set()
     for name, cfg in variants.items():
-        for override, key, value in _parsed(applied.get(name, ())):
-            # Removing or clearing an unused key (`cluster.mounts=[]` where there are no containers) expects
-            # nothing of it: no mistake.
-            if override.is_delete() or (not override.is_sweep_override() and override.value() in (None, "", [], {})):
-                continue
+        for key, value in applied_settings(applied.get(name, ())):
             gate = _gate(cfg, key)
             if gate is None:
                 used.add(key)
