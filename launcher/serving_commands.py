@@ -225,13 +225,10 @@ def server_step_srun(cfg: DictConfig) -> List[str]:
     a node; vLLM, SGLang: one task per node, no MPI (they meet over TCP at the head: node_args). A task that
     fails ends the step (--kill-on-bad-exit): the others would wait for it until the job's time limit, and the
     job sees the step end at once."""
-    n = nodes(cfg)
-    if stack(cfg) == "trtllm_pytorch":
-        ranks = cfg.model.tensor_parallel * cfg.model.pipeline_parallel
-        return ["srun", "--overlap", "--mpi=pmix", "--kill-on-bad-exit=1", f"--nodes={n}", f"--ntasks={ranks}",
-                f"--ntasks-per-node={tasks_per_node(cfg)}"]
-    return ["srun", "--overlap", "--kill-on-bad-exit=1", f"--nodes={n}", f"--ntasks={n}",
-            f"--ntasks-per-node={tasks_per_node(cfg)}"]
+    n, mpi = nodes(cfg), stack(cfg) == "trtllm_pytorch"
+    tasks = cfg.model.tensor_parallel * cfg.model.pipeline_parallel if mpi else n
+    return ["srun", "--overlap", *(["--mpi=pmix"] if mpi else []), "--kill-on-bad-exit=1", f"--nodes={n}",
+            f"--ntasks={tasks}", f"--ntasks-per-node={tasks_per_node(cfg)}"]
 
 
 def node_args(cfg: DictConfig) -> Dict[str, List[str]]:
