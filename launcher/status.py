@@ -196,13 +196,9 @@ def multi_node_lines(state: ExperimentState, states: Dict[str, Tuple[str, str]])
                if record.job_id and states[name][0] == "RUNNING"}
     if state.executor != "slurm" or not running:
         return {}
-    text = slurm._run(["squeue", "-h", "-j", ",".join(running), "-o", "%i|%D|%N"]) or ""
-    spans = {}
-    for line in text.splitlines():
-        job_id, count, nodelist = (line.split("|") + ["", ""])[:3]
-        if job_id in running and count.isdigit() and int(count) > 1:
-            spans[running[job_id]] = f"{count} nodes: {nodelist}"
-    return spans
+    return {running[job_id]: f"{count} nodes: {nodelist}"
+            for job_id, (count, nodelist) in slurm.job_nodes(list(running)).items()
+            if job_id in running and count > 1}
 
 
 STATUS_COLUMNS = ("stage", "job", "state", "elapsed", "artifact")

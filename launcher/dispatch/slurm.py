@@ -99,6 +99,17 @@ def job_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
     return {j: states[j] for j in job_ids if j in states}
 
 
+def job_nodes(job_ids: List[str]) -> Dict[str, Tuple[int, str]]:
+    """{job id: (nodes, NodeList)} of these jobs while squeue knows them (%D, %N); absent where it does not."""
+    text = _run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%D|%N"]) if job_ids else None
+    nodes = {}
+    for line in (text or "").splitlines():
+        job_id, count, nodelist = (line.split("|") + ["", ""])[:3]
+        if count.isdigit():
+            nodes[job_id] = (int(count), nodelist)
+    return nodes
+
+
 def cancel(job_ids: List[str]) -> str:
     """scancel these jobs; what it said on stderr (a job that ended in between: "already completing"), if anything."""
     if not job_ids:
