@@ -145,7 +145,13 @@ def _drafter_gpus(cfg: DictConfig) -> int:
 def train_drafter_time_limit_min(cfg: DictConfig, gpus: Optional[int] = None) -> int:
     """Its time limit on its GPUs, or on `gpus` (what another choice would give: launcher.preview)."""
     d = cfg.drafter
-    work = TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * d.dataset_nrows * d.num_train_epochs / (gpus or _drafter_gpus(cfg))
+    return _training_time_limit_min(d.dataset_nrows, d.num_train_epochs, gpus or _drafter_gpus(cfg))
+
+
+def _training_time_limit_min(rows: int, epochs: int, gpus: int) -> int:
+    """A drafter's training over `rows` x `epochs` samples split over `gpus` data-parallel processes, at
+    train_drafter's rate, with its margin and floor."""
+    work = TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * rows * epochs / gpus
     return max(TRAIN_DRAFTER_MIN_LIMIT_MIN, math.ceil(work * TRAIN_DRAFTER_MARGIN))
 
 
@@ -158,9 +164,7 @@ def train_eagle3_time_limit_min(cfg: DictConfig, gpus: Optional[int] = None) -> 
     """Its time limit: train_drafter's rate, which also trains a small head beside a frozen base model that runs
     forward on every sample (online, data parallel), over eagle3_dataset_nrows x epochs; the export adds little."""
     d = cfg.drafter
-    work = (TRAIN_DRAFTER_GPU_MIN_PER_ROW_EPOCH * d.eagle3_dataset_nrows * d.eagle3_num_train_epochs
-            / (gpus or d.eagle3_num_gpus))
-    return max(TRAIN_DRAFTER_MIN_LIMIT_MIN, math.ceil(work * TRAIN_DRAFTER_MARGIN))
+    return _training_time_limit_min(d.eagle3_dataset_nrows, d.eagle3_num_train_epochs, gpus or _eagle3_gpus(cfg))
 
 
 def _trtllm(cfg: DictConfig) -> Tuple[str, ...]:
