@@ -37,6 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from jobs import jsonl
 from jobs.calibration_data import PROMPTS, user_turn
 
 AIPERF_VERSION = "0.13.0"
@@ -147,20 +148,6 @@ class PointRecord:
 
 
 # ---- prompt sets --------------------------------------------------------------------------------------------
-def read_jsonl(path: str) -> List[Dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
-    if not rows:
-        raise ValueError(f"{path}: no prompts")
-    return rows
-
-
 def user_messages(rows: Sequence[Mapping[str, Any]], source: str, prompt: str = "generic/math") -> List[str]:
     """The user turn of each row: an AIMO problem (``problem``) in the NeMo-Skills prompt, or a chat prompt
     (``prompt``) as it is."""
@@ -229,15 +216,17 @@ class SpecDecodeCounts:
     accepted_tokens: Optional[float] = None
     generated_tokens: Optional[float] = None  # SGLang: its acceptance length is generated tokens per verify call
 
+    COUNTS = ("drafts", "draft_tokens", "accepted_tokens", "generated_tokens")
+
     def add(self, other: "SpecDecodeCounts") -> None:
-        for name in ("drafts", "draft_tokens", "accepted_tokens", "generated_tokens"):
+        for name in self.COUNTS:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine + theirs)
 
     def minus(self, before: "SpecDecodeCounts") -> "SpecDecodeCounts":
         out = dataclasses.replace(self)
-        for name in ("drafts", "draft_tokens", "accepted_tokens", "generated_tokens"):
+        for name in self.COUNTS:
             mine, earlier = getattr(self, name), getattr(before, name)
             setattr(out, name, None if mine is None else mine - (earlier or 0.0))
         return out
@@ -696,7 +685,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from transformers import AutoTokenizer  # heavy import: only when a chat template must be applied here
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    prompt_file = write_prompt_file(user_messages(read_jsonl(path), source, args.prompt),
+    prompt_file = write_prompt_file(user_messages(jsonl.read_rows(path, "prompts"), source, args.prompt),
                                     os.path.join(args.out, "prompts.jsonl"), args.endpoint_type, tokenizer,
                                     args.output_tokens)
     cfg = sweep_config(args, prompt_file, args.model or served_model(args.url))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import jsonl
 from jobs import load_sweep as ls
 from tests.standins.servers.openai_server import OpenAIStandinServer
 
@@ -32,7 +33,7 @@ def sweep_config(srv, prompt_file, **kw):
 
 
 def test_sweep_records_what_the_server_did(tmp_path, tok):
-    messages = ls.user_messages(ls.read_jsonl(AIME), "aimo")
+    messages = ls.user_messages(jsonl.read_rows(AIME, "prompts"), "aimo")
     prompt_file = ls.write_prompt_file(messages, str(tmp_path / "prompts.jsonl"), "completions", tok, output_tokens=16)
     prompt = json.loads(Path(prompt_file).read_text())["text"]
     assert prompt == tok.apply_chat_template([{"role": "user", "content": messages[0]}], tokenize=False,
@@ -231,7 +232,7 @@ def test_the_chat_set_is_a_prompt_set_the_launcher_accepts():
     client = bench.commands["client"]
     assert client[client.index("--chat-prompts") + 1].endswith(".jsonl") and "--problems" not in client
     assert client[client.index("--endpoint-type") + 1] == "chat" and "--prompt" not in client
-    assert len(ls.user_messages(ls.read_jsonl(chat), "chat")) == 16
+    assert len(ls.user_messages(jsonl.read_rows(chat, "prompts"), "chat")) == 16
 
 
 # ---- speculative-decoding acceptance, from the server's own metrics ---------------------------------------------
